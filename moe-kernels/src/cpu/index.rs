@@ -1,0 +1,1 @@
+//! index kernels (filled in by the foundation work).

@@ -1,0 +1,11 @@
+//! CPU kernels: one file per kernel family, each generic over [`crate::Real`].
+
+pub mod attention;
+pub mod cross_entropy;
+pub mod elementwise;
+pub mod gemm;
+pub mod index;
+pub mod reduce;
+pub mod rms_norm;
+pub mod rope;
+pub mod softmax;

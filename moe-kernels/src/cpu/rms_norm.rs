@@ -1,0 +1,1 @@
+//! rms_norm kernels (filled in by the foundation work).

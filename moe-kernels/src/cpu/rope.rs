@@ -1,0 +1,1 @@
+//! rope kernels (filled in by the foundation work).

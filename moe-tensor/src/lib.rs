@@ -1,0 +1,1 @@
+//! moe-tensor: tensors, views and reverse-mode autograd (being built).
