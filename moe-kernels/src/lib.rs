@@ -8,6 +8,8 @@
 //! width, H heads, E experts, K top-k, V vocabulary, N rows.
 
 pub mod cpu;
+pub mod error;
 mod real;
 
+pub use error::KernelError;
 pub use real::Real;

@@ -1,1 +1,0 @@
-//! index kernels (filled in by the foundation work).
