@@ -1,5 +1,5 @@
 //! Indexing and data-movement kernels: index_select / index_add, embedding,
-//! gather / scatter_add, cumsum, topk and argmax.
+//! gather / scatter_add, concat, cumsum, topk and argmax.
 //!
 //! Every buffer is contiguous and row-major. An operation "along a dimension"
 //! views its buffer as `[outer, dim, inner]` ([`Dims3`]): `outer` is the product
@@ -16,11 +16,13 @@
 //! only over disjoint output rows, so results are bit-identical from run to run
 //! and for any number of threads.
 
+mod concat;
 mod cumsum;
 mod gather;
 mod select;
 mod topk;
 
+pub use concat::concat;
 pub use cumsum::{cumsum, cumsum_reverse};
 pub use gather::{gather, scatter_add};
 pub use select::{embedding, embedding_backward, index_add, index_select};
