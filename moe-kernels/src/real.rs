@@ -6,15 +6,7 @@ use std::iter::Sum;
 /// A float type the kernels are generic over: `f32` for training, `f64` for
 /// gradient checks against finite differences.
 pub trait Real:
-    num_traits::Float
-    + num_traits::FromPrimitive
-    + num_traits::NumAssign
-    + Sum
-    + Default
-    + Debug
-    + Send
-    + Sync
-    + 'static
+    num_traits::Float + num_traits::FromPrimitive + num_traits::NumAssign + Sum + Default + Debug + Send + Sync + 'static
 {
     /// Short name used in error messages and benchmark labels.
     const NAME: &'static str;

@@ -1,1 +1,173 @@
-//! elementwise kernels (filled in by the foundation work).
+//! Elementwise maps over strided inputs, written into fresh contiguous outputs.
+//!
+//! Contiguous inputs take a flat (parallel) fast path; strided ones walk rows
+//! (all dims but the last) and stride along the last dim, so a broadcast row
+//! vector or a transposed matrix costs one offset computation per row.
+
+use super::strided::Strided;
+use rayon::prelude::*;
+
+/// Below this many elements threads cost more than they save.
+pub const PAR_THRESHOLD: usize = 1 << 15;
+const CHUNK: usize = 1 << 13;
+
+/// `out[i] = f(x[i])` for every logical element of `x`.
+pub fn unary<T, U, F>(x: &[T], xs: Strided<'_>, f: F) -> Vec<U>
+where
+    T: Copy + Send + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(T) -> U + Sync + Send,
+{
+    let n = xs.len();
+    let mut out = vec![U::default(); n];
+    if n == 0 {
+        return out;
+    }
+    if xs.is_contiguous() {
+        let src = &x[xs.offset..xs.offset + n];
+        if n >= PAR_THRESHOLD {
+            out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| {
+                o.iter_mut().zip(s).for_each(|(o, &v)| *o = f(v));
+            });
+        } else {
+            out.iter_mut().zip(src).for_each(|(o, &v)| *o = f(v));
+        }
+        return out;
+    }
+    let (len, st) = xs.last();
+    let rows = xs.row_offsets();
+    let body = |(o, &r): (&mut [U], &usize)| {
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = f(x[r + j * st]);
+        }
+    };
+    if n >= PAR_THRESHOLD {
+        out.par_chunks_mut(len).zip(rows.par_iter()).for_each(body);
+    } else {
+        out.chunks_mut(len).zip(rows.iter()).for_each(body);
+    }
+    out
+}
+
+/// `out[i] = f(a[i], b[i])`; `a` and `b` must already be broadcast to the same dims.
+pub fn binary<A, B, U, F>(a: &[A], as_: Strided<'_>, b: &[B], bs: Strided<'_>, f: F) -> Vec<U>
+where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(A, B) -> U + Sync + Send,
+{
+    debug_assert_eq!(as_.dims, bs.dims);
+    let n = as_.len();
+    let mut out = vec![U::default(); n];
+    if n == 0 {
+        return out;
+    }
+    if as_.is_contiguous() && bs.is_contiguous() {
+        let (sa, sb) = (&a[as_.offset..as_.offset + n], &b[bs.offset..bs.offset + n]);
+        let body = |((o, x), y): ((&mut [U], &[A]), &[B])| {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = f(x, y);
+            }
+        };
+        if n >= PAR_THRESHOLD {
+            out.par_chunks_mut(CHUNK)
+                .zip(sa.par_chunks(CHUNK))
+                .zip(sb.par_chunks(CHUNK))
+                .for_each(body);
+        } else {
+            body(((&mut out[..], sa), sb));
+        }
+        return out;
+    }
+    let ((len, sta), (_, stb)) = (as_.last(), bs.last());
+    let (ra, rb) = (as_.row_offsets(), bs.row_offsets());
+    let body = |((o, &oa), &ob): ((&mut [U], &usize), &usize)| {
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = f(a[oa + j * sta], b[ob + j * stb]);
+        }
+    };
+    if n >= PAR_THRESHOLD {
+        out.par_chunks_mut(len)
+            .zip(ra.par_iter())
+            .zip(rb.par_iter())
+            .for_each(body);
+    } else {
+        out.chunks_mut(len).zip(ra.iter()).zip(rb.iter()).for_each(body);
+    }
+    out
+}
+
+/// `out[i] = f(a[i], b[i], c[i])` on contiguous, equally long slices.
+pub fn ternary_contiguous<A, B, C, U, F>(a: &[A], b: &[B], c: &[C], f: F) -> Vec<U>
+where
+    A: Copy + Send + Sync,
+    B: Copy + Send + Sync,
+    C: Copy + Send + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(A, B, C) -> U + Sync + Send,
+{
+    assert!(
+        a.len() == b.len() && b.len() == c.len(),
+        "ternary_contiguous: length mismatch"
+    );
+    let n = a.len();
+    let mut out = vec![U::default(); n];
+    // Each chunk knows its start index, so one closure serves serial and parallel runs.
+    let body = |(ci, o): (usize, &mut [U])| {
+        let start = ci * CHUNK;
+        for (j, o) in o.iter_mut().enumerate() {
+            let i = start + j;
+            *o = f(a[i], b[i], c[i]);
+        }
+    };
+    if n >= PAR_THRESHOLD {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(CHUNK).enumerate().for_each(body);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_broadcasts_a_row_over_a_transposed_matrix() {
+        // a: [[0,1,2],[3,4,5]] seen transposed as 3×2; b: a row [10, 20] broadcast.
+        let a: Vec<f64> = (0..6).map(|v| v as f64).collect();
+        let b = vec![10.0, 20.0];
+        let out = binary(
+            &a,
+            Strided {
+                dims: &[3, 2],
+                strides: &[1, 3],
+                offset: 0,
+            },
+            &b,
+            Strided {
+                dims: &[3, 2],
+                strides: &[0, 1],
+                offset: 0,
+            },
+            |x, y| x + y,
+        );
+        assert_eq!(out, vec![10.0, 23.0, 11.0, 24.0, 12.0, 25.0]);
+    }
+
+    #[test]
+    fn large_contiguous_unary_matches_serial() {
+        let x: Vec<f32> = (0..100_000).map(|v| v as f32).collect();
+        let out = unary(
+            &x,
+            Strided {
+                dims: &[100_000],
+                strides: &[1],
+                offset: 0,
+            },
+            |v| v * 2.0,
+        );
+        assert!(out.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32));
+    }
+}

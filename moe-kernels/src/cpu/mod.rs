@@ -9,3 +9,4 @@ pub mod reduce;
 pub mod rms_norm;
 pub mod rope;
 pub mod softmax;
+pub mod strided;

@@ -1,0 +1,114 @@
+//! Copies that change memory layout or element type: `contiguous`, `to_dtype`.
+
+use crate::backprop::BackwardOp;
+use crate::dtype::WithDType;
+use crate::storage::{CpuStorage, Storage};
+use crate::{DType, Result, Tensor};
+use moe_kernels::cpu::elementwise;
+
+/// Copies the logical elements of `t` (any layout) into a fresh row-major buffer.
+pub(crate) fn contiguous_storage(t: &Tensor) -> Result<CpuStorage> {
+    let guard = t.read_storage();
+    let cpu = guard.cpu("contiguous")?;
+    fn copy<T: Copy + Send + Sync + Default>(v: &[T], t: &Tensor) -> Vec<T> {
+        elementwise::unary(v, t.strided(), |x| x)
+    }
+    Ok(match cpu {
+        CpuStorage::U8(v) => CpuStorage::U8(copy(v, t)),
+        CpuStorage::I64(v) => CpuStorage::I64(copy(v, t)),
+        CpuStorage::F16(v) => CpuStorage::F16(copy(v, t)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(copy(v, t)),
+        CpuStorage::F32(v) => CpuStorage::F32(copy(v, t)),
+        CpuStorage::F64(v) => CpuStorage::F64(copy(v, t)),
+    })
+}
+
+struct ContiguousBackward {
+    x: Tensor,
+}
+
+impl BackwardOp for ContiguousBackward {
+    fn name(&self) -> &'static str {
+        "contiguous"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.clone())])
+    }
+}
+
+struct ToDTypeBackward {
+    x: Tensor,
+}
+
+impl BackwardOp for ToDTypeBackward {
+    fn name(&self) -> &'static str {
+        "to_dtype"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.to_dtype(self.x.dtype())?)])
+    }
+}
+
+fn convert_all<T: WithDType>(v: &[T], t: &Tensor, dtype: DType) -> CpuStorage {
+    fn map<T: WithDType, U: WithDType + Default>(v: &[T], t: &Tensor) -> Vec<U> {
+        elementwise::unary(v, t.strided(), |x: T| U::from_f64(x.to_f64()))
+    }
+    match dtype {
+        DType::U8 => CpuStorage::U8(map(v, t)),
+        DType::I64 => CpuStorage::I64(map(v, t)),
+        DType::F16 => CpuStorage::F16(map(v, t)),
+        DType::BF16 => CpuStorage::BF16(map(v, t)),
+        DType::F32 => CpuStorage::F32(map(v, t)),
+        DType::F64 => CpuStorage::F64(map(v, t)),
+    }
+}
+
+impl Tensor {
+    /// This tensor if already row-major, else a row-major copy (differentiable).
+    pub fn contiguous(&self) -> Result<Tensor> {
+        if self.is_contiguous() {
+            return Ok(self.clone());
+        }
+        let s = contiguous_storage(self)?;
+        Ok(Tensor::from_op(
+            Storage::Cpu(s),
+            self.shape().clone(),
+            ContiguousBackward { x: self.clone() },
+        ))
+    }
+
+    /// Converts the element type (through f64, so f32 → f64 → f32 is exact).
+    /// Differentiable between float types; rounds toward zero into integer types.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let s = {
+            let guard = self.read_storage();
+            match guard.cpu("to_dtype")? {
+                CpuStorage::U8(v) => convert_all(v, self, dtype),
+                CpuStorage::I64(v) => convert_all(v, self, dtype),
+                CpuStorage::F16(v) => convert_all(v, self, dtype),
+                CpuStorage::BF16(v) => convert_all(v, self, dtype),
+                CpuStorage::F32(v) => convert_all(v, self, dtype),
+                CpuStorage::F64(v) => convert_all(v, self, dtype),
+            }
+        };
+        let shape = self.shape().clone();
+        if dtype.is_float() && self.dtype().is_float() {
+            Ok(Tensor::from_op(
+                Storage::Cpu(s),
+                shape,
+                ToDTypeBackward { x: self.clone() },
+            ))
+        } else {
+            Ok(Tensor::from_cpu_no_grad(s, shape))
+        }
+    }
+}

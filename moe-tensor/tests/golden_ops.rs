@@ -1,0 +1,149 @@
+//! Forward and backward of moe-tensor's ops against PyTorch goldens.
+//!
+//! The files in `tests/goldens/` come from `tools/goldens/gen_ops.py` (see the README
+//! there): f32 inputs and an upstream gradient `gy`, with outputs and input gradients
+//! computed by torch in f64 from those same f32 values. Each test runs our op in f64
+//! (where only summation order may differ from torch) and in f32, then compares
+//! every element with `|ours − torch| ≤ atol + rtol·|torch|`, printing the largest
+//! differences (run with `--nocapture` to see them).
+
+use anyhow::{bail, Context, Result};
+use moe_tensor::safetensors::MmapedSafetensors;
+use moe_tensor::{DType, Device, Tensor};
+
+const CPU: Device = Device::Cpu;
+
+/// Tolerances per compute dtype.
+#[derive(Clone, Copy, Debug)]
+struct Tol {
+    atol: f64,
+    rtol: f64,
+}
+
+/// Our f64 result against torch's f64: only rounding and summation order differ.
+const TOL_F64: Tol = Tol { atol: 1e-12, rtol: 1e-10 };
+/// Our f32 result (f32 inputs, f32 arithmetic) against torch's f64.
+const TOL_F32: Tol = Tol { atol: 2e-5, rtol: 1e-4 };
+
+fn tol(dtype: DType) -> Tol {
+    if dtype == DType::F64 {
+        TOL_F64
+    } else {
+        TOL_F32
+    }
+}
+
+/// One golden file.
+struct Golden {
+    file: MmapedSafetensors,
+}
+
+impl Golden {
+    fn open(name: &str) -> Result<Golden> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens").join(format!("{name}.safetensors"));
+        Ok(Golden { file: MmapedSafetensors::open(&path)? })
+    }
+
+    /// A float input (stored as F32) converted to `dtype`.
+    fn input(&self, key: &str, dtype: DType) -> Result<Tensor> {
+        let t = self.file.load(key, &CPU).with_context(|| format!("golden input {key}"))?;
+        if t.dtype() != DType::F32 {
+            bail!("golden input {key} is {:?}, expected F32", t.dtype());
+        }
+        Ok(t.to_dtype(dtype)?)
+    }
+
+    /// An integer input (ids, targets, positions).
+    #[allow(dead_code)]
+    fn ids(&self, key: &str) -> Result<Tensor> {
+        Ok(self.file.load(key, &CPU)?)
+    }
+
+    /// A torch result, in f64.
+    fn reference(&self, key: &str) -> Result<Tensor> {
+        Ok(self.file.load(key, &CPU)?)
+    }
+
+    /// A numeric attribute from the file's metadata.
+    #[allow(dead_code)]
+    fn attr(&self, key: &str) -> Result<f64> {
+        let v = self.file.metadata().and_then(|m| m.get(key)).with_context(|| format!("metadata {key}"))?;
+        Ok(v.parse()?)
+    }
+
+    /// A boolean attribute (`True`/`False`, as Python writes them).
+    fn flag(&self, key: &str) -> Result<bool> {
+        let v = self.file.metadata().and_then(|m| m.get(key)).with_context(|| format!("metadata {key}"))?;
+        Ok(v == "True")
+    }
+}
+
+/// Compares `got` with the f64 reference `want`, printing the largest differences.
+fn check(label: &str, got: &Tensor, want: &Tensor, dtype: DType) -> Result<()> {
+    let Tol { atol, rtol } = tol(dtype);
+    if got.dims() != want.dims() {
+        bail!("{label}: shape {:?}, torch has {:?}", got.dims(), want.dims());
+    }
+    let (g, w) = (got.to_vec_f64()?, want.to_vec_f64()?);
+    let (mut max_abs, mut max_rel, mut worst) = (0.0f64, 0.0f64, 0.0f64);
+    for (a, b) in g.iter().zip(&w) {
+        let d = (a - b).abs();
+        max_abs = max_abs.max(d);
+        max_rel = max_rel.max(d / b.abs().max(f64::MIN_POSITIVE));
+        // NaN-safe: a NaN makes `worst` NaN and fails the check below.
+        worst = if d.is_nan() { f64::NAN } else { worst.max(d / (atol + rtol * b.abs())) };
+    }
+    let ok = worst <= 1.0;
+    println!(
+        "{} {label} [{dtype:?}]: max abs diff {max_abs:.3e}, max rel diff {max_rel:.3e} (atol {atol:e}, rtol {rtol:e})",
+        if ok { "OK" } else { "NOT OK" }
+    );
+    if !ok {
+        bail!("{label} [{dtype:?}]: differs from torch beyond tolerance (max abs diff {max_abs:e})");
+    }
+    Ok(())
+}
+
+/// Gradient of a parameter after backward, or an error naming it.
+fn grad(t: &Tensor, label: &str) -> Result<Tensor> {
+    t.grad().with_context(|| format!("{label}: no gradient after backward"))
+}
+
+const DTYPES: [DType; 2] = [DType::F64, DType::F32];
+
+#[test]
+fn matmul_matches_torch() -> Result<()> {
+    let g = Golden::open("matmul")?;
+    for case in ["mm", "bmm", "bcast", "tt", "bt"] {
+        for dtype in DTYPES {
+            let a = g.input(&format!("{case}.a"), dtype)?.to_param();
+            let b = g.input(&format!("{case}.b"), dtype)?.to_param();
+            // Transposed operands are views, not copies.
+            let a_used = if g.flag(&format!("{case}.transpose_a"))? { a.transpose(-1, -2)? } else { a.clone() };
+            let b_used = if g.flag(&format!("{case}.transpose_b"))? { b.transpose(-1, -2)? } else { b.clone() };
+            let y = a_used.matmul(&b_used)?;
+            y.backward_with(&g.input(&format!("{case}.gy"), dtype)?)?;
+            check(&format!("matmul.{case}.y"), &y, &g.reference(&format!("{case}.y"))?, dtype)?;
+            check(&format!("matmul.{case}.grad_a"), &grad(&a, "a")?, &g.reference(&format!("{case}.grad_a"))?, dtype)?;
+            check(&format!("matmul.{case}.grad_b"), &grad(&b, "b")?, &g.reference(&format!("{case}.grad_b"))?, dtype)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn activations_match_torch() -> Result<()> {
+    let g = Golden::open("activations")?;
+    type Act = fn(&Tensor) -> moe_tensor::Result<Tensor>;
+    let ops: [(&str, Act); 3] = [("silu", Tensor::silu), ("gelu_tanh", Tensor::gelu_tanh), ("gelu_erf", Tensor::gelu_erf)];
+    for (name, op) in ops {
+        for dtype in DTYPES {
+            let x = g.input("x", dtype)?.to_param();
+            let y = op(&x)?;
+            y.backward_with(&g.input("gy", dtype)?)?;
+            check(&format!("{name}.y"), &y, &g.reference(&format!("{name}.y"))?, dtype)?;
+            check(&format!("{name}.grad_x"), &grad(&x, "x")?, &g.reference(&format!("{name}.grad_x"))?, dtype)?;
+        }
+    }
+    Ok(())
+}
