@@ -25,6 +25,7 @@ pub mod init;
 mod layout;
 mod params;
 mod shape;
+pub mod safetensors;
 pub mod storage;
 mod tensor;
 pub mod testing;
