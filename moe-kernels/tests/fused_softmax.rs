@@ -2,8 +2,12 @@
 
 mod fused_util;
 
+type SoftmaxFwd = fn(&mut [f64], &[f64], usize, usize) -> Result<(), KernelError>;
+type SoftmaxBwd = fn(&mut [f64], &[f64], &[f64], usize, usize) -> Result<(), KernelError>;
+
 use fused_util::*;
 use moe_kernels::cpu::softmax::*;
+use moe_kernels::KernelError;
 
 /// Naive softmax of one row in f64 (max-shifted).
 fn ref_softmax(x: &[f64], n: usize, c: usize) -> Vec<f64> {
@@ -55,16 +59,7 @@ fn ref_log_softmax_backward(dy: &[f64], p: &[f64], n: usize, c: usize) -> Vec<f6
     dx
 }
 
-const SHAPES: &[(usize, usize)] = &[
-    (0, 5),
-    (3, 0),
-    (1, 1),
-    (4, 1),
-    (3, 7),
-    (5, 33),
-    (2, 257),
-    (70, 513),
-];
+const SHAPES: &[(usize, usize)] = &[(0, 5), (3, 0), (1, 1), (4, 1), (3, 7), (5, 33), (2, 257), (70, 513)];
 
 #[test]
 fn softmax_forward_backward_match_reference() {
@@ -76,18 +71,18 @@ fn softmax_forward_backward_match_reference() {
         let want_dx = ref_softmax_backward(&dy, &want_y, n, c);
 
         let mut y = vec![0.0; n * c];
-        softmax_forward(&mut y, &x, n, c);
+        softmax_forward(&mut y, &x, n, c).unwrap();
         assert_close("softmax f64 y", &y, &want_y, 1e-15, 1e-12);
         let mut dx = vec![0.0; n * c];
-        softmax_backward(&mut dx, &dy, &y, n, c);
+        softmax_backward(&mut dx, &dy, &y, n, c).unwrap();
         assert_close("softmax f64 dx", &dx, &want_dx, 1e-14, 1e-10);
 
         let (xf, dyf) = (to_f32(&x), to_f32(&dy));
         let mut yf = vec![0.0f32; n * c];
-        softmax_forward(&mut yf, &xf, n, c);
+        softmax_forward(&mut yf, &xf, n, c).unwrap();
         assert_close("softmax f32 y", &to_f64(&yf), &want_y, 1e-7, 1e-5);
         let mut dxf = vec![0.0f32; n * c];
-        softmax_backward(&mut dxf, &dyf, &yf, n, c);
+        softmax_backward(&mut dxf, &dyf, &yf, n, c).unwrap();
         assert_close("softmax f32 dx", &to_f64(&dxf), &want_dx, 1e-6, 1e-4);
     }
 }
@@ -102,18 +97,18 @@ fn log_softmax_forward_backward_match_reference() {
         let want_dx = ref_log_softmax_backward(&dy, &ref_softmax(&x, n, c), n, c);
 
         let mut y = vec![0.0; n * c];
-        log_softmax_forward(&mut y, &x, n, c);
+        log_softmax_forward(&mut y, &x, n, c).unwrap();
         assert_close("log_softmax f64 y", &y, &want_y, 1e-13, 1e-12);
         let mut dx = vec![0.0; n * c];
-        log_softmax_backward(&mut dx, &dy, &y, n, c);
+        log_softmax_backward(&mut dx, &dy, &y, n, c).unwrap();
         assert_close("log_softmax f64 dx", &dx, &want_dx, 1e-13, 1e-10);
 
         let (xf, dyf) = (to_f32(&x), to_f32(&dy));
         let mut yf = vec![0.0f32; n * c];
-        log_softmax_forward(&mut yf, &xf, n, c);
+        log_softmax_forward(&mut yf, &xf, n, c).unwrap();
         assert_close("log_softmax f32 y", &to_f64(&yf), &want_y, 1e-5, 1e-5);
         let mut dxf = vec![0.0f32; n * c];
-        log_softmax_backward(&mut dxf, &dyf, &yf, n, c);
+        log_softmax_backward(&mut dxf, &dyf, &yf, n, c).unwrap();
         assert_close("log_softmax f32 dx", &to_f64(&dxf), &want_dx, 1e-5, 1e-4);
     }
 }
@@ -124,27 +119,23 @@ fn backward_matches_finite_differences() {
     let (n, c) = (3, 6);
     let x = uniform(&mut g, n * c, 3.0);
     let dy = uniform(&mut g, n * c, 1.0);
-    let fwd = |f: fn(&mut [f64], &[f64], usize, usize), x: &[f64]| {
+    let fwd = |f: SoftmaxFwd, x: &[f64]| {
         let mut y = vec![0.0; n * c];
-        f(&mut y, x, n, c);
+        f(&mut y, x, n, c).unwrap();
         y
     };
     for (name, f, b) in [
         (
             "softmax",
-            softmax_forward::<f64> as fn(&mut [f64], &[f64], usize, usize),
-            softmax_backward::<f64> as fn(&mut [f64], &[f64], &[f64], usize, usize),
+            softmax_forward::<f64> as SoftmaxFwd,
+            softmax_backward::<f64> as SoftmaxBwd,
         ),
-        (
-            "log_softmax",
-            log_softmax_forward::<f64>,
-            log_softmax_backward::<f64>,
-        ),
+        ("log_softmax", log_softmax_forward::<f64>, log_softmax_backward::<f64>),
     ] {
         let want = fd_grad(|xp| dot(&fwd(f, xp), &dy), &x, 1e-5);
         let y = fwd(f, &x);
         let mut dx = vec![0.0; n * c];
-        b(&mut dx, &dy, &y, n, c);
+        b(&mut dx, &dy, &y, n, c).unwrap();
         assert_close(name, &dx, &want, 1e-8, 1e-6);
     }
 }
@@ -154,16 +145,16 @@ fn extreme_inputs_stay_finite_and_all_neg_inf_row_is_nan() {
     // Large logits would overflow a naive exp.
     let x = [1000.0f32, 999.0, -1000.0, 0.0];
     let mut y = [0.0f32; 4];
-    softmax_forward(&mut y, &x, 1, 4);
+    softmax_forward(&mut y, &x, 1, 4).unwrap();
     let e = (-1.0f64).exp();
     let want = [1.0 / (1.0 + e), e / (1.0 + e), 0.0, 0.0];
     assert_close("large logits", &to_f64(&y), &want, 1e-7, 1e-6);
     let mut ly = [0.0f32; 4];
-    log_softmax_forward(&mut ly, &x, 1, 4);
+    log_softmax_forward(&mut ly, &x, 1, 4).unwrap();
     assert!((ly[0] as f64 + (1.0 + e).ln()).abs() < 1e-5 && ly[2] < -1999.0);
     // torch: softmax of a row of -inf is NaN.
     let x = [f32::NEG_INFINITY; 3];
-    softmax_forward(&mut y[..3], &x, 1, 3);
+    softmax_forward(&mut y[..3], &x, 1, 3).unwrap();
     assert!(y[..3].iter().all(|v| v.is_nan()));
 }
 
@@ -174,10 +165,34 @@ fn parallel_path_is_bitwise_deterministic() {
     let x = to_f32(&uniform(&mut g, n * c, 5.0));
     let mut a = vec![0.0f32; n * c];
     let mut b = vec![0.0f32; n * c];
-    softmax_forward(&mut a, &x, n, c);
+    softmax_forward(&mut a, &x, n, c).unwrap();
     // Row 7 alone takes the sequential path; it must equal its row of the big call.
-    softmax_forward(&mut b[..c], &x[7 * c..8 * c], 1, c);
+    softmax_forward(&mut b[..c], &x[7 * c..8 * c], 1, c).unwrap();
     assert_eq!(&a[7 * c..8 * c], &b[..c]);
-    softmax_forward(&mut b, &x, n, c);
+    softmax_forward(&mut b, &x, n, c).unwrap();
     assert_eq!(a, b);
+}
+
+#[test]
+fn wrong_lengths_are_errors() {
+    let x = [0.0f32; 6];
+    let mut y = [0.0f32; 5];
+    let err = softmax_forward(&mut y, &x, 2, 3).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KernelError::LengthMismatch {
+                buffer: "y",
+                expected: 6,
+                got: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut dx = [0.0f32; 6];
+    let err = log_softmax_backward(&mut dx, &x[..4], &x, 2, 3).unwrap_err();
+    assert!(matches!(err, KernelError::LengthMismatch { buffer: "dy", .. }), "{err}");
+    let err = softmax_forward(&mut y, &x, usize::MAX, 3).unwrap_err();
+    assert!(matches!(err, KernelError::ShapeOverflow { .. }), "{err}");
 }

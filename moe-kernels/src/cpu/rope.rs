@@ -1,1 +1,168 @@
-//! rope kernels (filled in by the foundation work).
+//! Rotary position embeddings, Hugging Face `rotate_half` convention.
+//!
+//! For a head vector `x` of even size `Dh` with halves `x1 = x[..Dh/2]`,
+//! `x2 = x[Dh/2..]` and angle `a_i = pos · theta^(−2i/Dh)`:
+//!
+//! ```text
+//! y[i]        = x1[i]·cos a_i − x2[i]·sin a_i
+//! y[i + Dh/2] = x2[i]·cos a_i + x1[i]·sin a_i
+//! ```
+//!
+//! which is `x·cos + rotate_half(x)·sin` of transformers' Llama
+//! `apply_rotary_pos_emb`. Backward is the inverse rotation (angle `−a`).
+//! Tables are computed in f64 and then cast; transformers computes them in
+//! f32, which differs by about `pos · 6e-8` radians.
+
+use rayon::prelude::*;
+
+use super::index::{check_index, check_len};
+use super::softmax::{numel, rows_per_task, PAR_MIN_ELEMS};
+use crate::{KernelError, Real};
+
+/// Fills the cos/sin tables for positions `0..n_pos`.
+///
+/// ```text
+/// cos, sin: [P, Dh/2]  cos[p, i] = cos(p · theta^(−2i/Dh)), likewise sin
+/// ```
+/// Errors if a table has the wrong length. Panics if `head_dim` is odd
+/// (callers validate the configuration).
+pub fn rope_tables<T: Real>(
+    cos: &mut [T],
+    sin: &mut [T],
+    n_pos: usize,
+    head_dim: usize,
+    theta: f64,
+) -> Result<(), KernelError> {
+    assert!(head_dim % 2 == 0, "rope: head_dim {head_dim} must be even");
+    let half = head_dim / 2;
+    let want = numel("rope_tables", &[n_pos, half])?;
+    check_len("rope_tables", "cos", want, cos.len())?;
+    check_len("rope_tables", "sin", want, sin.len())?;
+    if half == 0 {
+        return Ok(());
+    }
+    let inv_freq: Vec<f64> = (0..half)
+        .map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64))
+        .collect();
+    for (p, (cr, sr)) in cos.chunks_mut(half).zip(sin.chunks_mut(half)).enumerate() {
+        for ((c, s), &f) in cr.iter_mut().zip(sr.iter_mut()).zip(&inv_freq) {
+            let a = p as f64 * f;
+            *c = T::from_f64_lossy(a.cos());
+            *s = T::from_f64_lossy(a.sin());
+        }
+    }
+    Ok(())
+}
+
+/// Rotates every `Dh` vector by its position's angle; `sign` = +1 forward, −1 inverse.
+#[allow(clippy::too_many_arguments)]
+fn rotate<T: Real>(
+    y: &mut [T],
+    x: &[T],
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    outer: usize,
+    t: usize,
+    dh: usize,
+    inverse: bool,
+) -> Result<(), KernelError> {
+    assert!(dh % 2 == 0, "rope: head_dim {dh} must be even");
+    let op = if inverse { "rope_backward" } else { "rope" };
+    let len = numel(op, &[outer, t, dh])?;
+    check_len(op, "x", len, x.len())?;
+    check_len(op, "y", len, y.len())?;
+    let half = dh / 2;
+    check_len(op, "sin", cos.len(), sin.len())?;
+    let n_pos = if half == 0 { 0 } else { cos.len() / half };
+    check_len(op, "cos", n_pos * half, cos.len())?;
+    if len == 0 {
+        return Ok(());
+    }
+    // positions must be [G, T] with G dividing O.
+    let groups = positions.len() / t;
+    if positions.len() % t != 0 || groups == 0 || outer % groups != 0 {
+        return Err(KernelError::LengthMismatch {
+            op,
+            buffer: "positions",
+            expected: t,
+            got: positions.len(),
+        });
+    }
+    for &p in positions {
+        check_index(op, p, n_pos)?;
+    }
+    let per_group = outer / groups;
+    // One item is one [Dh] vector; its index gives (o, t).
+    let vec = |idx: usize, yr: &mut [T], xr: &[T]| {
+        let o = idx / t;
+        let ti = idx % t;
+        let p = positions[(o / per_group) * t + ti] as usize;
+        let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+        let (y1, y2) = yr.split_at_mut(half);
+        let (x1, x2) = xr.split_at(half);
+        for i in 0..half {
+            let sn = if inverse { -s[i] } else { s[i] };
+            y1[i] = x1[i] * c[i] - x2[i] * sn;
+            y2[i] = x2[i] * c[i] + x1[i] * sn;
+        }
+    };
+    if x.len() >= PAR_MIN_ELEMS {
+        y.par_chunks_mut(dh)
+            .zip(x.par_chunks(dh))
+            .enumerate()
+            .with_min_len(rows_per_task(dh))
+            .for_each(|(i, (yr, xr))| vec(i, yr, xr));
+    } else {
+        for (i, (yr, xr)) in y.chunks_mut(dh).zip(x.chunks(dh)).enumerate() {
+            vec(i, yr, xr);
+        }
+    }
+    Ok(())
+}
+
+/// RoPE forward.
+///
+/// ```text
+/// x:         [O, T, Dh]  input, e.g. O = B·H for [B, H, T, Dh]
+/// cos, sin:  [P, Dh/2]   tables from [`rope_tables`]
+/// positions: [G, T]      position of each token; G divides O and row-group
+///                        o uses positions[o / (O/G)] (G = 1: shared; G = B
+///                        with O = B·H: one row per sequence)
+/// y:         [O, T, Dh]  written
+/// ```
+/// Errors on mismatched lengths or a position outside `[0, P)`; panics on an
+/// odd `Dh` (callers validate the configuration).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_forward<T: Real>(
+    y: &mut [T],
+    x: &[T],
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    outer: usize,
+    t: usize,
+    dh: usize,
+) -> Result<(), KernelError> {
+    rotate(y, x, cos, sin, positions, outer, t, dh, false)
+}
+
+/// RoPE backward: the inverse rotation of `dy`.
+///
+/// ```text
+/// dy: [O, T, Dh]  gradient of y;  dx: [O, T, Dh] written
+/// ```
+/// Other arguments as in [`rope_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn rope_backward<T: Real>(
+    dx: &mut [T],
+    dy: &[T],
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    outer: usize,
+    t: usize,
+    dh: usize,
+) -> Result<(), KernelError> {
+    rotate(dx, dy, cos, sin, positions, outer, t, dh, true)
+}

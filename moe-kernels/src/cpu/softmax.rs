@@ -14,7 +14,8 @@ pub(crate) mod vexp;
 
 use rayon::prelude::*;
 
-use crate::Real;
+use super::index::check_len;
+use crate::{KernelError, Real};
 use vexp::{dot, exp_sub_sum, row_max, sum};
 
 /// Below this many elements per call the row loop stays on the calling thread.
@@ -50,13 +51,25 @@ pub(crate) fn for_rows3<T: Real>(
     }
 }
 
-fn check_len<T>(name: &str, s: &[T], want: usize) {
-    assert_eq!(
-        s.len(),
-        want,
-        "softmax kernel: `{name}` has {} elements, dims need {want}",
-        s.len()
-    );
+/// `Π dims`, or `ShapeOverflow` naming `op`.
+pub(crate) fn numel(op: &'static str, dims: &[usize]) -> Result<usize, KernelError> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| KernelError::ShapeOverflow {
+            op,
+            shape: dims.to_vec(),
+        })
+}
+
+/// Checks that each named buffer holds `n · c` elements.
+pub(crate) fn check_rows<T>(
+    op: &'static str,
+    n: usize,
+    c: usize,
+    bufs: &[(&'static str, &[T])],
+) -> Result<(), KernelError> {
+    let want = numel(op, &[n, c])?;
+    bufs.iter().try_for_each(|(name, b)| check_len(op, name, want, b.len()))
 }
 
 /// Softmax over the last dim.
@@ -65,17 +78,16 @@ fn check_len<T>(name: &str, s: &[T], want: usize) {
 /// x: [N, C]  input
 /// y: [N, C]  output, y[n, c] = exp(x[n, c] − max_c x[n]) / Σ_c' exp(x[n, c'] − max_c x[n])
 /// ```
-/// Panics if a slice length does not match `n * c` (callers check shapes).
-pub fn softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) {
-    check_len("y", y, n * c);
-    check_len("x", x, n * c);
-    // The second input slot is unused here; pass x twice.
+/// Errors if a buffer length does not match `[N, C]`.
+pub fn softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) -> Result<(), KernelError> {
+    check_rows("softmax", n, c, &[("y", &*y), ("x", x)])?;
     for_rows3(y, x, x, c, |yr, xr, _| {
         let m = row_max(xr);
         let s = exp_sub_sum(yr, xr, m);
         let inv = T::one() / s;
         yr.iter_mut().for_each(|v| *v *= inv);
     });
+    Ok(())
 }
 
 /// Backward of [`softmax_forward`] from its saved output.
@@ -85,16 +97,15 @@ pub fn softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) {
 /// y:  [N, C]  saved softmax output
 /// dx: [N, C]  written: y ⊙ (dy − Σ_c dy ⊙ y)
 /// ```
-pub fn softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, c: usize) {
-    check_len("dx", dx, n * c);
-    check_len("dy", dy, n * c);
-    check_len("y", y, n * c);
+pub fn softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, c: usize) -> Result<(), KernelError> {
+    check_rows("softmax_backward", n, c, &[("dx", &*dx), ("dy", dy), ("y", &*y)])?;
     for_rows3(dx, dy, y, c, |dxr, dyr, yr| {
         let s = dot(dyr, yr);
         for ((d, &g), &p) in dxr.iter_mut().zip(dyr).zip(yr) {
             *d = p * (g - s);
         }
     });
+    Ok(())
 }
 
 /// Log-softmax over the last dim.
@@ -103,9 +114,8 @@ pub fn softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, c: u
 /// x: [N, C]  input
 /// y: [N, C]  output, y[n, c] = x[n, c] − max − ln Σ_c' exp(x[n, c'] − max)
 /// ```
-pub fn log_softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) {
-    check_len("y", y, n * c);
-    check_len("x", x, n * c);
+pub fn log_softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) -> Result<(), KernelError> {
+    check_rows("log_softmax", n, c, &[("y", &*y), ("x", x)])?;
     for_rows3(y, x, x, c, |yr, xr, _| {
         let m = row_max(xr);
         // y is scratch for the exps, then overwritten with the result.
@@ -116,6 +126,7 @@ pub fn log_softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) {
             *o = (v - m) - ls;
         }
     });
+    Ok(())
 }
 
 /// Backward of [`log_softmax_forward`] from its saved output.
@@ -125,10 +136,8 @@ pub fn log_softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) {
 /// y:  [N, C]  saved log-softmax output
 /// dx: [N, C]  written: dy − exp(y) ⊙ Σ_c dy
 /// ```
-pub fn log_softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, c: usize) {
-    check_len("dx", dx, n * c);
-    check_len("dy", dy, n * c);
-    check_len("y", y, n * c);
+pub fn log_softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, c: usize) -> Result<(), KernelError> {
+    check_rows("log_softmax_backward", n, c, &[("dx", &*dx), ("dy", dy), ("y", &*y)])?;
     for_rows3(dx, dy, y, c, |dxr, dyr, yr| {
         let s = sum(dyr);
         // dx holds exp(y) first (the vectorised exp), then the gradient.
@@ -137,4 +146,5 @@ pub fn log_softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, 
             *d = g - *d * s;
         }
     });
+    Ok(())
 }

@@ -1,0 +1,125 @@
+//! Fused cross-entropy against a naive f64 reference and finite differences.
+
+mod fused_util;
+
+use fused_util::*;
+use moe_kernels::cpu::cross_entropy::*;
+use moe_kernels::KernelError;
+
+/// torch semantics: per-row −log_softmax(x)[t], ignored rows skipped, mean over kept rows.
+fn ref_loss(x: &[f64], tg: &[i64], v: usize, ignore: i64, red: Reduction) -> f64 {
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for (r, &t) in tg.iter().enumerate() {
+        if t == ignore {
+            continue;
+        }
+        let row = &x[r * v..(r + 1) * v];
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + row.iter().map(|a| (a - m).exp()).sum::<f64>().ln();
+        total += lse - row[t as usize];
+        count += 1;
+    }
+    match red {
+        Reduction::Sum => total,
+        Reduction::Mean => total / count as f64,
+    }
+}
+
+fn run<T: moe_kernels::Real>(
+    x: &[T],
+    tg: &[i64],
+    n: usize,
+    v: usize,
+    ignore: i64,
+    red: Reduction,
+    dloss: T,
+) -> (CrossEntropyLoss<T>, Vec<T>) {
+    let mut lse = vec![T::zero(); n];
+    let out = cross_entropy_forward(&mut lse, x, tg, n, v, ignore, red).unwrap();
+    let mut dx = vec![T::zero(); n * v];
+    let scale = grad_scale(red, out.n_valid, dloss);
+    cross_entropy_backward(&mut dx, x, &lse, tg, n, v, ignore, scale).unwrap();
+    (out, dx)
+}
+
+#[test]
+fn loss_and_grad_match_reference() {
+    let mut g = rng(30);
+    for &(n, v) in &[(1, 1), (1, 5), (4, 3), (9, 17), (3, 130), (70, 1000)] {
+        let x = uniform(&mut g, n * v, 6.0);
+        // Every third row ignored (with the default index), the rest spread over classes.
+        let tg: Vec<i64> = (0..n)
+            .map(|r| {
+                if r % 3 == 2 {
+                    DEFAULT_IGNORE_INDEX
+                } else {
+                    ((r * 7 + 3) % v) as i64
+                }
+            })
+            .collect();
+        for red in [Reduction::Mean, Reduction::Sum] {
+            let want = ref_loss(&x, &tg, v, DEFAULT_IGNORE_INDEX, red);
+            let (out, dx) = run(&x, &tg, n, v, DEFAULT_IGNORE_INDEX, red, 1.7);
+            assert!(
+                (out.loss - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{red:?}: {} vs {want}",
+                out.loss
+            );
+            assert_eq!(out.n_valid, tg.iter().filter(|&&t| t != -100).count());
+            if n * v <= 200 {
+                let fd = fd_grad(|xp| 1.7 * ref_loss(xp, &tg, v, DEFAULT_IGNORE_INDEX, red), &x, 1e-5);
+                assert_close("ce dx vs fd", &dx, &fd, 1e-7, 1e-6);
+            }
+            let (outf, dxf) = run(&to_f32(&x), &tg, n, v, DEFAULT_IGNORE_INDEX, red, 1.7f32);
+            assert!((outf.loss as f64 - want).abs() <= 1e-5 * want.abs().max(1.0));
+            assert_close("ce f32 dx", &to_f64(&dxf), &dx, 1e-6, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn custom_ignore_index_and_all_ignored_rows() {
+    let x = [1.0f64, 2.0, 3.0, 0.5, 0.25, 4.0];
+    // ignore_index 1 is also a valid class: rows with target 1 are skipped.
+    let (out, dx) = run(&x, &[1, 2], 2, 3, 1, Reduction::Mean, 1.0);
+    assert_eq!(out.n_valid, 1);
+    assert!((out.loss - ref_loss(&x, &[1, 2], 3, 1, Reduction::Mean)).abs() < 1e-14);
+    assert!(dx[..3].iter().all(|&g| g == 0.0));
+    // torch: mean over zero kept rows is NaN and the gradient is zero.
+    let (out, dx) = run(&x, &[-100, -100], 2, 3, -100, Reduction::Mean, 1.0);
+    assert!(out.loss.is_nan() && out.n_valid == 0);
+    assert!(dx.iter().all(|&g| g == 0.0));
+    let (out, _) = run(&x, &[-100, -100], 2, 3, -100, Reduction::Sum, 1.0);
+    assert_eq!(out.loss, 0.0);
+}
+
+#[test]
+fn large_logits_do_not_overflow() {
+    let x = [1000.0f32, -1000.0, 0.0, 999.0];
+    let (out, dx) = run(&x, &[0], 1, 4, -100, Reduction::Sum, 1.0f32);
+    let want = (1.0 + (-1.0f64).exp()).ln();
+    assert!((out.loss as f64 - want).abs() < 1e-5, "{}", out.loss);
+    assert!(dx.iter().all(|g| g.is_finite()));
+}
+
+#[test]
+fn bad_targets_and_lengths_are_errors() {
+    let x = [0.0f32; 6];
+    let mut lse = [0.0f32; 2];
+    let err = cross_entropy_forward(&mut lse, &x, &[0, 3], 2, 3, -100, Reduction::Mean).unwrap_err();
+    assert!(
+        matches!(err, KernelError::IndexOutOfBounds { index: 3, size: 3, .. }),
+        "{err}"
+    );
+    let err = cross_entropy_forward(&mut lse, &x, &[-1, 0], 2, 3, -100, Reduction::Mean).unwrap_err();
+    assert!(matches!(err, KernelError::IndexOutOfBounds { index: -1, .. }), "{err}");
+    let err = cross_entropy_forward(&mut lse, &x[..5], &[0, 0], 2, 3, -100, Reduction::Sum).unwrap_err();
+    assert!(
+        matches!(err, KernelError::LengthMismatch { buffer: "logits", .. }),
+        "{err}"
+    );
+    let mut dx = [0.0f32; 6];
+    let err = cross_entropy_backward(&mut dx, &x, &lse, &[0, 7], 2, 3, -100, 1.0).unwrap_err();
+    assert!(matches!(err, KernelError::IndexOutOfBounds { index: 7, .. }), "{err}");
+}
