@@ -538,3 +538,56 @@ fn shards_from_an_interrupted_save_are_detected() {
         other => panic!("expected a Safetensors error, got {other:?}"),
     }
 }
+
+// ---- files written by the Python ecosystem (tools/goldens/gen_io.py) ----
+
+fn hf_io(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/goldens/hf_io")
+        .join(p)
+}
+
+#[test]
+fn file_written_by_safetensors_torch_loads_exactly() {
+    let f = MmapedSafetensors::open(hf_io("torch_dtypes.safetensors")).unwrap();
+    assert_eq!(
+        f.metadata().and_then(|m| m.get("format")).map(String::as_str),
+        Some("pt")
+    );
+    let all = f.load_all(&CPU).unwrap();
+    // Values of (k - 5) / 8, exact in every float dtype.
+    let k: Vec<f64> = (0..12).map(|k| (k as f64 - 5.0) * 0.125).collect();
+    assert_same(&all["f32"], &t(k.iter().map(|&v| v as f32).collect(), &[3, 4]));
+    assert_same(&all["f16"], &t(k.iter().map(|&v| f16::from_f64(v)).collect(), &[12]));
+    assert_same(
+        &all["bf16"],
+        &t(k.iter().map(|&v| bf16::from_f64(v)).collect(), &[2, 6]),
+    );
+    assert_same(&all["f64"], &t((0..5).map(|i| (i as f64 - 2.0) * 0.1).collect(), &[5]));
+    assert_same(&all["i64"], &t((0..4).map(|i| i * (1i64 << 40) - 7).collect(), &[4]));
+    assert_same(&all["u8"], &t((0..7u8).map(|i| i * 37).collect(), &[7]));
+    assert_same(&all["scalar"], &t(vec![2.5f32], &[]));
+}
+
+#[test]
+fn checkpoint_sharded_by_huggingface_hub_loads() {
+    let s = ShardedSafetensors::open(hf_io("sharded")).unwrap();
+    assert_eq!(s.shard_paths().count(), 5);
+    assert_eq!(s.total_size(), Some(1280));
+    assert_eq!(s.len(), 10);
+    for i in 0..10 {
+        let name = format!("layers.{i}.weight");
+        let want = t((0..32).map(|j| (j + 100 * i) as f32 * 0.5).collect(), &[8, 4]);
+        assert_same(&s.load(&name, &CPU).unwrap(), &want);
+        let shard = s
+            .shard_of(&name)
+            .unwrap()
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(shard, format!("model-{:05}-of-00005.safetensors", i / 2 + 1));
+    }
+}

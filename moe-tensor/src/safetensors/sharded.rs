@@ -360,7 +360,9 @@ pub fn save_sharded<'a, S: AsRef<str>>(
         "weight_map": weight_map,
     });
     let index_path = dir.join(INDEX_FILE);
-    let text = serde_json::to_vec_pretty(&index).map_err(|e| bad(&index_path, format!("encoding the index: {e}")))?;
+    let mut text =
+        serde_json::to_vec_pretty(&index).map_err(|e| bad(&index_path, format!("encoding the index: {e}")))?;
+    text.push(b'\n');
     write_atomic(&index_path, |w| super::atomic::write_all(w, &text, &index_path))?;
     names.push(INDEX_FILE.to_string());
     remove_stale(dir, &names)?;
