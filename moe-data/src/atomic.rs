@@ -52,11 +52,9 @@ impl AtomicFile {
         let file = writer
             .into_inner()
             .map_err(|e| DataError::io(&self.tmp_path, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| DataError::io(&self.tmp_path, e))?;
+        file.sync_all().map_err(|e| DataError::io(&self.tmp_path, e))?;
         drop(file);
-        std::fs::rename(&self.tmp_path, &self.final_path)
-            .map_err(|e| DataError::io(&self.final_path, e))?;
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| DataError::io(&self.final_path, e))?;
         sync_dir(&self.final_path);
         Ok(())
     }
@@ -75,9 +73,7 @@ impl Drop for AtomicFile {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
     let tmp = f.tmp_path().to_path_buf();
-    f.writer()
-        .write_all(bytes)
-        .map_err(|e| DataError::io(tmp, e))?;
+    f.writer().write_all(bytes).map_err(|e| DataError::io(tmp, e))?;
     f.commit()
 }
 

@@ -110,10 +110,7 @@ impl Dataset {
         let manifest = Manifest::load(dir)?;
         let hash = parse_hash(&manifest.tokenizer.hash).ok_or_else(|| DataError::Manifest {
             path: dir.join(crate::manifest::MANIFEST),
-            reason: format!(
-                "tokenizer hash `{}` is not 64 hex digits",
-                manifest.tokenizer.hash
-            ),
+            reason: format!("tokenizer hash `{}` is not 64 hex digits", manifest.tokenizer.hash),
         })?;
         if let Some(expected) = expected_tokenizer {
             if *expected != hash {
@@ -143,10 +140,7 @@ impl Dataset {
     /// all data; `open` only checks structure).
     pub fn verify(&self) -> Result<()> {
         for (name, d) in &self.manifest.domains {
-            for (entry, split) in [
-                (&d.train, &self.domains[name].train),
-                (&d.val, &self.domains[name].val),
-            ] {
+            for (entry, split) in [(&d.train, &self.domains[name].train), (&d.val, &self.domains[name].val)] {
                 for (s, shard) in entry.shards.iter().zip(split.shards()) {
                     let actual = file_sha256(shard.path())?;
                     if actual != s.sha256 {

@@ -30,7 +30,7 @@ pub use dataset::{Dataset, Domain, Split};
 pub use error::{DataError, Result};
 pub use ingest::{IngestOptions, TextSplit, Utf8Policy};
 pub use manifest::Manifest;
-// pub use mixture::Mixture;
+pub use mixture::Mixture;
 pub use prepare::{prepare_documents, prepare_files, PrepareOptions, PrepareReport, Progress};
-// sampler
+pub use sampler::{Batch, DomainState, Sampler, SamplerConfig, SamplerState, ValWindows};
 pub use tokenizer::Tokenizer;

@@ -11,9 +11,7 @@
 use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
 use crate::ingest::{check_inputs, DocumentReader, IngestOptions, IngestStats};
-use crate::manifest::{
-    DomainEntry, Manifest, SplitEntry, TokenizerEntry, MANIFEST, TOKENIZER_FILE,
-};
+use crate::manifest::{DomainEntry, Manifest, SplitEntry, TokenizerEntry, MANIFEST, TOKENIZER_FILE};
 use crate::shard::SplitWriter;
 use crate::tokenizer::Tokenizer;
 use rayon::prelude::*;
@@ -197,11 +195,8 @@ impl Drop for Cleanup {
 }
 
 fn check_domain_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -243,10 +238,7 @@ fn prepare_inner<S: Source>(
     if (manifest.domains.contains_key(&opts.domain) || final_dir.exists()) && !opts.overwrite {
         return Err(DataError::Domain {
             name: opts.domain.clone(),
-            reason: format!(
-                "already exists in {} (use --overwrite to replace it)",
-                out.display()
-            ),
+            reason: format!("already exists in {} (use --overwrite to replace it)", out.display()),
         });
     }
     let staging = cleanup.staging.clone();

@@ -101,9 +101,7 @@ impl Tokenizer {
 
     /// Text of `ids`, special tokens kept.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| self.error(e.to_string()))
+        self.inner.decode(ids, false).map_err(|e| self.error(e.to_string()))
     }
 
     /// SHA-256 of the tokenizer's canonical JSON (keys sorted, no whitespace):
@@ -217,15 +215,13 @@ where
     tok.with_pre_tokenizer(Some(byte_level))
         .with_decoder(Some(byte_level))
         .with_post_processor(Some(byte_level));
-    tok.train(&mut trainer, docs)
-        .map_err(|e| err(e.to_string()))?;
+    tok.train(&mut trainer, docs).map_err(|e| err(e.to_string()))?;
     tok.to_string(true).map_err(|e| err(e.to_string()))
 }
 
 /// SHA-256 of the canonical form of a JSON document.
 pub fn content_hash(json: &[u8]) -> std::result::Result<[u8; 32], String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("not valid JSON: {e}"))?;
     let mut canon = String::with_capacity(json.len());
     write_canonical(&value, &mut canon);
     Ok(Sha256::digest(canon.as_bytes()).into())
@@ -288,14 +284,12 @@ mod tests {
             },
         )
         .unwrap();
-        let tok = Tokenizer::from_json_bytes(json.clone().into_bytes(), Path::new("t.json"), None)
-            .unwrap();
+        let tok = Tokenizer::from_json_bytes(json.clone().into_bytes(), Path::new("t.json"), None).unwrap();
         assert_eq!(tok.eod_id(), 0, "first special token gets id 0");
         let text = "  Der Hund läuft 12.\n\tfn main() {} émoji 🦀";
         let ids = tok.encode(text).unwrap();
         assert_eq!(tok.decode(&ids).unwrap(), text);
-        let compact =
-            serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&json).unwrap()).unwrap();
+        let compact = serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&json).unwrap()).unwrap();
         assert_ne!(compact, json.as_bytes());
         assert_eq!(content_hash(&compact).unwrap(), tok.hash());
     }
@@ -318,8 +312,7 @@ mod tests {
             },
         )
         .unwrap();
-        let e = Tokenizer::from_json_bytes(json.into_bytes(), Path::new("t.json"), Some("<nope>"))
-            .unwrap_err();
+        let e = Tokenizer::from_json_bytes(json.into_bytes(), Path::new("t.json"), Some("<nope>")).unwrap_err();
         assert!(e.to_string().contains("<nope>"), "{e}");
     }
 }

@@ -76,18 +76,12 @@ mod tests {
     #[test]
     fn extracts_and_classifies() {
         let f = |l: &str| extract_field(l, "text");
-        assert_eq!(
-            f(r#"{"id":1,"text":"a\nb é","x":[1,{"y":2}]}"#),
-            Ok("a\nb é".into())
-        );
+        assert_eq!(f(r#"{"id":1,"text":"a\nb é","x":[1,{"y":2}]}"#), Ok("a\nb é".into()));
         assert_eq!(f(r#"{"id":1}"#), Err(FieldError::Missing));
         assert_eq!(f(r#"{"text":3}"#), Err(FieldError::Missing));
         assert!(matches!(f(r#"{"text":"a""#), Err(FieldError::NotJson(_))));
         assert!(matches!(f(r#"[1,2]"#), Err(FieldError::NotJson(_))));
-        assert!(matches!(
-            f(r#"{"text":"a"} x"#),
-            Err(FieldError::NotJson(_))
-        ));
+        assert!(matches!(f(r#"{"text":"a"} x"#), Err(FieldError::NotJson(_))));
         assert!(matches!(f("hello"), Err(FieldError::NotJson(_))));
     }
 }

@@ -174,14 +174,8 @@ mod tests {
         let d = |s: &str| detect_format(Path::new(s));
         assert_eq!(d("a.txt").unwrap(), (Format::Text, Compression::None));
         assert_eq!(d("a.JSONL.gz").unwrap(), (Format::Jsonl, Compression::Gzip));
-        assert_eq!(
-            d("x/a.jsonl.zst").unwrap(),
-            (Format::Jsonl, Compression::Zstd)
-        );
+        assert_eq!(d("x/a.jsonl.zst").unwrap(), (Format::Jsonl, Compression::Zstd));
         assert_eq!(d("a.txt.zstd").unwrap(), (Format::Text, Compression::Zstd));
-        assert!(d("a.parquet")
-            .unwrap_err()
-            .to_string()
-            .contains("a.parquet"));
+        assert!(d("a.parquet").unwrap_err().to_string().contains("a.parquet"));
     }
 }

@@ -1,9 +1,7 @@
 //! [`DocumentReader`]: an iterator of documents over a list of input files.
 
 use super::jsonl::{extract_field, FieldError};
-use super::{
-    detect_format, Compression, Document, Format, IngestOptions, IngestStats, TextSplit, Utf8Policy,
-};
+use super::{detect_format, Compression, Document, Format, IngestOptions, IngestStats, TextSplit, Utf8Policy};
 use crate::error::{DataError, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -71,9 +69,7 @@ impl DocumentReader {
         let raw: Box<dyn Read + Send> = match comp {
             Compression::None => Box::new(file),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(file).map_err(|e| DataError::io(path, e))?,
-            ),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| DataError::io(path, e))?),
         };
         self.current = Some(Open {
             index: self.next_file,
@@ -145,8 +141,7 @@ impl IngestStats {
     fn note_invalid(&mut self, path: &std::path::Path, line: u64) {
         self.invalid_utf8_documents += 1;
         if self.invalid_utf8_examples.len() < MAX_EXAMPLES {
-            self.invalid_utf8_examples
-                .push(format!("{}:{line}", path.display()));
+            self.invalid_utf8_examples.push(format!("{}:{line}", path.display()));
         }
     }
 }
@@ -170,10 +165,7 @@ impl Iterator for DocumentReader {
 /// Reads one line including its terminator; `None` at end of input.
 fn read_line(cur: &mut Open, buf: &mut Vec<u8>, path: &PathBuf) -> Result<bool> {
     buf.clear();
-    let n = cur
-        .input
-        .read_until(b'\n', buf)
-        .map_err(|e| DataError::io(path, e))?;
+    let n = cur.input.read_until(b'\n', buf).map_err(|e| DataError::io(path, e))?;
     if n > 0 {
         cur.line += 1;
     }
@@ -213,9 +205,7 @@ fn read_raw(cur: &mut Open, opts: &IngestOptions, path: &PathBuf) -> Result<Opti
         },
         (Format::Text, TextSplit::File) => {
             let mut all = Vec::new();
-            cur.input
-                .read_to_end(&mut all)
-                .map_err(|e| DataError::io(path, e))?;
+            cur.input.read_to_end(&mut all).map_err(|e| DataError::io(path, e))?;
             cur.done = true;
             Ok(Some(Raw::Bytes(all, 1)))
         }

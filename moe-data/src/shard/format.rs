@@ -115,10 +115,7 @@ impl Header {
     /// Parses and checks a header; the error says which check failed.
     pub fn decode(b: &[u8]) -> Result<Self, String> {
         if b.len() < HEADER_LEN {
-            return Err(format!(
-                "{} bytes, shorter than the {HEADER_LEN}-byte header",
-                b.len()
-            ));
+            return Err(format!("{} bytes, shorter than the {HEADER_LEN}-byte header", b.len()));
         }
         if b[0..8] != MAGIC {
             return Err("bad magic: not a moe-data token shard".into());
@@ -127,9 +124,7 @@ impl Header {
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let version = u32_at(8);
         if version != VERSION {
-            return Err(format!(
-                "format version {version}, this build reads {VERSION}"
-            ));
+            return Err(format!("format version {version}, this build reads {VERSION}"));
         }
         if Sha256::digest(&b[..120])[..8] != b[120..128] {
             return Err("header checksum mismatch (corrupted header)".into());

@@ -115,8 +115,7 @@ impl Shard {
         if !ok_ends || idx.windows(2).any(|w| w[0] >= w[1]) {
             return Err(DataError::CorruptShard {
                 path: self.path.clone(),
-                reason: "document index is not strictly increasing from 0 to the token count"
-                    .into(),
+                reason: "document index is not strictly increasing from 0 to the token count".into(),
             });
         }
         Ok(())
@@ -177,10 +176,7 @@ impl Shard {
         match bad {
             Some(i) => Err(DataError::CorruptShard {
                 path: self.path.clone(),
-                reason: format!(
-                    "token {i} has id {} >= vocabulary size {v}",
-                    self.tokens().get(i)
-                ),
+                reason: format!("token {i} has id {} >= vocabulary size {v}", self.tokens().get(i)),
             }),
             None => Ok(()),
         }

@@ -132,13 +132,7 @@ pub struct SplitWriter {
 
 impl SplitWriter {
     /// Shards go to `dir/{prefix}-00000.bin`, ...
-    pub fn new(
-        dir: &Path,
-        prefix: &'static str,
-        shard_tokens: u64,
-        vocab_size: u32,
-        hash: [u8; 32],
-    ) -> Self {
+    pub fn new(dir: &Path, prefix: &'static str, shard_tokens: u64, vocab_size: u32, hash: [u8; 32]) -> Self {
         Self {
             dir: dir.to_path_buf(),
             prefix,
@@ -152,11 +146,7 @@ impl SplitWriter {
 
     /// Appends a document, starting a new shard when the current one is full.
     pub fn push_doc(&mut self, ids: &[u32]) -> Result<()> {
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|w| w.n_tokens() >= self.shard_tokens)
-        {
+        if self.current.as_ref().is_some_and(|w| w.n_tokens() >= self.shard_tokens) {
             let full = self.current.take().expect("checked above");
             self.done.push(full.finish()?);
         }
