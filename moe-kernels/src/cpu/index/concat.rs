@@ -20,12 +20,7 @@ pub fn concat<T: Copy + Send + Sync>(
     const OP: &str = "concat";
     let mut total = 0usize;
     for &(data, d) in parts {
-        check_len(
-            OP,
-            "part",
-            Dims3::new(outer, d, inner).numel(OP)?,
-            data.len(),
-        )?;
+        check_len(OP, "part", Dims3::new(outer, d, inner).numel(OP)?, data.len())?;
         total = total.checked_add(d).ok_or(KernelError::ShapeOverflow {
             op: OP,
             shape: vec![outer, usize::MAX, inner],
@@ -67,10 +62,7 @@ mod tests {
         let mut r = rng(41);
         for (outer, inner) in [(1, 1), (3, 4), (200, 50)] {
             let dims = [2usize, 0, 5, 1];
-            let parts: Vec<Vec<f64>> = dims
-                .iter()
-                .map(|&d| rand_vec(&mut r, outer * d * inner))
-                .collect();
+            let parts: Vec<Vec<f64>> = dims.iter().map(|&d| rand_vec(&mut r, outer * d * inner)).collect();
             let refs: Vec<(&[f64], usize)> = parts.iter().map(|p| &p[..]).zip(dims).collect();
             let total: usize = dims.iter().sum();
             let mut out = vec![0.0; outer * total * inner];

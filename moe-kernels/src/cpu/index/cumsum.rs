@@ -75,9 +75,7 @@ fn scan<T: Copy + Add<Output = T> + Send + Sync>(
             .with_min_len(min_slabs)
             .for_each(scan_slab);
     } else {
-        out.chunks_mut(slab)
-            .zip(src.chunks(slab))
-            .for_each(scan_slab);
+        out.chunks_mut(slab).zip(src.chunks(slab)).for_each(scan_slab);
     }
     Ok(())
 }

@@ -31,26 +31,31 @@ pub fn gather<T: Copy + Send + Sync>(
     if idx_numel == 0 {
         return Ok(());
     }
-    // One output row (o, j) of `inner` elements per task; rows are independent.
-    let gather_row = |(r, (row, irow)): (usize, (&mut [T], &[i64]))| {
-        let base = (r / index_dim) * dim * inner;
-        for (i, (y, &t)) in row.iter_mut().zip(irow).enumerate() {
-            // Checked above.
-            *y = src[base + t as usize * inner + i];
+    // One outer slab per task: src [dim, inner] → out [k, inner]. Whole slabs
+    // keep integer division out of the per-element loop.
+    let slab_out = index_dim * inner;
+    let gather_slab = |((ys, is), xs): ((&mut [T], &[i64]), &[T])| {
+        for (yrow, irow) in ys.chunks_exact_mut(inner).zip(is.chunks_exact(inner)) {
+            for (i, (y, &t)) in yrow.iter_mut().zip(irow).enumerate() {
+                // Checked above.
+                *y = xs[t as usize * inner + i];
+            }
         }
     };
-    if idx_numel >= PAR_MIN_ELEMS {
-        let min_rows = (PAR_MIN_ELEMS / 4 / inner).max(1);
-        out.par_chunks_mut(inner)
-            .zip(index.par_chunks(inner))
-            .with_min_len(min_rows)
-            .enumerate()
-            .for_each(gather_row);
+    let slab_in = dim * inner;
+    // idx_numel > 0 and checked indices imply dim > 0 and inner > 0.
+    if idx_numel >= PAR_MIN_ELEMS && src_dims.outer > 1 {
+        let min_slabs = (PAR_MIN_ELEMS / 4 / slab_out).max(1);
+        out.par_chunks_mut(slab_out)
+            .zip(index.par_chunks(slab_out))
+            .zip(src.par_chunks(slab_in))
+            .with_min_len(min_slabs)
+            .for_each(gather_slab);
     } else {
-        out.chunks_mut(inner)
-            .zip(index.chunks(inner))
-            .enumerate()
-            .for_each(gather_row);
+        out.chunks_mut(slab_out)
+            .zip(index.chunks(slab_out))
+            .zip(src.chunks(slab_in))
+            .for_each(gather_slab);
     }
     Ok(())
 }
@@ -83,9 +88,11 @@ pub fn scatter_add<T: Copy + AddAssign + Send + Sync>(
     }
     let slab_in = src_dim * inner;
     let scatter_slab = |(slab, (isl, ssl)): (&mut [T], (&[i64], &[T]))| {
-        for (k, (&t, &x)) in isl.iter().zip(ssl).enumerate() {
-            // Checked above; k = j * inner + i.
-            slab[t as usize * inner + k % inner] += x;
+        for (irow, srow) in isl.chunks_exact(inner).zip(ssl.chunks_exact(inner)) {
+            for (i, (&t, &x)) in irow.iter().zip(srow).enumerate() {
+                // Checked above.
+                slab[t as usize * inner + i] += x;
+            }
         }
     };
     let slabs = out
@@ -143,11 +150,7 @@ mod tests {
                     let index = rand_idx(&mut r, d.outer * k * d.inner, d.dim);
                     let mut out = vec![0.0; index.len()];
                     gather(&src, d, &index, k, &mut out).unwrap();
-                    assert_eq!(
-                        out,
-                        ref_gather(&src, d, &index, k),
-                        "{shape:?} axis {axis} k {k}"
-                    );
+                    assert_eq!(out, ref_gather(&src, d, &index, k), "{shape:?} axis {axis} k {k}");
                 }
             }
         }
@@ -215,10 +218,7 @@ mod tests {
         assert!(gather(&src, d, &[0, -2], 1, &mut out).is_err());
         assert!(matches!(
             gather(&src, d, &[0], 1, &mut out),
-            Err(KernelError::LengthMismatch {
-                buffer: "index",
-                ..
-            })
+            Err(KernelError::LengthMismatch { buffer: "index", .. })
         ));
         let mut acc = [0.0f32; 6];
         assert!(scatter_add(&mut acc, d, &[1, 5], &[1.0, 1.0], 1).is_err());

@@ -154,10 +154,7 @@ mod tests {
     #[test]
     fn numel_reports_overflow() {
         let d = Dims3::new(usize::MAX, 2, 1);
-        assert!(matches!(
-            d.numel("t"),
-            Err(KernelError::ShapeOverflow { .. })
-        ));
+        assert!(matches!(d.numel("t"), Err(KernelError::ShapeOverflow { .. })));
     }
 
     #[test]

@@ -20,12 +20,7 @@ pub fn index_select<T: Copy + Send + Sync>(
 ) -> Result<(), KernelError> {
     const OP: &str = "index_select";
     check_len(OP, "src", src_dims.numel(OP)?, src.len())?;
-    check_len(
-        OP,
-        "out",
-        src_dims.with_dim(idx.len()).numel(OP)?,
-        out.len(),
-    )?;
+    check_len(OP, "out", src_dims.with_dim(idx.len()).numel(OP)?, out.len())?;
     check_indices(OP, idx, src_dims.dim)?;
     let Dims3 { dim, inner, .. } = src_dims;
     if inner == 0 || idx.is_empty() {
@@ -67,12 +62,7 @@ pub fn index_add<T: Copy + AddAssign + Send + Sync>(
 ) -> Result<(), KernelError> {
     const OP: &str = "index_add";
     check_len(OP, "grad_src", src_dims.numel(OP)?, grad_src.len())?;
-    check_len(
-        OP,
-        "grad_out",
-        src_dims.with_dim(idx.len()).numel(OP)?,
-        grad_out.len(),
-    )?;
+    check_len(OP, "grad_out", src_dims.with_dim(idx.len()).numel(OP)?, grad_out.len())?;
     check_indices(OP, idx, src_dims.dim)?;
     let Dims3 { dim, inner, .. } = src_dims;
     if inner == 0 || idx.is_empty() || dim == 0 {
@@ -151,21 +141,15 @@ pub fn embedding_backward<T: Copy + AddAssign + Send + Sync>(
     width: usize,
     grad_weight: &mut [T],
 ) -> Result<(), KernelError> {
-    index_add(grad_out, ids, Dims3::new(1, vocab, width), grad_weight)
-        .map_err(|e| rename(e, "embedding_backward"))
+    index_add(grad_out, ids, Dims3::new(1, vocab, width), grad_weight).map_err(|e| rename(e, "embedding_backward"))
 }
 
 /// Reports an error under the public op's name rather than the helper's.
 fn rename(e: KernelError, op: &'static str) -> KernelError {
     match e {
-        KernelError::IndexOutOfBounds { index, size, .. } => {
-            KernelError::IndexOutOfBounds { op, index, size }
-        }
+        KernelError::IndexOutOfBounds { index, size, .. } => KernelError::IndexOutOfBounds { op, index, size },
         KernelError::LengthMismatch {
-            buffer,
-            expected,
-            got,
-            ..
+            buffer, expected, got, ..
         } => KernelError::LengthMismatch {
             op,
             buffer,
@@ -277,23 +261,7 @@ mod tests {
         let mut gw = vec![0.0f32; 12];
         embedding_backward(&g, &ids, v, w, &mut gw).unwrap();
         // Row 2 receives rows 0 and 2 of g; row 0 receives row 1; others stay zero.
-        assert_eq!(
-            gw,
-            [
-                4.,
-                5.,
-                6.,
-                0.,
-                0.,
-                0.,
-                1. + 7.,
-                2. + 8.,
-                3. + 9.,
-                0.,
-                0.,
-                0.
-            ]
-        );
+        assert_eq!(gw, [4., 5., 6., 0., 0., 0., 1. + 7., 2. + 8., 3. + 9., 0., 0., 0.]);
     }
 
     #[test]
@@ -301,15 +269,9 @@ mod tests {
         let mut r = rng(5);
         let (v, w, n) = (300, 128, 2000);
         let ids = rand_idx(&mut r, n, v);
-        let g: Vec<f32> = rand_vec(&mut r, n * w)
-            .into_iter()
-            .map(|x| x as f32)
-            .collect();
+        let g: Vec<f32> = rand_vec(&mut r, n * w).into_iter().map(|x| x as f32).collect();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut gw = vec![0.0f32; v * w];
             pool.install(|| embedding_backward(&g, &ids, v, w, &mut gw).unwrap());
             gw
@@ -335,10 +297,7 @@ mod tests {
         assert!(embedding(&w, 3, 2, &[-1, 0], &mut out).is_err());
         assert_eq!(out, [0.0; 4]);
         let e = embedding(&w, 3, 2, &[0], &mut out).unwrap_err();
-        assert!(matches!(
-            e,
-            KernelError::LengthMismatch { buffer: "out", .. }
-        ));
+        assert!(matches!(e, KernelError::LengthMismatch { buffer: "out", .. }));
         let mut gw = [0.0f32; 6];
         assert!(embedding_backward(&[1.0; 4], &[0, 9], 3, 2, &mut gw).is_err());
         assert_eq!(gw, [0.0; 6]);

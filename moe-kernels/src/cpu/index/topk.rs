@@ -13,8 +13,9 @@ use super::{check_len, Dims3, PAR_MIN_ELEMS};
 use crate::error::KernelError;
 use crate::Real;
 
-/// Up to this `k` topk keeps a sorted buffer and inserts into it (one pass,
-/// no allocation); above it, it selects with `select_nth_unstable_by`.
+/// Up to this `k` topk keeps a sorted buffer and inserts into it; above it,
+/// it keeps a heap of the best `k` (O(n log k) worst case, and on typical data
+/// one comparison per rejected element either way).
 const INSERTION_MAX_K: usize = 16;
 
 /// Whether `(a, ia)` ranks strictly before `(b, ib)` in the order above.
@@ -57,7 +58,7 @@ pub fn topk<T: Real>(
         if k <= INSERTION_MAX_K {
             topk_insertion(x, v, ix);
         } else {
-            topk_select(x, v, ix);
+            topk_heap(x, v, ix);
         }
     };
     if src.len() >= PAR_MIN_ELEMS {
@@ -83,43 +84,71 @@ fn topk_insertion<T: Real>(x: &[T], v: &mut [T], ix: &mut [i64]) {
     let k = v.len();
     let mut len = 0;
     for (p, &a) in x.iter().enumerate() {
-        if len == k && !before(a, p, v[k - 1], ix[k - 1] as usize) {
+        let mut s = if len < k {
+            len += 1;
+            len - 1
+        } else if before(a, p, v[k - 1], ix[k - 1] as usize) {
+            k - 1
+        } else {
             continue;
-        }
-        // Find the slot: after every kept entry that ranks before `a`.
-        let mut s = len.min(k - 1);
+        };
+        // Shift worse entries down until `a` sits after everything that ranks before it.
         while s > 0 && before(a, p, v[s - 1], ix[s - 1] as usize) {
+            v[s] = v[s - 1];
+            ix[s] = ix[s - 1];
             s -= 1;
         }
-        let end = len.min(k - 1);
-        v.copy_within(s..end, s + 1);
-        ix.copy_within(s..end, s + 1);
         v[s] = a;
         ix[s] = p as i64;
-        len = (len + 1).min(k);
     }
 }
 
-/// Partial selection of the `k` first-ranked positions, then a sort of those.
-fn topk_select<T: Real>(x: &[T], v: &mut [T], ix: &mut [i64]) {
+/// Keeps the best `k` in a binary heap whose root is the worst kept entry, then
+/// sorts them.
+fn topk_heap<T: Real>(x: &[T], v: &mut [T], ix: &mut [i64]) {
     let k = v.len();
-    let cmp = |&a: &usize, &b: &usize| {
-        if before(x[a], a, x[b], b) {
-            Ordering::Less
-        } else if a == b {
+    // `worse(a, b)`: a ranks after b, so the heap root is the entry to evict.
+    let worse = |a: &(T, usize), b: &(T, usize)| before(b.0, b.1, a.0, a.1);
+    let mut heap: Vec<(T, usize)> = Vec::with_capacity(k);
+    for (p, &a) in x.iter().enumerate() {
+        if heap.len() < k {
+            heap.push((a, p));
+            let mut c = heap.len() - 1;
+            while c > 0 && worse(&heap[c], &heap[(c - 1) / 2]) {
+                heap.swap(c, (c - 1) / 2);
+                c = (c - 1) / 2;
+            }
+        } else if before(a, p, heap[0].0, heap[0].1) {
+            heap[0] = (a, p);
+            let mut c = 0;
+            loop {
+                let (l, r) = (2 * c + 1, 2 * c + 2);
+                let mut w = c;
+                if l < k && worse(&heap[l], &heap[w]) {
+                    w = l;
+                }
+                if r < k && worse(&heap[r], &heap[w]) {
+                    w = r;
+                }
+                if w == c {
+                    break;
+                }
+                heap.swap(c, w);
+                c = w;
+            }
+        }
+    }
+    heap.sort_unstable_by(|a, b| {
+        if a.1 == b.1 {
             Ordering::Equal
+        } else if before(a.0, a.1, b.0, b.1) {
+            Ordering::Less
         } else {
             Ordering::Greater
         }
-    };
-    let mut order: Vec<usize> = (0..x.len()).collect();
-    if k < order.len() {
-        order.select_nth_unstable_by(k - 1, cmp);
-    }
-    let top = &mut order[..k];
-    top.sort_unstable_by(cmp);
-    for ((vo, io), &p) in v.iter_mut().zip(ix.iter_mut()).zip(top.iter()) {
-        *vo = x[p];
+    });
+    for ((vo, io), &(a, p)) in v.iter_mut().zip(ix.iter_mut()).zip(&heap) {
+        *vo = a;
         *io = p as i64;
     }
 }
@@ -161,9 +190,7 @@ pub fn argmax<T: Real>(src: &[T], dims: Dims3, out: &mut [i64]) -> Result<(), Ke
             .with_min_len(min_slabs)
             .for_each(slab_argmax);
     } else {
-        out.chunks_mut(inner)
-            .zip(src.chunks(dim * inner))
-            .for_each(slab_argmax);
+        out.chunks_mut(inner).zip(src.chunks(dim * inner)).for_each(slab_argmax);
     }
     Ok(())
 }
@@ -183,10 +210,7 @@ mod tests {
             _ => x[b].partial_cmp(&x[a]).unwrap(),
         });
         p.truncate(k);
-        (
-            p.iter().map(|&i| x[i]).collect(),
-            p.iter().map(|&i| i as i64).collect(),
-        )
+        (p.iter().map(|&i| x[i]).collect(), p.iter().map(|&i| i as i64).collect())
     }
 
     fn check_rows(x: &[f64], rows: usize, n: usize, k: usize) {
@@ -197,11 +221,7 @@ mod tests {
             let (wv, wi) = ref_topk(&x[r * n..(r + 1) * n], k);
             // Compare bits so NaN == NaN.
             let bits = |s: &[f64]| s.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&v[r * k..(r + 1) * k]),
-                bits(&wv),
-                "row {r} n {n} k {k}"
-            );
+            assert_eq!(bits(&v[r * k..(r + 1) * k]), bits(&wv), "row {r} n {n} k {k}");
             assert_eq!(&ix[r * k..(r + 1) * k], &wi[..], "row {r} n {n} k {k}");
         }
     }
@@ -260,10 +280,7 @@ mod tests {
         );
         assert!(matches!(
             topk(&[1.0f32; 4], 1, 4, 2, &mut v, &mut ix),
-            Err(KernelError::LengthMismatch {
-                buffer: "values",
-                ..
-            })
+            Err(KernelError::LengthMismatch { buffer: "values", .. })
         ));
     }
 
