@@ -1,1 +1,256 @@
-//! attention kernels (filled in by the foundation work).
+//! Causal scaled-dot-product attention with grouped-query heads (GQA),
+//! flash-attention style: forward and backward work on key tiles with an
+//! online softmax and never hold a `T×T` matrix, only `[BR, Dh]`/`[Dh, BC]`
+//! tile buffers per task. Forward saves the output and the row logsumexp;
+//! backward recomputes probabilities per tile from them.
+//!
+//! ```text
+//! q:   [B, Hq,  Tq, Dh]     k, v: [B, Hkv, Tk, Dh]     Hq = G · Hkv
+//! o:   [B, Hq,  Tq, Dh]     lse:  [B, Hq, Tq]
+//! query head h reads kv head h / G
+//! ```
+//! Causality is aligned bottom-right: query `i` sees keys `j ≤ i + (Tk − Tq)`,
+//! which is the usual mask when `Tq == Tk` and the right one for decoding with
+//! a KV cache (the new queries are the last `Tq` positions).
+//!
+//! Tile products are axpy loops over `[Dh, BC]` transposed key/value tiles
+//! (vectorised; the whole task is compiled a second time with AVX2+FMA and
+//! picked at run time). Forward runs one task per (b, query head); backward
+//! one task per (b, kv head), which owns `dk`, `dv` and the `dq` of its G query
+//! heads, so no gradient is ever added from two threads: results are bitwise
+//! the same for any thread count.
+
+mod backward;
+mod tile;
+
+pub use backward::attention_backward;
+
+use rayon::prelude::*;
+
+use super::index::check_len;
+use super::softmax::numel;
+use super::softmax::vexp::{exp_sub_sum_inplace, row_max};
+use crate::{KernelError, Real};
+use tile::{axpy, has_avx2_fma, row_times_tt, transpose_into};
+
+/// Query rows per tile (rows sharing one transposed key tile).
+const BR: usize = 64;
+/// Keys per tile.
+const BC: usize = 64;
+/// Multiply-adds below which a call stays on the calling thread.
+const PAR_MIN_WORK: usize = 1 << 16;
+
+/// Sizes of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnDims {
+    /// Batch size B.
+    pub b: usize,
+    /// Query heads Hq (a multiple of `hkv`).
+    pub hq: usize,
+    /// Key/value heads Hkv.
+    pub hkv: usize,
+    /// Query length Tq.
+    pub tq: usize,
+    /// Key length Tk (≥ Tq).
+    pub tk: usize,
+    /// Head size Dh.
+    pub dh: usize,
+}
+
+impl AttnDims {
+    /// Self-attention over `t` tokens: `Tq = Tk = t`.
+    pub fn causal(b: usize, hq: usize, hkv: usize, t: usize, dh: usize) -> Self {
+        Self {
+            b,
+            hq,
+            hkv,
+            tq: t,
+            tk: t,
+            dh,
+        }
+    }
+
+    /// Query heads per kv head.
+    pub fn group(&self) -> usize {
+        self.hq / self.hkv
+    }
+
+    /// Checks the head and length relations (configuration errors: callers
+    /// validate them, so this panics) and returns the element counts of
+    /// `(q, kv, lse)`.
+    pub(crate) fn sizes(&self, op: &'static str) -> Result<(usize, usize, usize), KernelError> {
+        assert!(
+            self.hkv > 0 && self.hq % self.hkv == 0,
+            "{op}: Hq = {} is not a multiple of Hkv = {}",
+            self.hq,
+            self.hkv
+        );
+        assert!(self.tq <= self.tk, "{op}: Tq = {} exceeds Tk = {}", self.tq, self.tk);
+        let q = numel(op, &[self.b, self.hq, self.tq, self.dh])?;
+        let kv = numel(op, &[self.b, self.hkv, self.tk, self.dh])?;
+        Ok((q, kv, self.b * self.hq * self.tq))
+    }
+
+    /// Multiply-adds of the forward pass (half the `Tq×Tk` pairs are masked).
+    fn work(&self) -> usize {
+        self.b
+            .saturating_mul(self.hq)
+            .saturating_mul(self.tq)
+            .saturating_mul(self.tk)
+            .saturating_mul(self.dh.max(1))
+    }
+}
+
+/// The default softmax scale, `1 / sqrt(Dh)`.
+pub fn default_scale<T: Real>(dh: usize) -> T {
+    T::from_f64_lossy(1.0 / (dh as f64).sqrt())
+}
+
+/// Causal attention forward.
+///
+/// ```text
+/// q: [B, Hq, Tq, Dh]   k, v: [B, Hkv, Tk, Dh]
+/// o: [B, Hq, Tq, Dh]   written: softmax(scale · q kᵀ + causal mask) v
+/// lse: [B, Hq, Tq]     written: logsumexp of each masked score row, for backward
+/// ```
+/// Errors if a buffer length does not match `dims`; panics if `Hq % Hkv != 0`
+/// or `Tq > Tk` (callers validate the configuration).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward<T: Real>(
+    o: &mut [T],
+    lse: &mut [T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    dims: AttnDims,
+    scale: T,
+) -> Result<(), KernelError> {
+    const OP: &str = "attention";
+    let (nq, nkv, nl) = dims.sizes(OP)?;
+    check_len(OP, "q", nq, q.len())?;
+    check_len(OP, "k", nkv, k.len())?;
+    check_len(OP, "v", nkv, v.len())?;
+    check_len(OP, "o", nq, o.len())?;
+    check_len(OP, "lse", nl, lse.len())?;
+    let AttnDims {
+        hq, hkv, tq, tk, dh, ..
+    } = dims;
+    if nl == 0 {
+        return Ok(());
+    }
+    let g = dims.group();
+    let avx = has_avx2_fma();
+    let head = |(bh, (oh, lh)): (usize, (&mut [T], &mut [T]))| {
+        let (b, h) = (bh / hq, bh % hq);
+        let kv0 = (b * hkv + h / g) * tk * dh;
+        let qh = &q[bh * tq * dh..(bh + 1) * tq * dh];
+        let (kh, vh) = (&k[kv0..kv0 + tk * dh], &v[kv0..kv0 + tk * dh]);
+        #[cfg(target_arch = "x86_64")]
+        if avx {
+            // SAFETY: AVX2 and FMA support was detected above.
+            unsafe { forward_head_avx2(oh, lh, qh, kh, vh, tq, tk, dh, scale) };
+            return;
+        }
+        let _ = avx;
+        forward_head::<T, false>(oh, lh, qh, kh, vh, tq, tk, dh, scale);
+    };
+    if dh == 0 {
+        // Empty heads: every visible score is 0, so lse = ln(#visible keys).
+        for (i, l) in lse.iter_mut().enumerate() {
+            *l = T::from_f64_lossy((((i % tq) + tk - tq + 1) as f64).ln());
+        }
+        return Ok(());
+    }
+    if dims.work() >= PAR_MIN_WORK && dims.b * hq > 1 {
+        o.par_chunks_mut(tq * dh)
+            .zip(lse.par_chunks_mut(tq))
+            .enumerate()
+            .for_each(head);
+    } else {
+        o.chunks_mut(tq * dh).zip(lse.chunks_mut(tq)).enumerate().for_each(head);
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+// SAFETY: callers check that the CPU supports AVX2 and FMA first.
+unsafe fn forward_head_avx2<T: Real>(
+    o: &mut [T],
+    lse: &mut [T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    tq: usize,
+    tk: usize,
+    dh: usize,
+    scale: T,
+) {
+    forward_head::<T, true>(o, lse, q, k, v, tq, tk, dh, scale);
+}
+
+/// One (b, h): `q, o: [Tq, Dh]`, `k, v: [Tk, Dh]`, `lse: [Tq]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_head<T: Real, const FMA: bool>(
+    o: &mut [T],
+    lse: &mut [T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    tq: usize,
+    tk: usize,
+    dh: usize,
+    scale: T,
+) {
+    let off = tk - tq;
+    let mut kt = vec![T::zero(); dh * BC]; // K tile transposed: [Dh, BC]
+    let mut acc = vec![T::zero(); BR * dh]; // unnormalised output rows: [BR, Dh]
+    let mut s = [T::zero(); BC]; // one score row
+    let mut m = [T::neg_infinity(); BR]; // running row max
+    let mut l = [T::zero(); BR]; // running row sum of exp(s − m)
+    for i0 in (0..tq).step_by(BR) {
+        let br = BR.min(tq - i0);
+        acc.iter_mut().for_each(|a| *a = T::zero());
+        m.iter_mut().for_each(|a| *a = T::neg_infinity());
+        l.iter_mut().for_each(|a| *a = T::zero());
+        // The tile's last query sees keys < i0 + br + off.
+        let kend = (i0 + br + off).min(tk);
+        for j0 in (0..kend).step_by(BC) {
+            let bc = BC.min(kend - j0);
+            transpose_into(&mut kt, &k[j0 * dh..], bc, dh, BC);
+            for r in 0..br {
+                let qi = i0 + r;
+                let nvis = (qi + off + 1).saturating_sub(j0).min(bc);
+                if nvis == 0 {
+                    continue;
+                }
+                let sr = &mut s[..nvis];
+                row_times_tt::<T, FMA>(sr, &q[qi * dh..(qi + 1) * dh], &kt, BC);
+                sr.iter_mut().for_each(|x| *x *= scale);
+                let m_new = m[r].max(row_max(sr));
+                let alpha = (m[r] - m_new).exp();
+                let psum = exp_sub_sum_inplace(sr, m_new);
+                l[r] = l[r] * alpha + psum;
+                let a = &mut acc[r * dh..(r + 1) * dh];
+                if alpha != T::one() {
+                    a.iter_mut().for_each(|x| *x *= alpha);
+                }
+                for (c, &p) in sr.iter().enumerate() {
+                    let j = j0 + c;
+                    axpy::<T, FMA>(a, p, &v[j * dh..(j + 1) * dh]);
+                }
+                m[r] = m_new;
+            }
+        }
+        for r in 0..br {
+            let qi = i0 + r;
+            let inv = T::one() / l[r];
+            for (ov, &av) in o[qi * dh..(qi + 1) * dh].iter_mut().zip(&acc[r * dh..(r + 1) * dh]) {
+                *ov = av * inv;
+            }
+            lse[qi] = m[r] + l[r].ln();
+        }
+    }
+}

@@ -98,6 +98,7 @@ pub fn rms_norm_backward<T: Real>(
     let inv_d = T::one() / T::from_f64_lossy(d as f64);
     // Fixed row blocks (a function of N only) keep the dw sum order fixed.
     let block_rows = n.div_ceil(MAX_DW_BLOCKS).max(rows_per_task(d));
+    #[allow(clippy::type_complexity)]
     let block = |(dxb, (dyb, (xb, rb))): (&mut [T], (&[T], (&[T], &[T])))| -> Vec<T> {
         let mut dwp = vec![T::zero(); d];
         for (((dxr, dyr), xr), &r) in dxb.chunks_mut(d).zip(dyb.chunks(d)).zip(xb.chunks(d)).zip(rb) {

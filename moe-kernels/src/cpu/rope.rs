@@ -74,7 +74,7 @@ fn rotate<T: Real>(
     check_len(op, "y", len, y.len())?;
     let half = dh / 2;
     check_len(op, "sin", cos.len(), sin.len())?;
-    let n_pos = if half == 0 { 0 } else { cos.len() / half };
+    let n_pos = cos.len().checked_div(half).unwrap_or(0);
     check_len(op, "cos", n_pos * half, cos.len())?;
     if len == 0 {
         return Ok(());

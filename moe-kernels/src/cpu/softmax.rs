@@ -98,7 +98,7 @@ pub fn softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) -> Res
 /// dx: [N, C]  written: y ⊙ (dy − Σ_c dy ⊙ y)
 /// ```
 pub fn softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, c: usize) -> Result<(), KernelError> {
-    check_rows("softmax_backward", n, c, &[("dx", &*dx), ("dy", dy), ("y", &*y)])?;
+    check_rows("softmax_backward", n, c, &[("dx", &*dx), ("dy", dy), ("y", y)])?;
     for_rows3(dx, dy, y, c, |dxr, dyr, yr| {
         let s = dot(dyr, yr);
         for ((d, &g), &p) in dxr.iter_mut().zip(dyr).zip(yr) {
@@ -137,7 +137,7 @@ pub fn log_softmax_forward<T: Real>(y: &mut [T], x: &[T], n: usize, c: usize) ->
 /// dx: [N, C]  written: dy − exp(y) ⊙ Σ_c dy
 /// ```
 pub fn log_softmax_backward<T: Real>(dx: &mut [T], dy: &[T], y: &[T], n: usize, c: usize) -> Result<(), KernelError> {
-    check_rows("log_softmax_backward", n, c, &[("dx", &*dx), ("dy", dy), ("y", &*y)])?;
+    check_rows("log_softmax_backward", n, c, &[("dx", &*dx), ("dy", dy), ("y", y)])?;
     for_rows3(dx, dy, y, c, |dxr, dyr, yr| {
         let s = sum(dyr);
         // dx holds exp(y) first (the vectorised exp), then the gradient.

@@ -1,0 +1,260 @@
+//! Flash-style causal GQA attention against explicit T×T f64 attention.
+
+mod fused_util;
+
+use fused_util::*;
+use moe_kernels::cpu::attention::*;
+use moe_kernels::KernelError;
+
+/// Explicit attention: scores [Tq, Tk] per head, bottom-right causal mask,
+/// softmax, P·V. Returns (o, lse, P per head) in f64.
+fn ref_forward(q: &[f64], k: &[f64], v: &[f64], d: AttnDims, scale: f64) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+    let AttnDims { b, hq, hkv, tq, tk, dh } = d;
+    let g = hq / hkv;
+    let off = tk - tq;
+    let mut o = vec![0.0; b * hq * tq * dh];
+    let mut lse = vec![0.0; b * hq * tq];
+    let mut probs = Vec::new();
+    for bi in 0..b {
+        for h in 0..hq {
+            let qb = (bi * hq + h) * tq * dh;
+            let kb = (bi * hkv + h / g) * tk * dh;
+            let mut p = vec![0.0; tq * tk];
+            for i in 0..tq {
+                let s: Vec<f64> = (0..tk)
+                    .map(|j| {
+                        if j > i + off {
+                            f64::NEG_INFINITY
+                        } else {
+                            scale * dot(&q[qb + i * dh..qb + (i + 1) * dh], &k[kb + j * dh..kb + (j + 1) * dh])
+                        }
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                lse[(bi * hq + h) * tq + i] = m + z.ln();
+                for j in 0..tk {
+                    p[i * tk + j] = (s[j] - m).exp() / z;
+                    for e in 0..dh {
+                        o[qb + i * dh + e] += p[i * tk + j] * v[kb + j * dh + e];
+                    }
+                }
+            }
+            probs.push(p);
+        }
+    }
+    (o, lse, probs)
+}
+
+/// Explicit backward from the full P matrices (textbook formulas, no tiling).
+fn ref_backward(dout: &[f64], q: &[f64], k: &[f64], v: &[f64], d: AttnDims, scale: f64) -> [Vec<f64>; 3] {
+    let AttnDims { b, hq, hkv, tq, tk, dh } = d;
+    let g = hq / hkv;
+    let (_, _, probs) = ref_forward(q, k, v, d, scale);
+    let mut dq = vec![0.0; q.len()];
+    let mut dk = vec![0.0; k.len()];
+    let mut dv = vec![0.0; v.len()];
+    for bi in 0..b {
+        for h in 0..hq {
+            let p = &probs[bi * hq + h];
+            let qb = (bi * hq + h) * tq * dh;
+            let kb = (bi * hkv + h / g) * tk * dh;
+            for i in 0..tq {
+                // dP[i, j] = dO_i · V_j;  dS = P ⊙ (dP − Σ_j P dP)
+                let dp: Vec<f64> = (0..tk)
+                    .map(|j| {
+                        dot(
+                            &dout[qb + i * dh..qb + (i + 1) * dh],
+                            &v[kb + j * dh..kb + (j + 1) * dh],
+                        )
+                    })
+                    .collect();
+                let rowdot: f64 = (0..tk).map(|j| p[i * tk + j] * dp[j]).sum();
+                for j in 0..tk {
+                    let pij = p[i * tk + j];
+                    let ds = pij * (dp[j] - rowdot) * scale;
+                    for e in 0..dh {
+                        dv[kb + j * dh + e] += pij * dout[qb + i * dh + e];
+                        dq[qb + i * dh + e] += ds * k[kb + j * dh + e];
+                        dk[kb + j * dh + e] += ds * q[qb + i * dh + e];
+                    }
+                }
+            }
+        }
+    }
+    [dq, dk, dv]
+}
+
+fn run<T: moe_kernels::Real>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    dout: &[T],
+    d: AttnDims,
+    scale: T,
+) -> (Vec<T>, Vec<T>, [Vec<T>; 3]) {
+    let mut o = vec![T::zero(); q.len()];
+    let mut lse = vec![T::zero(); d.b * d.hq * d.tq];
+    attention_forward(&mut o, &mut lse, q, k, v, d, scale).unwrap();
+    let mut dq = vec![T::nan(); q.len()]; // NaN: backward must overwrite, not accumulate
+    let mut dk = vec![T::nan(); k.len()];
+    let mut dv = vec![T::nan(); v.len()];
+    attention_backward(&mut dq, &mut dk, &mut dv, dout, q, k, v, &o, &lse, d, scale).unwrap();
+    (o, lse, [dq, dk, dv])
+}
+
+const CASES: &[AttnDims] = &[
+    AttnDims {
+        b: 1,
+        hq: 1,
+        hkv: 1,
+        tq: 1,
+        tk: 1,
+        dh: 1,
+    },
+    AttnDims {
+        b: 1,
+        hq: 2,
+        hkv: 1,
+        tq: 5,
+        tk: 5,
+        dh: 3,
+    },
+    AttnDims {
+        b: 2,
+        hq: 4,
+        hkv: 2,
+        tq: 70,
+        tk: 70,
+        dh: 7,
+    },
+    AttnDims {
+        b: 1,
+        hq: 3,
+        hkv: 3,
+        tq: 130,
+        tk: 130,
+        dh: 16,
+    },
+    AttnDims {
+        b: 2,
+        hq: 2,
+        hkv: 1,
+        tq: 3,
+        tk: 9,
+        dh: 5,
+    },
+    AttnDims {
+        b: 1,
+        hq: 2,
+        hkv: 2,
+        tq: 65,
+        tk: 129,
+        dh: 8,
+    },
+    AttnDims {
+        b: 1,
+        hq: 8,
+        hkv: 2,
+        tq: 150,
+        tk: 150,
+        dh: 64,
+    },
+];
+
+#[test]
+fn forward_and_backward_match_explicit_attention() {
+    let mut g = rng(40);
+    for &d in CASES {
+        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
+        let q = uniform(&mut g, nq, 1.5);
+        let k = uniform(&mut g, nkv, 1.5);
+        let v = uniform(&mut g, nkv, 1.0);
+        let dout = uniform(&mut g, nq, 1.0);
+        let scale = default_scale::<f64>(d.dh);
+        let (want_o, want_lse, _) = ref_forward(&q, &k, &v, d, scale);
+        let want_grads = ref_backward(&dout, &q, &k, &v, d, scale);
+
+        let (o, lse, grads) = run(&q, &k, &v, &dout, d, scale);
+        assert_close(&format!("{d:?} o f64"), &o, &want_o, 1e-13, 1e-11);
+        assert_close(&format!("{d:?} lse f64"), &lse, &want_lse, 1e-13, 1e-12);
+        for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want_grads)) {
+            assert_close(&format!("{d:?} {name} f64"), got, want, 1e-12, 1e-10);
+        }
+
+        let (of, lsef, gradsf) = run(&to_f32(&q), &to_f32(&k), &to_f32(&v), &to_f32(&dout), d, scale as f32);
+        assert_close(&format!("{d:?} o f32"), &to_f64(&of), &want_o, 1e-5, 1e-4);
+        assert_close(&format!("{d:?} lse f32"), &to_f64(&lsef), &want_lse, 1e-5, 1e-5);
+        for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(gradsf.iter().zip(&want_grads)) {
+            assert_close(&format!("{d:?} {name} f32"), &to_f64(got), want, 1e-4, 1e-3);
+        }
+    }
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    let mut g = rng(41);
+    let d = AttnDims {
+        b: 1,
+        hq: 4,
+        hkv: 2,
+        tq: 4,
+        tk: 6,
+        dh: 3,
+    };
+    let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
+    let (q, k, v) = (
+        uniform(&mut g, nq, 1.0),
+        uniform(&mut g, nkv, 1.0),
+        uniform(&mut g, nkv, 1.0),
+    );
+    let dout = uniform(&mut g, nq, 1.0);
+    let scale = 0.7;
+    let loss = |q: &[f64], k: &[f64], v: &[f64]| {
+        let mut o = vec![0.0; nq];
+        let mut lse = vec![0.0; d.b * d.hq * d.tq];
+        attention_forward(&mut o, &mut lse, q, k, v, d, scale).unwrap();
+        dot(&o, &dout)
+    };
+    let (_, _, [dq, dk, dv]) = run(&q, &k, &v, &dout, d, scale);
+    assert_close("dq fd", &dq, &fd_grad(|x| loss(x, &k, &v), &q, 1e-5), 1e-8, 1e-6);
+    assert_close("dk fd", &dk, &fd_grad(|x| loss(&q, x, &v), &k, 1e-5), 1e-8, 1e-6);
+    assert_close("dv fd", &dv, &fd_grad(|x| loss(&q, &k, x), &v, 1e-5), 1e-8, 1e-6);
+}
+
+#[test]
+fn results_are_bitwise_deterministic() {
+    let mut g = rng(42);
+    let d = AttnDims::causal(2, 4, 2, 100, 32);
+    let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
+    let q = to_f32(&uniform(&mut g, nq, 1.0));
+    let k = to_f32(&uniform(&mut g, nkv, 1.0));
+    let v = to_f32(&uniform(&mut g, nkv, 1.0));
+    let dout = to_f32(&uniform(&mut g, nq, 1.0));
+    let first = run(&q, &k, &v, &dout, d, 0.2f32);
+    for _ in 0..3 {
+        assert_eq!(run(&q, &k, &v, &dout, d, 0.2f32), first);
+    }
+}
+
+#[test]
+fn wrong_lengths_are_errors() {
+    let d = AttnDims::causal(1, 2, 1, 3, 4);
+    let q = [0.0f32; 24];
+    let kv = [0.0f32; 12];
+    let mut o = [0.0f32; 24];
+    let mut lse = [0.0f32; 6];
+    let err = attention_forward(&mut o, &mut lse, &q, &kv[..11], &kv, d, 0.5).unwrap_err();
+    assert!(matches!(err, KernelError::LengthMismatch { buffer: "k", .. }), "{err}");
+    let err = attention_forward(&mut o, &mut lse[..5], &q, &kv, &kv, d, 0.5).unwrap_err();
+    assert!(
+        matches!(err, KernelError::LengthMismatch { buffer: "lse", .. }),
+        "{err}"
+    );
+    let (mut dq, mut dk, mut dv) = ([0.0f32; 24], [0.0f32; 12], [0.0f32; 12]);
+    let err = attention_backward(&mut dq, &mut dk, &mut dv, &q[..20], &q, &kv, &kv, &o, &lse, d, 0.5).unwrap_err();
+    assert!(
+        matches!(err, KernelError::LengthMismatch { buffer: "d_o", .. }),
+        "{err}"
+    );
+}
