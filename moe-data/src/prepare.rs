@@ -233,7 +233,7 @@ fn prepare_inner<S: Source>(
         created_out,
         done: false,
     };
-    let mut manifest = open_manifest(tok, out)?;
+    let (mut manifest, new_dataset) = open_manifest(tok, out)?;
     let final_dir = out.join(&opts.domain);
     if (manifest.domains.contains_key(&opts.domain) || final_dir.exists()) && !opts.overwrite {
         return Err(DataError::Domain {
@@ -260,6 +260,11 @@ fn prepare_inner<S: Source>(
         train,
         val,
     };
+    // The tokenizer copy, then the domain, then the manifest: a dataset is
+    // only what its manifest lists, so a crash between steps leaves it valid.
+    if new_dataset {
+        write_atomic(&out.join(TOKENIZER_FILE), tok.json())?;
+    }
     install(&staging, &final_dir)?;
     cleanup.done = true;
     manifest.domains.insert(opts.domain.clone(), entry.clone());
@@ -270,10 +275,9 @@ fn prepare_inner<S: Source>(
     })
 }
 
-/// Loads the folder's manifest (checking its tokenizer) or starts one,
-/// storing a copy of the tokenizer beside it.
-fn open_manifest(tok: &Tokenizer, out: &Path) -> Result<Manifest> {
-    let tok_path = out.join(TOKENIZER_FILE);
+/// Loads the folder's manifest (checking its tokenizer) or starts one
+/// (then `true`: the tokenizer copy must be written).
+fn open_manifest(tok: &Tokenizer, out: &Path) -> Result<(Manifest, bool)> {
     if out.join(MANIFEST).exists() {
         let m = Manifest::load(out)?;
         if m.tokenizer.hash != tok.hash_hex() {
@@ -283,16 +287,16 @@ fn open_manifest(tok: &Tokenizer, out: &Path) -> Result<Manifest> {
                 found: m.tokenizer.hash,
             });
         }
-        return Ok(m);
+        return Ok((m, false));
     }
-    write_atomic(&tok_path, tok.json())?;
-    Ok(Manifest::new(TokenizerEntry {
+    let m = Manifest::new(TokenizerEntry {
         hash: tok.hash_hex(),
         vocab_size: tok.vocab_size(),
         eod_id: tok.eod_id(),
         eod_token: tok.eod_token().to_string(),
         file: TOKENIZER_FILE.into(),
-    }))
+    });
+    Ok((m, true))
 }
 
 /// Renames the staged domain into place, replacing an old one.
