@@ -1,0 +1,281 @@
+//! The blocked, packed, multithreaded GEMM driver (the BLIS loop nest).
+//!
+//! ```text
+//! for jc in n by nc:                 B panel kc×nc packed once, shared (L3)
+//!   for pc in k by kc:
+//!     pack B[pc.., jc..]             threads split its NR-panels
+//!     parallel over tasks (m block × share of the B panels):
+//!       pack A[ic.., pc..]           per thread, into a reused buffer (L2)
+//!       for jr: for ir: micro-kernel on an MR×NR tile of C
+//! ```
+//! Tasks write disjoint tiles of C, so no two threads touch the same element.
+
+use std::cell::Cell;
+use std::mem::size_of;
+use std::thread::LocalKey;
+
+use rayon::prelude::*;
+
+use super::kernel::KernelSpec;
+use super::pack::{pack_a, pack_b, RawRef};
+use crate::Real;
+
+/// A mutable strided view by raw pointer: element (i, j) at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct RawMut<T> {
+    pub ptr: *mut T,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+// SAFETY: built from a `&mut` slice held for the whole call; the driver hands
+// each task a disjoint set of elements, and T: Send lets them move across threads.
+unsafe impl<T: Send> Send for RawMut<T> {}
+// SAFETY: as above; shared access only ever touches disjoint elements.
+unsafe impl<T: Send> Sync for RawMut<T> {}
+
+impl<T> RawMut<T> {
+    /// The base pointer (a method, so closures capture the Send wrapper, not the field).
+    pub fn base(self) -> *mut T {
+        self.ptr
+    }
+}
+
+/// A raw pointer to a packed buffer that tasks share.
+#[derive(Clone, Copy)]
+struct SharedBuf<T>(*mut T);
+// SAFETY: the packed B buffer is written by disjoint panel ranges, then only read
+// after the parallel pack has joined.
+unsafe impl<T: Send> Send for SharedBuf<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedBuf<T> {}
+
+impl<T> SharedBuf<T> {
+    /// The pointer (a method, so closures capture the Send wrapper, not the field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// One cache line; backing store of the aligned packing buffers.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+thread_local! {
+    /// Packed A block of the tasks this thread runs.
+    static A_BUF: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
+    /// Packed B panel of the calls this thread drives.
+    static B_BUF: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on a 64-byte aligned scratch buffer of at least `bytes` bytes that
+/// this thread keeps between calls: fresh allocations would page-fault on
+/// every GEMM. A nested use (work stealing inside `f`) finds the cell empty
+/// and allocates its own.
+fn with_scratch<R>(key: &'static LocalKey<Cell<Vec<Line>>>, bytes: usize, f: impl FnOnce(*mut u8) -> R) -> R {
+    let mut buf = key.take();
+    let lines = bytes.div_ceil(64);
+    if buf.len() < lines {
+        buf = vec![Line([0; 64]); lines];
+    }
+    let out = f(buf.as_mut_ptr().cast());
+    key.set(buf);
+    out
+}
+
+/// `[lo, hi)` of part `t` when `len` items are split into `parts` near-equal parts.
+fn part(len: usize, parts: usize, t: usize) -> std::ops::Range<usize> {
+    (len * t / parts)..(len * (t + 1) / parts)
+}
+
+/// Splits `len` into near-equal blocks of at most `max` that are multiples of
+/// `unit`, with a block count that is a multiple of `threads` where possible
+/// (so no thread idles on the last round). Returns the block size.
+fn balanced_block(len: usize, max: usize, unit: usize, threads: usize) -> usize {
+    let mut blocks = len.div_ceil(max);
+    if threads > 1 {
+        blocks = blocks.div_ceil(threads) * threads;
+    }
+    blocks = blocks.clamp(1, len.div_ceil(unit));
+    len.div_ceil(blocks).div_ceil(unit) * unit
+}
+
+/// `c = alpha·a·b + beta·c` with the packed algorithm on up to `threads` threads.
+///
+/// # Safety
+/// m, n, k ≥ 1; `a` (m×k), `b` (k×n) and `c` (m×n) lie inside live buffers,
+/// `c` does not overlap itself and is not aliased by `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_packed<T: Real>(
+    spec: &KernelSpec<T>,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: RawRef<T>,
+    b: RawRef<T>,
+    beta: T,
+    c: RawMut<T>,
+    threads: usize,
+) {
+    let KernelSpec { mr, nr, .. } = *spec;
+    let mcb = balanced_block(m, spec.mc, mr, threads);
+    let m_blocks = m.div_ceil(mcb);
+    let kcb = balanced_block(k, spec.kc, 1, 1);
+    let ncb = balanced_block(n, spec.nc, nr, 1);
+    let b_bytes = ncb.div_ceil(nr) * nr * kcb * size_of::<T>();
+    with_scratch(&B_BUF, b_bytes, |b_raw| {
+        let bbuf = SharedBuf(b_raw.cast::<T>());
+        for jc in (0..n).step_by(ncb) {
+            let ncur = ncb.min(n - jc);
+            let panels = ncur.div_ceil(nr);
+            // With fewer m blocks than threads, threads also split the B panels.
+            let n_split = if m_blocks >= threads {
+                1
+            } else {
+                threads.div_ceil(m_blocks).min(panels)
+            };
+            let tasks = m_blocks * n_split;
+            for pc in (0..k).step_by(kcb) {
+                let kcur = kcb.min(k - pc);
+                let pack = |t: usize, parts: usize| {
+                    // SAFETY: the block lies in `b`; each part writes its own panels.
+                    unsafe { pack_b(b, pc, jc, kcur, ncur, nr, part(panels, parts, t), bbuf.get()) }
+                };
+                if threads > 1 && panels > 1 {
+                    let parts = threads.min(panels);
+                    (0..parts).into_par_iter().for_each(|t| pack(t, parts));
+                } else {
+                    pack(0, 1);
+                }
+                let beta_now = if pc == 0 { beta } else { T::one() };
+                let task = |t: usize| {
+                    let i0 = (t / n_split) * mcb;
+                    let mcur = mcb.min(m - i0);
+                    let cols = part(panels, n_split, t % n_split);
+                    let a_bytes = mcur.div_ceil(mr) * mr * kcur * size_of::<T>();
+                    with_scratch(&A_BUF, a_bytes, |a_raw| {
+                        let abuf = a_raw.cast::<T>();
+                        // SAFETY: the block lies in `a`; `abuf` holds a_bytes.
+                        unsafe { pack_a(a, i0, pc, mcur, kcur, mr, abuf) };
+                        let blk = Block {
+                            i0,
+                            j0: jc,
+                            mcur,
+                            ncur,
+                            kcur,
+                            alpha,
+                            beta: beta_now,
+                        };
+                        // SAFETY: this task owns rows i0..i0+mcur of C in the
+                        // columns of its panels; the buffers are packed.
+                        unsafe { macro_kernel(spec, &blk, abuf, bbuf.get(), cols, c) };
+                    });
+                };
+                if threads > 1 && tasks > 1 {
+                    (0..tasks).into_par_iter().for_each(task);
+                } else {
+                    (0..tasks).for_each(task);
+                }
+            }
+        }
+    });
+}
+
+/// Where one packed block sits in C and how to combine it.
+struct Block<T> {
+    i0: usize,
+    j0: usize,
+    mcur: usize,
+    ncur: usize,
+    kcur: usize,
+    alpha: T,
+    beta: T,
+}
+
+/// Largest MR·NR of any kernel (f32 AVX2: 6×16).
+const MAX_TILE: usize = 128;
+
+/// Runs the micro-kernel over every tile of the packed A block against B
+/// panels `panels`, clipping the ragged edge tiles through a local tile.
+///
+/// # Safety
+/// `abuf`/`bbuf` hold the packed block and panel; the C tiles named by `blk`
+/// and `panels` lie in `c` and belong to this task only.
+unsafe fn macro_kernel<T: Real>(
+    spec: &KernelSpec<T>,
+    blk: &Block<T>,
+    abuf: *const T,
+    bbuf: *const T,
+    panels: std::ops::Range<usize>,
+    c: RawMut<T>,
+) {
+    let KernelSpec { mr, nr, ukr, .. } = *spec;
+    debug_assert!(mr * nr <= MAX_TILE);
+    let (rs, cs) = (c.rs as isize, c.cs as isize);
+    for panel in panels {
+        let j = panel * nr;
+        let cols = nr.min(blk.ncur - j);
+        // SAFETY: panel < ceil(ncur/nr), inside the packed B panel.
+        let bp = unsafe { bbuf.add(panel * blk.kcur * nr) };
+        for ir in (0..blk.mcur).step_by(mr) {
+            let rows = mr.min(blk.mcur - ir);
+            // SAFETY: the offsets stay inside the packed A block and inside C's
+            // extent (rows and cols are clipped to the matrix).
+            unsafe {
+                let ap = abuf.add(ir * blk.kcur);
+                let cp = c.ptr.add((blk.i0 + ir) * c.rs + (blk.j0 + j) * c.cs);
+                if rows == mr && cols == nr {
+                    ukr(blk.kcur, ap, bp, cp, rs, cs, blk.alpha, blk.beta);
+                } else {
+                    let mut tile = [T::zero(); MAX_TILE];
+                    let tp = tile.as_mut_ptr();
+                    ukr(blk.kcur, ap, bp, tp, nr as isize, 1, blk.alpha, T::zero());
+                    for i in 0..rows {
+                        for jj in 0..cols {
+                            let dst = &mut *cp.offset(i as isize * rs + jj as isize * cs);
+                            let x = tile[i * nr + jj];
+                            *dst = if blk.beta == T::zero() { x } else { x + blk.beta * *dst };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_blocks_cover_and_balance() {
+        for &(len, max, unit, threads) in &[
+            (1024, 144, 6, 2),
+            (4096, 144, 6, 2),
+            (7, 144, 6, 2),
+            (1, 256, 1, 1),
+            (300, 256, 1, 1),
+        ] {
+            let bs = balanced_block(len, max, unit, threads);
+            assert_eq!(bs % unit, 0);
+            assert!(bs <= max.div_ceil(unit) * unit, "{len} {max}: {bs}");
+            let blocks = len.div_ceil(bs);
+            assert!(blocks * bs >= len);
+            if len >= max * threads {
+                assert_eq!(blocks % threads, 0, "{len}: {blocks} blocks of {bs}");
+            }
+        }
+    }
+
+    #[test]
+    fn parts_tile_the_range() {
+        for len in 0..20 {
+            for parts in 1..5 {
+                let total: usize = (0..parts).map(|t| part(len, parts, t).len()).sum();
+                assert_eq!(total, len);
+            }
+        }
+    }
+}

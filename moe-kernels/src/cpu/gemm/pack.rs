@@ -1,0 +1,128 @@
+//! Packing of A and B blocks into the contiguous panel layouts the
+//! micro-kernels read, zero-padding the ragged edge panels.
+//!
+//! Both routines pick the loop order by which source stride is 1, so the
+//! reads walk memory contiguously whether the operand is transposed or not.
+
+use crate::Real;
+
+/// A read-only strided view by raw pointer: element (i, j) at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct RawRef<T> {
+    pub ptr: *const T,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+// SAFETY: RawRef is only built from a shared slice borrowed for the whole
+// call; T: Sync makes concurrent reads fine.
+unsafe impl<T: Sync> Send for RawRef<T> {}
+// SAFETY: as above, it only ever reads.
+unsafe impl<T: Sync> Sync for RawRef<T> {}
+
+impl<T> RawRef<T> {
+    /// Pointer to element (i, j).
+    ///
+    /// # Safety
+    /// (i, j) must lie inside the viewed matrix.
+    #[inline(always)]
+    pub unsafe fn at(&self, i: usize, j: usize) -> *const T {
+        // SAFETY: the caller keeps (i, j) inside the matrix, whose extent
+        // was checked against the slice length on entry.
+        unsafe { self.ptr.add(i * self.rs + j * self.cs) }
+    }
+}
+
+/// Packs rows `i0..i0+mc`, columns `p0..p0+kc` of `a` into `dst` as
+/// `ceil(mc/mr)` panels, each `kc` steps of `mr` values (`[p][i]`), padding
+/// rows past `mc` with zeros.
+///
+/// # Safety
+/// The block must lie inside `a`; `dst` must hold `ceil(mc/mr)·mr·kc` elements.
+pub(crate) unsafe fn pack_a<T: Real>(a: RawRef<T>, i0: usize, p0: usize, mc: usize, kc: usize, mr: usize, dst: *mut T) {
+    let mut out = dst;
+    for ir in (0..mc).step_by(mr) {
+        let rows = mr.min(mc - ir);
+        // SAFETY (whole block): reads stay in rows i0+ir..i0+ir+rows and
+        // columns p0..p0+kc of `a`; writes stay in this panel's kc·mr slots.
+        unsafe {
+            if a.cs == 1 || rows < mr {
+                // Rows are contiguous along p (or the panel is ragged): walk p innermost per row.
+                for i in 0..rows {
+                    let src = a.at(i0 + ir + i, p0);
+                    for p in 0..kc {
+                        *out.add(p * mr + i) = *src.add(p * a.cs);
+                    }
+                }
+                for i in rows..mr {
+                    for p in 0..kc {
+                        *out.add(p * mr + i) = T::zero();
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    let src = a.at(i0 + ir, p0 + p);
+                    for i in 0..mr {
+                        *out.add(p * mr + i) = *src.add(i * a.rs);
+                    }
+                }
+            }
+            out = out.add(kc * mr);
+        }
+    }
+}
+
+/// Packs rows `p0..p0+kc`, columns `j0..j0+nc` of `b` into `dst` as
+/// `ceil(nc/nr)` panels, each `kc` steps of `nr` values (`[p][j]`), padding
+/// columns past `nc` with zeros. `first_panel..last_panel` selects which
+/// panels to pack, so threads can split the work.
+///
+/// # Safety
+/// The block must lie inside `b`; `dst` must hold `ceil(nc/nr)·nr·kc` elements.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pack_b<T: Real>(
+    b: RawRef<T>,
+    p0: usize,
+    j0: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    panels: std::ops::Range<usize>,
+    dst: *mut T,
+) {
+    for panel in panels {
+        let jr = panel * nr;
+        let cols = nr.min(nc - jr);
+        // SAFETY (whole block): reads stay in rows p0..p0+kc and columns
+        // j0+jr..j0+jr+cols of `b`; writes stay in panel `panel` of `dst`.
+        unsafe {
+            let out = dst.add(panel * kc * nr);
+            if b.cs == 1 && cols == nr {
+                for p in 0..kc {
+                    std::ptr::copy_nonoverlapping(b.at(p0 + p, j0 + jr), out.add(p * nr), nr);
+                }
+            } else if b.cs == 1 {
+                for p in 0..kc {
+                    let src = b.at(p0 + p, j0 + jr);
+                    for j in 0..nr {
+                        *out.add(p * nr + j) = if j < cols { *src.add(j) } else { T::zero() };
+                    }
+                }
+            } else {
+                // Columns contiguous along p (B transposed) or general strides:
+                // walk p innermost per column.
+                for j in 0..cols {
+                    let src = b.at(p0, j0 + jr + j);
+                    for p in 0..kc {
+                        *out.add(p * nr + j) = *src.add(p * b.rs);
+                    }
+                }
+                for j in cols..nr {
+                    for p in 0..kc {
+                        *out.add(p * nr + j) = T::zero();
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Unit tests of the internal paths the public API may not reach on this CPU:
+//! the portable kernel (shadowed by AVX2 here) and the packed driver on shapes
+//! that the public entry point would route elsewhere. The public API itself is
+//! tested in `tests/gemm.rs`.
+
+use super::kernel::{self, KernelSpec};
+use super::*;
+
+/// Deterministic values in [-1, 1) without a RNG dependency.
+fn fill(len: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Runs the packed driver with `spec` on (m×k, transposed A if `ta`)·(k×n) into a
+/// C with row stride `n + 3`, and compares with an f64 triple loop.
+fn check_driver<T: Real>(spec: KernelSpec<T>, m: usize, n: usize, k: usize, ta: bool, threads: usize, tol: f64) {
+    let a64 = fill(m * k, 1);
+    let b64 = fill(k * n, 2);
+    let crs = n + 3;
+    let c64 = fill(m * crs, 3);
+    let (alpha, beta) = (0.75, -0.5);
+    let cast = |v: &[f64]| v.iter().map(|&x| T::from_f64_lossy(x)).collect::<Vec<T>>();
+    let (a, b, mut c) = (cast(&a64), cast(&b64), cast(&c64));
+    // A stored row-major m×k, or as its transpose (k×m row-major) read with swapped strides.
+    let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+    let a_val = |i: usize, p: usize| a64[i * a_rs + p * a_cs];
+    let ra = RawRef {
+        ptr: a.as_ptr(),
+        rs: a_rs,
+        cs: a_cs,
+    };
+    let rb = RawRef {
+        ptr: b.as_ptr(),
+        rs: n,
+        cs: 1,
+    };
+    let rc = RawMut {
+        ptr: c.as_mut_ptr(),
+        rs: crs,
+        cs: 1,
+    };
+    // SAFETY: all views lie inside their vectors; C does not overlap itself.
+    unsafe {
+        driver::gemm_packed(
+            &spec,
+            m,
+            n,
+            k,
+            T::from_f64_lossy(alpha),
+            ra,
+            rb,
+            T::from_f64_lossy(beta),
+            rc,
+            threads,
+        )
+    };
+    for i in 0..m {
+        for j in 0..crs {
+            let want = if j < n {
+                let dot: f64 = (0..k).map(|p| a_val(i, p) * b64[p * n + j]).sum();
+                alpha * dot + beta * c64[i * crs + j]
+            } else {
+                c64[i * crs + j] // padding columns untouched
+            };
+            let got = c[i * crs + j].to_f64_lossy();
+            assert!(
+                (got - want).abs() <= tol * (1.0 + want.abs()),
+                "{} ({m},{n},{k}) at ({i},{j}): {got} vs {want}",
+                spec.name
+            );
+        }
+    }
+}
+
+const SHAPES: &[(usize, usize, usize)] = &[
+    (2, 2, 1),
+    (7, 17, 5),
+    (13, 31, 29),
+    (150, 40, 300),
+    (6, 16, 256),
+    (61, 97, 520),
+];
+
+#[test]
+fn portable_kernel_matches_reference() {
+    for &(m, n, k) in SHAPES {
+        for ta in [false, true] {
+            check_driver(kernel::portable::<f64>(), m, n, k, ta, 1, 1e-12);
+            check_driver(kernel::portable::<f32>(), m, n, k, ta, 2, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn selected_kernel_matches_reference_on_threads() {
+    for &(m, n, k) in SHAPES {
+        for threads in [1, 2, 3] {
+            check_driver(kernel::select::<f64>(), m, n, k, threads == 2, threads, 1e-12);
+            check_driver(kernel::select::<f32>(), m, n, k, threads == 3, threads, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn overlap_test_is_conservative() {
+    assert!(non_overlapping(3, 4, 4, 1));
+    assert!(non_overlapping(3, 4, 1, 3));
+    assert!(!non_overlapping(3, 4, 3, 1));
+    assert!(!non_overlapping(3, 4, 0, 1));
+    assert!(non_overlapping(1, 4, 0, 1));
+    assert!(non_overlapping(1, 1, 0, 0));
+    assert!(!non_overlapping(2, 1, 0, 7));
+}
