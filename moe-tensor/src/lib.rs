@@ -21,6 +21,7 @@ pub mod backprop;
 mod device;
 pub mod dtype;
 mod error;
+mod host_alloc;
 pub mod init;
 mod layout;
 mod params;

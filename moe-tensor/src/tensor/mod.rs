@@ -6,12 +6,18 @@
 
 mod binary;
 mod compare;
+mod concat;
 mod constructors;
 mod convert;
+mod cumsum;
+mod embedding;
+mod index;
 mod matmul;
 mod reduce;
+mod topk;
 mod unary;
 mod view;
+mod where_cond;
 
 pub use unary::UnaryOp;
 
@@ -88,6 +94,7 @@ impl Tensor {
         op: Option<Arc<dyn BackwardOp>>,
         leaf_requires_grad: bool,
     ) -> Tensor {
+        crate::host_alloc::tune_once();
         let (dtype, device) = {
             let s = storage.read().unwrap_or_else(|e| e.into_inner());
             (s.dtype(), s.device())

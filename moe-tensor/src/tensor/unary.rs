@@ -51,6 +51,23 @@ fn sigmoid<T: Real>(x: T) -> T {
     }
 }
 
+/// x^p with the common integer exponents done by multiplication (powf is slow).
+fn powf<T: Real>(x: T, p: f64) -> T {
+    if p == 2.0 {
+        x * x
+    } else if p == 1.0 {
+        x
+    } else if p == 3.0 {
+        x * x * x
+    } else if p == 0.5 {
+        x.sqrt()
+    } else if p == -1.0 {
+        x.recip()
+    } else {
+        x.powf(c(p))
+    }
+}
+
 fn c<T: Real>(v: f64) -> T {
     T::from_f64_lossy(v)
 }
@@ -74,7 +91,7 @@ impl UnaryOp {
             UnaryOp::GeluErf => c::<T>(0.5) * x * (T::one() + erf(x * c::<T>(std::f64::consts::FRAC_1_SQRT_2))),
             UnaryOp::Relu => x.max(T::zero()),
             UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Powf(p) => x.powf(c(p)),
+            UnaryOp::Powf(p) => powf(x, p),
             UnaryOp::Affine { mul, add } => x * c(mul) + c(add),
         }
     }
@@ -120,7 +137,7 @@ impl UnaryOp {
                 }
             }
             UnaryOp::Tanh => T::one() - y * y,
-            UnaryOp::Powf(p) => c::<T>(p) * x.powf(c(p - 1.0)),
+            UnaryOp::Powf(p) => c::<T>(p) * powf(x, p - 1.0),
             UnaryOp::Affine { mul, .. } => c(mul),
         }
     }
