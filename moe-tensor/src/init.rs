@@ -115,7 +115,8 @@ impl Rng {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
-        if !(a < b) || !(a <= mean + 6.0 * std && b >= mean - 6.0 * std) {
+        let has_mass = a < b && a <= mean + 6.0 * std && b >= mean - 6.0 * std;
+        if !has_mass {
             return Err(Error::InvalidShape {
                 op: "trunc_normal",
                 msg: format!("bounds [{a}, {b}] leave no mass for N({mean}, {std}²)"),

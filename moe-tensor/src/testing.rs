@@ -114,7 +114,9 @@ pub fn gradcheck_with(
             let minus = loss_at(&data)?;
             let numeric = (plus - minus) / (2.0 * opts.eps);
             let err = (analytic[j] - numeric).abs();
-            if !(err <= opts.atol + opts.rtol * numeric.abs()) {
+            // Written so that a NaN error fails the check too.
+            let within = err <= opts.atol + opts.rtol * numeric.abs();
+            if !within {
                 return Err(Error::Autograd {
                     msg: format!(
                         "gradcheck: input {i} {:?} element {j}: analytic {} vs numeric {numeric} (|diff| {err:e})",
