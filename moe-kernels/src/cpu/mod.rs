@@ -4,6 +4,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod gemm;
+pub mod grouped_gemm;
 pub mod index;
 pub mod reduce;
 pub mod rms_norm;

@@ -1,0 +1,406 @@
+//! Grouped GEMM over contiguous row segments: the expert matmuls of an MoE layer.
+//!
+//! Token copies sorted by expert form `E` contiguous segments of rows; segment
+//! `e` holds `counts[e]` rows (possibly none) starting at `counts[..e].sum()`.
+//! [`grouped_gemm`] multiplies each segment by its own matrix (forward and the
+//! input gradient); [`grouped_gemm_tn`] forms `segmentᵀ · segment` products
+//! (the weight gradient). One call covers every segment: segments run in
+//! parallel on rayon's current pool, and each one is a [`gemm`] call that may
+//! split further when it is large, so a skewed load still uses every thread.
+//!
+//! Both validate their inputs and return [`KernelError`] instead of panicking.
+
+use super::gemm::{gemm, BatchStrides, MatMut, MatRef, PAR_MIN_WORK};
+use crate::{KernelError, Real};
+use rayon::prelude::*;
+
+/// Elements a `rows`×`cols` view with strides `rs`, `cs` reaches (0 if empty).
+fn extent(op: &'static str, rows: usize, cols: usize, rs: usize, cs: usize) -> Result<usize, KernelError> {
+    if rows == 0 || cols == 0 {
+        return Ok(0);
+    }
+    (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| r.checked_add((cols - 1).checked_mul(cs)?))
+        .and_then(|e| e.checked_add(1))
+        .ok_or(KernelError::ShapeOverflow {
+            op,
+            shape: vec![rows, cols],
+        })
+}
+
+/// Fails unless `len` elements cover what a view needs.
+fn check_len(op: &'static str, buffer: &'static str, need: usize, len: usize) -> Result<(), KernelError> {
+    if need > len {
+        return Err(KernelError::LengthMismatch {
+            op,
+            buffer,
+            expected: need,
+            got: len,
+        });
+    }
+    Ok(())
+}
+
+/// Total rows `Σ counts`, or an overflow error.
+fn total_rows(op: &'static str, counts: &[usize]) -> Result<usize, KernelError> {
+    counts.iter().try_fold(0usize, |acc, &c| {
+        acc.checked_add(c).ok_or(KernelError::ShapeOverflow {
+            op,
+            shape: counts.to_vec(),
+        })
+    })
+}
+
+/// Whether `work` multiply-adds are worth forking threads for.
+fn parallel(work: usize) -> bool {
+    work >= PAR_MIN_WORK && rayon::current_num_threads() > 1
+}
+
+/// Grouped product: for each segment `e`,
+/// `c[seg e] = alpha · a[seg e] · b[e] + beta · c[seg e]`.
+///
+/// - `a`: `M × k` (any strides), `M = Σ counts`.
+/// - `b`: `E` matrices of `k × n`, matrix `e` at `b[e·b_s.bs..]` with row and
+///   column strides `b_s.rs`, `b_s.cs` (a transposed weight is just swapped strides).
+/// - `c`: `M × n`, row-major and contiguous (`c.len() == M·n`).
+///
+/// With `beta == 0` the old contents of `c` are ignored. Empty segments touch nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_gemm<T: Real>(
+    counts: &[usize],
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: &[T],
+    b_s: BatchStrides,
+    beta: T,
+    c: &mut [T],
+) -> Result<(), KernelError> {
+    const OP: &str = "grouped_gemm";
+    let m = total_rows(OP, counts)?;
+    let c_need = m.checked_mul(n).ok_or(KernelError::ShapeOverflow {
+        op: OP,
+        shape: vec![m, n],
+    })?;
+    if c.len() != c_need {
+        return Err(KernelError::LengthMismatch {
+            op: OP,
+            buffer: "c",
+            expected: c_need,
+            got: c.len(),
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k > 0 {
+        check_len(OP, "a", extent(OP, m, k, a.rs, a.cs)?, a.data.len())?;
+        let last = counts.len().saturating_sub(1);
+        let b_need = last
+            .checked_mul(b_s.bs)
+            .and_then(|s| s.checked_add(extent(OP, k, n, b_s.rs, b_s.cs).ok()?))
+            .ok_or(KernelError::ShapeOverflow {
+                op: OP,
+                shape: vec![counts.len(), k, n],
+            })?;
+        check_len(OP, "b", b_need, b.len())?;
+    }
+    // One task per non-empty segment, each owning its rows of C.
+    let mut tasks = Vec::with_capacity(counts.len());
+    let (mut rest, mut row) = (c, 0usize);
+    for (e, &rows) in counts.iter().enumerate() {
+        let (seg, tail) = rest.split_at_mut(rows * n);
+        rest = tail;
+        if rows > 0 {
+            tasks.push((e, row, rows, seg));
+        }
+        row += rows;
+    }
+    let run = |(e, row, rows, seg): (usize, usize, usize, &mut [T])| {
+        // With k == 0, gemm reads neither A nor B, which may then be empty.
+        let a_e = MatRef {
+            data: a.data.get(row * a.rs..).unwrap_or(&[]),
+            rs: a.rs,
+            cs: a.cs,
+        };
+        let b_e = MatRef {
+            data: b.get(e * b_s.bs..).unwrap_or(&[]),
+            rs: b_s.rs,
+            cs: b_s.cs,
+        };
+        gemm(
+            rows,
+            n,
+            k,
+            alpha,
+            a_e,
+            b_e,
+            beta,
+            MatMut {
+                data: seg,
+                rs: n,
+                cs: 1,
+            },
+        );
+    };
+    if tasks.len() > 1 && parallel(m.saturating_mul(n).saturating_mul(k)) {
+        tasks.into_par_iter().for_each(run);
+    } else {
+        tasks.into_iter().for_each(run);
+    }
+    Ok(())
+}
+
+/// Grouped transposed product (the weight gradient of [`grouped_gemm`]): for
+/// each segment `e`, `c[e] = alpha · a[seg e]ᵀ · b[seg e] + beta · c[e]`.
+///
+/// - `a`: `M × m` (any strides), `b`: `M × n` (any strides), `M = Σ counts`.
+/// - `c`: `E` row-major `m × n` matrices back to back (`c.len() == E·m·n`).
+///
+/// An empty segment gives `c[e] = beta · c[e]`: zero when `beta == 0`, so an
+/// expert that received no rows gets a zero gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_gemm_tn<T: Real>(
+    counts: &[usize],
+    m: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: &mut [T],
+) -> Result<(), KernelError> {
+    const OP: &str = "grouped_gemm_tn";
+    let rows = total_rows(OP, counts)?;
+    let per = m.checked_mul(n).ok_or(KernelError::ShapeOverflow {
+        op: OP,
+        shape: vec![m, n],
+    })?;
+    let c_need = per.checked_mul(counts.len()).ok_or(KernelError::ShapeOverflow {
+        op: OP,
+        shape: vec![counts.len(), m, n],
+    })?;
+    if c.len() != c_need {
+        return Err(KernelError::LengthMismatch {
+            op: OP,
+            buffer: "c",
+            expected: c_need,
+            got: c.len(),
+        });
+    }
+    if per == 0 {
+        return Ok(());
+    }
+    check_len(OP, "a", extent(OP, rows, m, a.rs, a.cs)?, a.data.len())?;
+    check_len(OP, "b", extent(OP, rows, n, b.rs, b.cs)?, b.data.len())?;
+    let mut starts = Vec::with_capacity(counts.len());
+    let mut row = 0usize;
+    for &r in counts {
+        starts.push(row);
+        row += r;
+    }
+    let run = |((c_e, &r), &start): ((&mut [T], &usize), &usize)| {
+        // Rows of segment e as the k dimension: aᵀ is m × r with swapped strides.
+        let at = MatRef {
+            data: if r > 0 { &a.data[start * a.rs..] } else { &[] },
+            rs: a.cs,
+            cs: a.rs,
+        };
+        let b_e = MatRef {
+            data: if r > 0 { &b.data[start * b.rs..] } else { &[] },
+            rs: b.rs,
+            cs: b.cs,
+        };
+        gemm(
+            m,
+            n,
+            r,
+            alpha,
+            at,
+            b_e,
+            beta,
+            MatMut {
+                data: c_e,
+                rs: n,
+                cs: 1,
+            },
+        );
+    };
+    let work = rows.saturating_mul(per);
+    if counts.len() > 1 && parallel(work) {
+        c.par_chunks_mut(per)
+            .zip(counts.par_iter())
+            .zip(starts.par_iter())
+            .for_each(run);
+    } else {
+        c.chunks_mut(per).zip(counts.iter()).zip(starts.iter()).for_each(run);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference: the segment products written as plain loops.
+    fn reference(counts: &[usize], k: usize, n: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let m: usize = counts.iter().sum();
+        let mut c = vec![0.0; m * n];
+        let mut row = 0;
+        for (e, &r) in counts.iter().enumerate() {
+            for i in row..row + r {
+                for j in 0..n {
+                    c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[e * k * n + p * n + j]).sum();
+                }
+            }
+            row += r;
+        }
+        c
+    }
+
+    fn data(len: usize, seed: u64) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i as u64 + 1) * 2654435761 + seed * 97) % 1000) as f64 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn segments_use_their_own_matrix_and_empty_ones_are_skipped() {
+        let (k, n) = (5, 3);
+        let counts = [2, 0, 3, 1];
+        let m: usize = counts.iter().sum();
+        let a = data(m * k, 1);
+        let b = data(counts.len() * k * n, 2);
+        let mut c = vec![f64::NAN; m * n];
+        let bs = BatchStrides {
+            bs: k * n,
+            rs: n,
+            cs: 1,
+        };
+        grouped_gemm(
+            &counts,
+            k,
+            n,
+            1.0,
+            MatRef { data: &a, rs: k, cs: 1 },
+            &b,
+            bs,
+            0.0,
+            &mut c,
+        )
+        .unwrap();
+        let want = reference(&counts, k, n, &a, &b);
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn large_skewed_segments_take_the_parallel_path_and_match() {
+        // 4M multiply-adds: above PAR_MIN_WORK, so segments fork when threads exist.
+        let (k, n) = (64, 128);
+        let counts = [300, 0, 200, 1];
+        let m: usize = counts.iter().sum();
+        let a = data(m * k, 5);
+        let b = data(counts.len() * k * n, 6);
+        let want = reference(&counts, k, n, &a, &b);
+        let mut c = vec![0.0; m * n];
+        let bs = BatchStrides {
+            bs: k * n,
+            rs: n,
+            cs: 1,
+        };
+        grouped_gemm(
+            &counts,
+            k,
+            n,
+            1.0,
+            MatRef { data: &a, rs: k, cs: 1 },
+            &b,
+            bs,
+            0.0,
+            &mut c,
+        )
+        .unwrap();
+        let err = c.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-10, "max error {err}");
+        let mut g = vec![0.0; counts.len() * k * n];
+        let (ar, cr) = (MatRef { data: &a, rs: k, cs: 1 }, MatRef { data: &c, rs: n, cs: 1 });
+        grouped_gemm_tn(&counts, k, n, 1.0, ar, cr, 0.0, &mut g).unwrap();
+        assert!(g[k * n..2 * k * n].iter().all(|&x| x == 0.0));
+        let (i, j, e, start) = (7, 9, 3, 500);
+        assert!((g[e * k * n + i * n + j] - a[start * k + i] * c[start * n + j]).abs() < 1e-10);
+    }
+
+    #[test]
+    fn transposed_product_gives_zero_for_empty_segments() {
+        let (m, n) = (3, 4);
+        let counts = [0, 2, 3];
+        let rows: usize = counts.iter().sum();
+        let a = data(rows * m, 3);
+        let b = data(rows * n, 4);
+        let mut c = vec![f64::NAN; counts.len() * m * n];
+        let (ar, br) = (MatRef { data: &a, rs: m, cs: 1 }, MatRef { data: &b, rs: n, cs: 1 });
+        grouped_gemm_tn(&counts, m, n, 1.0, ar, br, 0.0, &mut c).unwrap();
+        assert!(c[..m * n].iter().all(|&x| x == 0.0));
+        let mut start = 0;
+        for (e, &r) in counts.iter().enumerate() {
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (start..start + r).map(|t| a[t * m + i] * b[t * n + j]).sum();
+                    assert!((c[e * m * n + i * n + j] - want).abs() < 1e-12);
+                }
+            }
+            start += r;
+        }
+    }
+
+    #[test]
+    fn short_buffers_are_errors_not_panics() {
+        let counts = [2, 2];
+        let a = vec![0.0f32; 7]; // needs 4 × 2 = 8
+        let b = vec![0.0f32; 2 * 2 * 3];
+        let mut c = vec![0.0f32; 4 * 3];
+        let bs = BatchStrides { bs: 6, rs: 3, cs: 1 };
+        let err = grouped_gemm(
+            &counts,
+            2,
+            3,
+            1.0,
+            MatRef { data: &a, rs: 2, cs: 1 },
+            &b,
+            bs,
+            0.0,
+            &mut c,
+        );
+        assert!(matches!(err, Err(KernelError::LengthMismatch { buffer: "a", .. })));
+        let mut short_c = vec![0.0f32; 11];
+        let a = vec![0.0f32; 8];
+        let err = grouped_gemm(
+            &counts,
+            2,
+            3,
+            1.0,
+            MatRef { data: &a, rs: 2, cs: 1 },
+            &b,
+            bs,
+            0.0,
+            &mut short_c,
+        );
+        assert!(matches!(err, Err(KernelError::LengthMismatch { buffer: "c", .. })));
+        let err = grouped_gemm(
+            &counts,
+            2,
+            3,
+            1.0,
+            MatRef { data: &a, rs: 2, cs: 1 },
+            &b[..11],
+            bs,
+            0.0,
+            &mut c,
+        );
+        assert!(matches!(err, Err(KernelError::LengthMismatch { buffer: "b", .. })));
+    }
+}
