@@ -64,7 +64,6 @@ impl Golden {
     }
 
     /// An integer input (ids, targets, positions).
-    #[allow(dead_code)]
     fn ids(&self, key: &str) -> Result<Tensor> {
         Ok(self.file.load(key, &CPU)?)
     }
@@ -201,6 +200,25 @@ fn activations_match_torch() -> Result<()> {
                 dtype,
             )?;
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn embedding_matches_torch() -> Result<()> {
+    let g = Golden::open("embedding")?;
+    for dtype in DTYPES {
+        let w = g.input("weight", dtype)?.to_param();
+        let y = w.embedding(&g.ids("ids")?)?;
+        y.backward_with(&g.input("gy", dtype)?)?;
+        check("embedding.y", &y, &g.reference("y")?, dtype)?;
+        // Repeated ids: their rows' gradients add up.
+        check(
+            "embedding.grad_weight",
+            &grad(&w, "weight")?,
+            &g.reference("grad_weight")?,
+            dtype,
+        )?;
     }
     Ok(())
 }
