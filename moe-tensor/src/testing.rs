@@ -43,6 +43,8 @@ pub struct GradReport {
     pub max_abs_err: f64,
     /// Number of partial derivatives compared.
     pub checked: usize,
+    /// Names of the backward ops the checked graph went through.
+    pub ops: std::collections::BTreeSet<&'static str>,
 }
 
 /// Checks the gradients of `f` at `inputs` with default tolerances.
@@ -83,6 +85,7 @@ pub fn gradcheck_with(
     // Analytic gradients of L = Σ f(x) ⊙ R.
     let params = fresh(&base)?;
     let y = f(&params)?;
+    let ops = crate::backprop::op_names(&y);
     let probe = rng.normal(y.shape().clone(), 0.0, 1.0, DType::F64, &y.device())?;
     y.mul(&probe)?.sum_all()?.backward()?;
     let loss_at =
@@ -91,6 +94,7 @@ pub fn gradcheck_with(
     let mut report = GradReport {
         max_abs_err: 0.0,
         checked: 0,
+        ops,
     };
     for (i, (t, p)) in inputs.iter().zip(&params).enumerate() {
         if !t.dtype().is_float() {

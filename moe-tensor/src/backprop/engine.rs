@@ -33,6 +33,20 @@ fn topo_order(root: &Tensor) -> Vec<Tensor> {
     order
 }
 
+/// Names of the ops recorded in the graph that produced `root` (for coverage tests).
+pub fn op_names(root: &Tensor) -> std::collections::BTreeSet<&'static str> {
+    topo_order(root)
+        .iter()
+        .filter_map(|t| {
+            t.0.grad_fn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|op| op.name())
+        })
+        .collect()
+}
+
 fn accumulate(grads: &mut HashMap<TensorId, Tensor>, id: TensorId, g: Tensor) -> Result<()> {
     let merged = match grads.remove(&id) {
         Some(prev) => prev.add(&g)?,

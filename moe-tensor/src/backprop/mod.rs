@@ -10,6 +10,7 @@
 mod engine;
 mod grad_mode;
 
+pub use engine::op_names;
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
 
 use crate::{Result, Tensor};
