@@ -80,20 +80,25 @@ pub fn topk<T: Real>(
 }
 
 /// One pass keeping the best `k` seen so far sorted in `v` / `ix`.
+///
+/// Position `p` is larger than every kept index, so for a non-NaN `a`
+/// "ranks before `(b, i)`" is just `a > b` (a tie goes to the kept entry, and
+/// `a > NaN` is false as it should be); only a NaN needs the full order.
 fn topk_insertion<T: Real>(x: &[T], v: &mut [T], ix: &mut [i64]) {
     let k = v.len();
     let mut len = 0;
     for (p, &a) in x.iter().enumerate() {
+        let ranks_before = |b: T, i: i64| if a.is_nan() { before(a, p, b, i as usize) } else { a > b };
         let mut s = if len < k {
             len += 1;
             len - 1
-        } else if before(a, p, v[k - 1], ix[k - 1] as usize) {
+        } else if ranks_before(v[k - 1], ix[k - 1]) {
             k - 1
         } else {
             continue;
         };
         // Shift worse entries down until `a` sits after everything that ranks before it.
-        while s > 0 && before(a, p, v[s - 1], ix[s - 1] as usize) {
+        while s > 0 && ranks_before(v[s - 1], ix[s - 1]) {
             v[s] = v[s - 1];
             ix[s] = ix[s - 1];
             s -= 1;
