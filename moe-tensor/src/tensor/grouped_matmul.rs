@@ -1,0 +1,177 @@
+//! Grouped matmul over contiguous row segments (MoE experts), a fused op with
+//! explicit forward and backward kernels from `moe_kernels::cpu::grouped_gemm`.
+//!
+//! `x_MD` holds token copies sorted by expert: segment `e` is `counts[e]` rows.
+//! `y[seg e] = x[seg e] · w[e]`. Backward: `dx[seg e] = dy[seg e] · w[e]ᵀ` (the
+//! same op on a transposed view of `w`) and `dw[e] = x[seg e]ᵀ · dy[seg e]`,
+//! which is zero, not missing, for an expert with no rows.
+
+use crate::backprop::BackwardOp;
+use crate::dtype::WithDType;
+use crate::storage::Storage;
+use crate::{DType, Error, Result, Shape, Tensor};
+use moe_kernels::cpu::gemm::{BatchStrides, MatRef};
+use moe_kernels::cpu::grouped_gemm::{grouped_gemm, grouped_gemm_tn};
+use moe_kernels::{KernelError, Real};
+use num_traits::{One, Zero};
+
+const OP: &str = "grouped_matmul";
+
+fn kernel_err(op: &'static str) -> impl Fn(KernelError) -> Error {
+    move |e| Error::Kernel { op, msg: e.to_string() }
+}
+
+struct GroupedMatmulBackward {
+    x: Tensor,
+    w: Tensor,
+    counts: Vec<usize>,
+}
+
+impl BackwardOp for GroupedMatmulBackward {
+    fn name(&self) -> &'static str {
+        OP
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x, &self.w]
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let gx = if self.x.requires_grad() {
+            Some(g.grouped_matmul(&self.w.transpose(1, 2)?, &self.counts)?)
+        } else {
+            None
+        };
+        let gw = if self.w.requires_grad() {
+            Some(grouped_weight_grad(&self.x, g, &self.counts)?)
+        } else {
+            None
+        };
+        Ok(vec![gx, gw])
+    }
+}
+
+/// A matrix view of a rank-2 tensor's data: strides and storage offset.
+fn mat<'a, T>(data: &'a [T], t: &Tensor) -> MatRef<'a, T> {
+    let s = t.layout().strides();
+    MatRef {
+        data: data.get(t.layout().offset()..).unwrap_or(&[]),
+        rs: s[0],
+        cs: s[1],
+    }
+}
+
+fn forward<T: Real>(x: &[T], xt: &Tensor, w: &[T], wt: &Tensor, counts: &[usize]) -> Result<Vec<T>> {
+    let (m, k, n) = (xt.dims()[0], xt.dims()[1], wt.dims()[2]);
+    let ws = wt.layout().strides();
+    let mut y = vec![T::zero(); m * n];
+    let b_s = BatchStrides {
+        bs: ws[0],
+        rs: ws[1],
+        cs: ws[2],
+    };
+    let w = w.get(wt.layout().offset()..).unwrap_or(&[]);
+    grouped_gemm(counts, k, n, T::one(), mat(x, xt), w, b_s, T::zero(), &mut y).map_err(kernel_err(OP))?;
+    Ok(y)
+}
+
+/// `dw[e] = x[seg e]ᵀ · g[seg e]`, shape `[E, D, F]`; zero for empty segments.
+fn grouped_weight_grad(x: &Tensor, g: &Tensor, counts: &[usize]) -> Result<Tensor> {
+    let op = "grouped_matmul_backward";
+    let (d, f) = (x.dims()[1], g.dims()[1]);
+    let out = {
+        let (gx, gg) = (x.read_storage(), g.read_storage());
+        crate::map_float2!(gx.cpu(op)?, gg.cpu(op)?, op, |vx, vg: T| {
+            let mut dw = vec![T::zero(); counts.len() * d * f];
+            grouped_gemm_tn(counts, d, f, T::one(), mat(vx, x), mat(vg, g), T::zero(), &mut dw)
+                .map_err(kernel_err(op))?;
+            Ok(T::into_storage(dw))
+        })?
+    };
+    Ok(Tensor::from_storage(
+        Storage::Cpu(out),
+        Shape::from(vec![counts.len(), d, f]),
+    ))
+}
+
+/// Checks ranks, shapes, counts, dtypes and devices of a grouped matmul.
+fn check(x: &Tensor, w: &Tensor, counts: &[usize]) -> Result<()> {
+    if x.rank() != 2 || w.rank() != 3 {
+        return Err(Error::InvalidShape {
+            op: OP,
+            msg: format!(
+                "needs x [M, D] and w [E, D, F], got {:?} and {:?}",
+                x.shape(),
+                w.shape()
+            ),
+        });
+    }
+    if x.dims()[1] != w.dims()[1] {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: x.shape().clone(),
+            rhs: w.shape().clone(),
+        });
+    }
+    if counts.len() != w.dims()[0] {
+        return Err(Error::InvalidShape {
+            op: OP,
+            msg: format!("{} segment counts for {} expert matrices", counts.len(), w.dims()[0]),
+        });
+    }
+    let total = counts.iter().try_fold(0usize, |a, &c| a.checked_add(c));
+    if total != Some(x.dims()[0]) {
+        return Err(Error::InvalidShape {
+            op: OP,
+            msg: format!("segment counts {counts:?} do not sum to the {} rows of x", x.dims()[0]),
+        });
+    }
+    if x.dtype() != w.dtype() {
+        return Err(Error::DTypeMismatch {
+            op: OP,
+            lhs: x.dtype(),
+            rhs: w.dtype(),
+        });
+    }
+    if !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Err(Error::UnsupportedDType {
+            op: OP,
+            dtype: x.dtype(),
+        });
+    }
+    if x.device() != w.device() {
+        return Err(Error::DeviceMismatch {
+            op: OP,
+            lhs: x.device(),
+            rhs: w.device(),
+        });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// Grouped matmul over contiguous row segments, the expert products of an
+    /// MoE layer: `self` is `x_MD` (rows sorted by expert), `w` is `[E, D, F]`
+    /// and `counts[e]` rows of `x` (in order, possibly none) go to expert `e`;
+    /// `Σ counts` must equal `M`. Returns `[M, F]` with
+    /// `y[seg e] = x[seg e] · w[e]`.
+    ///
+    /// One kernel call covers every segment (parallel across segments). Any
+    /// strides are read in place, so an HF-layout weight `[E, F, D]` is used as
+    /// `w_EFD.transpose(1, 2)` without a copy. Differentiable in `self` and `w`;
+    /// an expert with no rows gets a zero gradient. F32/F64.
+    pub fn grouped_matmul(&self, w: &Tensor, counts: &[usize]) -> Result<Tensor> {
+        check(self, w, counts)?;
+        let out = {
+            let (gx, gw) = (self.read_storage(), w.read_storage());
+            crate::map_float2!(gx.cpu(OP)?, gw.cpu(OP)?, OP, |vx, vw: T| {
+                Ok(T::into_storage(forward(vx, self, vw, w, counts)?))
+            })?
+        };
+        let shape = Shape::from(vec![self.dims()[0], w.dims()[2]]);
+        let back = GroupedMatmulBackward {
+            x: self.clone(),
+            w: w.clone(),
+            counts: counts.to_vec(),
+        };
+        Ok(Tensor::from_op(Storage::Cpu(out), shape, back))
+    }
+}

@@ -1,0 +1,172 @@
+//! `grouped_matmul`: forward against per-segment `matmul`, finite-difference
+//! gradient checks (f64) with empty segments and strided operands, the zero
+//! gradient of an expert without rows, and typed errors for bad arguments.
+
+mod common;
+
+use common::randn;
+use moe_tensor::init::Rng;
+use moe_tensor::testing::{gradcheck, max_abs_diff};
+use moe_tensor::{DType, Device, Error, Tensor};
+
+/// The same product written with ordinary ops: narrow each segment, matmul, cat rows.
+fn reference(x: &Tensor, w: &Tensor, counts: &[usize]) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut row = 0;
+    for (e, &r) in counts.iter().enumerate() {
+        if r > 0 {
+            let y = x
+                .narrow(0, row, r)
+                .unwrap()
+                .matmul(&w.narrow(0, e, 1).unwrap().squeeze(0).unwrap())
+                .unwrap();
+            out.extend(y.to_vec_f64().unwrap());
+        }
+        row += r;
+    }
+    out
+}
+
+#[test]
+fn forward_matches_per_segment_matmul() {
+    let mut rng = Rng::seed(11);
+    for counts in [vec![2, 0, 3, 1], vec![0, 0, 5], vec![4], vec![1, 1, 1, 1, 1, 0]] {
+        let m: usize = counts.iter().sum();
+        let x = randn(&mut rng, &[m, 5]);
+        let w = randn(&mut rng, &[counts.len(), 5, 3]);
+        let y = x.grouped_matmul(&w, &counts).unwrap();
+        assert_eq!(y.dims(), &[m, 3]);
+        let want = reference(&x, &w, &counts);
+        let got = y.to_vec_f64().unwrap();
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-12, "{counts:?}: max error {err}");
+        // f32 agrees with f64 to f32 precision.
+        let y32 = x
+            .to_dtype(DType::F32)
+            .unwrap()
+            .grouped_matmul(&w.to_dtype(DType::F32).unwrap(), &counts)
+            .unwrap();
+        assert!(max_abs_diff(&y32.to_dtype(DType::F64).unwrap(), &y).unwrap() < 1e-5);
+    }
+}
+
+#[test]
+fn large_segments_match_per_segment_matmul() {
+    // Big enough (≈ 6M multiply-adds) for the kernel to run segments in parallel.
+    let mut rng = Rng::seed(12);
+    let counts = [190, 0, 7, 300, 3];
+    let m: usize = counts.iter().sum();
+    let x = randn(&mut rng, &[m, 64]).to_dtype(DType::F32).unwrap();
+    let w = randn(&mut rng, &[counts.len(), 64, 40]).to_dtype(DType::F32).unwrap();
+    let got = x.grouped_matmul(&w, &counts).unwrap().to_vec_f64().unwrap();
+    let want = reference(&x, &w, &counts);
+    let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-4, "max error {err}");
+}
+
+#[test]
+fn gradients_match_finite_differences_with_empty_segments() {
+    let mut rng = Rng::seed(13);
+    for counts in [vec![2, 0, 3, 1], vec![0, 4, 0], vec![3]] {
+        let m: usize = counts.iter().sum();
+        let x = randn(&mut rng, &[m, 4]);
+        let w = randn(&mut rng, &[counts.len(), 4, 3]);
+        let c = counts.clone();
+        gradcheck(move |t| t[0].grouped_matmul(&t[1], &c), &[x, w]).unwrap_or_else(|e| panic!("{counts:?}: {e}"));
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences_with_strided_operands() {
+    // x as a transposed [D, M] view and w in HF's [E, F, D] layout, transposed.
+    let mut rng = Rng::seed(14);
+    let counts = vec![1, 3, 0, 2];
+    let xt = randn(&mut rng, &[4, 6]);
+    let w_efd = randn(&mut rng, &[4, 3, 4]);
+    let c = counts.clone();
+    gradcheck(
+        move |t| t[0].t()?.grouped_matmul(&t[1].transpose(1, 2)?, &c),
+        &[xt.clone(), w_efd.clone()],
+    )
+    .unwrap();
+    // And the strided forward equals the contiguous one.
+    let strided = xt
+        .t()
+        .unwrap()
+        .grouped_matmul(&w_efd.transpose(1, 2).unwrap(), &counts)
+        .unwrap();
+    let dense = xt
+        .t()
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .grouped_matmul(&w_efd.transpose(1, 2).unwrap().contiguous().unwrap(), &counts)
+        .unwrap();
+    assert_eq!(max_abs_diff(&strided, &dense).unwrap(), 0.0);
+}
+
+#[test]
+fn expert_without_rows_gets_a_zero_gradient() {
+    let mut rng = Rng::seed(15);
+    let counts = [3, 0, 2];
+    let x = randn(&mut rng, &[5, 4]).to_param();
+    let w = randn(&mut rng, &[3, 4, 2]).to_param();
+    x.grouped_matmul(&w, &counts)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gw = w.grad().expect("w has a gradient");
+    assert_eq!(gw.dims(), &[3, 4, 2]);
+    let g = gw.to_vec_f64().unwrap();
+    assert!(g[8..16].iter().all(|&v| v == 0.0), "expert 1 had no rows");
+    assert!(g[..8].iter().any(|&v| v != 0.0) && g[16..].iter().any(|&v| v != 0.0));
+    assert_eq!(x.grad().unwrap().dims(), &[5, 4]);
+
+    // No rows at all: an empty output, and still a zero (not missing) weight gradient.
+    let x0 = Tensor::zeros((0, 4), DType::F64, &Device::Cpu).unwrap();
+    let w0 = randn(&mut rng, &[2, 4, 3]).to_param();
+    let y0 = x0.grouped_matmul(&w0, &[0, 0]).unwrap();
+    assert_eq!(y0.dims(), &[0, 3]);
+    y0.sum_all()
+        .unwrap()
+        .add(&w0.sum_all().unwrap().mul_scalar(0.0).unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(w0.grad().unwrap().to_vec_f64().unwrap().iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn bad_arguments_are_typed_errors() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((5, 4), DType::F32, &dev).unwrap();
+    let w = Tensor::zeros((3, 4, 2), DType::F32, &dev).unwrap();
+    let bad_sum = x.grouped_matmul(&w, &[1, 1, 1]);
+    assert!(matches!(bad_sum, Err(Error::InvalidShape { .. })), "{bad_sum:?}");
+    let bad_len = x.grouped_matmul(&w, &[5, 0]);
+    assert!(matches!(bad_len, Err(Error::InvalidShape { .. })), "{bad_len:?}");
+    let overflow = x.grouped_matmul(&w, &[usize::MAX, 6, 0]);
+    assert!(matches!(overflow, Err(Error::InvalidShape { .. })), "{overflow:?}");
+    let w_bad_d = Tensor::zeros((3, 5, 2), DType::F32, &dev).unwrap();
+    assert!(matches!(
+        x.grouped_matmul(&w_bad_d, &[5, 0, 0]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let w64 = Tensor::zeros((3, 4, 2), DType::F64, &dev).unwrap();
+    assert!(matches!(
+        x.grouped_matmul(&w64, &[5, 0, 0]),
+        Err(Error::DTypeMismatch { .. })
+    ));
+    let xi = Tensor::zeros((5, 4), DType::I64, &dev).unwrap();
+    let wi = Tensor::zeros((3, 4, 2), DType::I64, &dev).unwrap();
+    assert!(matches!(
+        xi.grouped_matmul(&wi, &[5, 0, 0]),
+        Err(Error::UnsupportedDType { .. })
+    ));
+    let w2 = Tensor::zeros((4, 2), DType::F32, &dev).unwrap();
+    assert!(matches!(x.grouped_matmul(&w2, &[5]), Err(Error::InvalidShape { .. })));
+}
