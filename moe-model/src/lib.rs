@@ -1,3 +1,16 @@
 //! moe-model: dense and MoE decoder language models.
 //!
-//! Not implemented yet: this crate is filled by the model/router issue.
+//! Dimension letters used in names and comments: B batch, T tokens (sequence),
+//! N = B·T flattened tokens, D model width, F FFN width, H query heads, G
+//! key/value heads, K head width or top-k (said where), E experts, V vocabulary,
+//! L layers.
+//!
+//! - [`config`] / [`presets`]: one serde config for dense, Switch and
+//!   DeepSeek-style MoEs, validation, parameter counts, FLOP matching.
+
+pub mod config;
+mod error;
+pub mod presets;
+
+pub use config::{ModelConfig, MoeConfig, ParamCount};
+pub use error::{Error, Result};
