@@ -8,12 +8,11 @@
 //! # Which implementation, and why
 //! A hand-written BLIS-style packed GEMM ([`driver`]) with AVX2+FMA
 //! micro-kernels (f32 6×16, f64 6×8, runtime-detected) and a portable scalar
-//! kernel otherwise. On this project's 2-core Zen 3 machine it beat both the
-//! `gemm` crate 0.19 and `matrixmultiply` 0.3 at 1024³ and 2048³ on 2 threads
-//! (numbers in BENCHMARKS.md, reproduced by `cargo bench -p moe-kernels --bench
-//! gemm -- backends`), and owning it lets the tensor crate rely on exact
-//! behaviour: beta == 0 ignores NaNs in C, any strides, no allocation per call
-//! (packing buffers are reused per thread).
+//! kernel otherwise. It is timed against the `gemm` crate 0.19 and
+//! `matrixmultiply` 0.3 on the same problems (`cargo bench -p moe-kernels
+//! --bench gemm -- backends`; numbers in BENCHMARKS.md). Owning it also pins
+//! down behaviour the tensor crate relies on: beta == 0 ignores NaNs in C, any
+//! strides, no allocation per call (packing buffers are reused per thread).
 //!
 //! Paths: tiny products and self-overlapping C go to a direct loop; `m == 1`
 //! or `n == 1` to a streaming matrix-vector kernel; the rest to the packed
@@ -72,6 +71,25 @@ const NAIVE_MAX_WORK: usize = 4096;
 ///
 /// # Panics
 /// If a slice is too short for its dims and strides (callers check shapes).
+///
+/// # Example
+/// ```
+/// use moe_kernels::cpu::gemm::{gemm, MatMut, MatRef};
+///
+/// // A: 2×3 row-major; B: 3×2 read as the transpose of a row-major 2×3 buffer.
+/// let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let bt = [1.0f32, 0.0, 1.0, 0.0, 1.0, 0.0];
+/// let mut c = [f32::NAN; 4]; // beta = 0 ignores the old contents
+/// gemm(
+///     2, 2, 3,
+///     1.0,
+///     MatRef { data: &a, rs: 3, cs: 1 },
+///     MatRef { data: &bt, rs: 1, cs: 3 },
+///     0.0,
+///     MatMut { data: &mut c, rs: 2, cs: 1 },
+/// );
+/// assert_eq!(c, [4.0, 2.0, 10.0, 5.0]);
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<T: Real>(
     m: usize,
