@@ -27,7 +27,7 @@ impl Mlp {
     }
 
     fn step(&self) -> Result<()> {
-        let h = self.x.matmul(&self.w_gate)?.silu()?.mul(&self.x.matmul(&self.w_up)?)?;
+        let h = self.x.matmul(&self.w_gate)?.swiglu(&self.x.matmul(&self.w_up)?)?;
         let loss = h.matmul(&self.w_down)?.sqr()?.mean_all()?;
         loss.backward()?;
         for w in [&self.w_gate, &self.w_up, &self.w_down] {

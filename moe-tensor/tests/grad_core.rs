@@ -201,3 +201,18 @@ fn to_dtype_passes_gradients_back_in_the_source_dtype() {
     assert_eq!(g.dtype(), moe_tensor::DType::F64);
     assert_eq!(g.to_vec::<f64>().unwrap(), vec![3.0; 6]);
 }
+
+#[test]
+fn fused_gated_activations_match_finite_differences_and_unfused_ops() {
+    let mut rng = Rng::seed(9);
+    let gate = randn(&mut rng, &[4, 6]);
+    let up = randn(&mut rng, &[6, 4]);
+    for act in [UnaryOp::Silu, UnaryOp::GeluTanh, UnaryOp::GeluErf] {
+        // `up` enters transposed, so one operand is non-contiguous.
+        gradcheck(|xs| xs[0].gated(&xs[1].t()?, act), &[gate.clone(), up.clone()]).unwrap();
+        let fused = gate.gated(&up.t().unwrap(), act).unwrap();
+        let unfused = gate.unary(act).unwrap().mul(&up.t().unwrap()).unwrap();
+        assert!(moe_tensor::testing::max_abs_diff(&fused, &unfused).unwrap() < 1e-15);
+    }
+    assert!(gate.swiglu(&up).is_err(), "shape mismatch must be refused");
+}

@@ -11,6 +11,7 @@ mod constructors;
 mod convert;
 mod cumsum;
 mod embedding;
+mod gated;
 mod grouped_matmul;
 mod index;
 mod matmul;
