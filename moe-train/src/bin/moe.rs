@@ -1,6 +1,47 @@
-//! The `moe` command-line tool. Subcommands arrive with the train issue.
+//! The `moe` command-line tool.
+//!
+//! Data commands are here now; training, evaluation and the demo arrive
+//! with their own issues.
 
-fn main() {
-    eprintln!("moe: no subcommands are implemented yet (see README.md)");
-    std::process::exit(2);
+#[path = "../cli/mod.rs"]
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// moe-cpt: pre-train, continually pre-train and study Mixture-of-Experts
+/// language models.
+#[derive(Debug, Parser)]
+#[command(name = "moe", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train tokenizers.
+    #[command(subcommand)]
+    Tokenizer(cli::tokenizer::TokenizerCmd),
+    /// Tokenize text/JSONL files into a domain of a dataset folder.
+    Prepare(cli::prepare::PrepareArgs),
+    /// Inspect, verify or build datasets.
+    #[command(subcommand)]
+    Data(cli::data::DataCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tokenizer(c) => cli::tokenizer::run(c),
+        Command::Prepare(a) => cli::prepare::run(a),
+        Command::Data(c) => cli::data::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

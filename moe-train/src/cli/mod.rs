@@ -1,0 +1,8 @@
+//! Thin command modules of the `moe` binary: each parses nothing itself
+//! (clap does), calls a library, and prints results.
+
+pub mod data;
+pub mod input;
+pub mod prepare;
+pub mod progress;
+pub mod tokenizer;
