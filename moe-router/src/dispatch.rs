@@ -1,0 +1,199 @@
+//! Dispatch and combine: token copies sorted by expert into contiguous
+//! segments for [`Tensor::grouped_matmul`], and the weighted scatter back.
+//!
+//! The plan is a stable counting sort of the kept copies by expert id (copies
+//! of one expert stay in token order). [`Dispatch::permute`] gathers rows of
+//! `x_ND` into `x_MD` (M = kept copies); the experts run as grouped matmuls
+//! over [`Dispatch::counts`]; [`Dispatch::combine`] maps each copy's output row
+//! back to its token, weights it and sums over the K copies. Both are
+//! differentiable (gather/index-add pairs), in the weights as well as the
+//! expert outputs; a dropped copy reads a zero row, so it adds nothing and its
+//! weight gets no gradient.
+
+use crate::error::{Result, RouterError};
+use moe_tensor::Tensor;
+
+/// The expert index of an id, checked against the number of experts.
+pub(crate) fn expert_index(id: i64, num_experts: usize) -> Result<usize> {
+    usize::try_from(id)
+        .ok()
+        .filter(|&e| e < num_experts)
+        .ok_or(RouterError::Invalid {
+            what: "expert ids",
+            msg: format!("expert id {id} out of range for {num_experts} experts"),
+        })
+}
+
+/// Where every token copy goes: the sorted order and segment sizes.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    num_tokens: usize,
+    top_k: usize,
+    /// Kept copies per expert: the segment sizes, `[E]`.
+    counts_E: Vec<usize>,
+    /// Source token of each sorted row, `[M]` (I64).
+    token_of_row_M: Tensor,
+    /// Sorted row of each copy, `[N·K]` (I64); `M` (a zero row) for dropped copies.
+    row_of_copy_NK: Tensor,
+    /// Whether any copy was dropped.
+    has_dropped: bool,
+}
+
+impl Dispatch {
+    /// Plans the dispatch of `N·K` copies (`topk_ids_NK` row-major `[N, K]`),
+    /// keeping those where `keep_NK` is true.
+    pub fn plan(topk_ids_NK: &[i64], keep_NK: &[bool], top_k: usize, num_experts: usize) -> Result<Self> {
+        if top_k == 0 || topk_ids_NK.len() % top_k != 0 || keep_NK.len() != topk_ids_NK.len() {
+            return Err(RouterError::Invalid {
+                what: "dispatch plan",
+                msg: format!(
+                    "{} expert ids and {} keep flags for top_k {top_k}",
+                    topk_ids_NK.len(),
+                    keep_NK.len()
+                ),
+            });
+        }
+        let mut counts_E = vec![0usize; num_experts];
+        for (&id, &keep) in topk_ids_NK.iter().zip(keep_NK) {
+            let e = expert_index(id, num_experts)?;
+            counts_E[e] += keep as usize;
+        }
+        // Counting sort: each expert's segment starts after the earlier ones.
+        let mut next_E: Vec<usize> = counts_E
+            .iter()
+            .scan(0, |acc, &c| {
+                let start = *acc;
+                *acc += c;
+                Some(start)
+            })
+            .collect();
+        let m: usize = counts_E.iter().sum();
+        let mut token_of_row = vec![0i64; m];
+        let mut row_of_copy = vec![m as i64; topk_ids_NK.len()];
+        for (i, (&id, &keep)) in topk_ids_NK.iter().zip(keep_NK).enumerate() {
+            if keep {
+                let row = &mut next_E[id as usize];
+                token_of_row[*row] = (i / top_k) as i64;
+                row_of_copy[i] = *row as i64;
+                *row += 1;
+            }
+        }
+        let dev = moe_tensor::Device::Cpu;
+        Ok(Dispatch {
+            num_tokens: topk_ids_NK.len() / top_k,
+            top_k,
+            has_dropped: m < topk_ids_NK.len(),
+            token_of_row_M: Tensor::from_vec(token_of_row, m, &dev)?,
+            row_of_copy_NK: Tensor::from_vec(row_of_copy, topk_ids_NK.len(), &dev)?,
+            counts_E,
+        })
+    }
+
+    /// Kept copies per expert (the segment sizes for `grouped_matmul`).
+    pub fn counts(&self) -> &[usize] {
+        &self.counts_E
+    }
+
+    /// M: kept copies, the rows of the sorted buffer.
+    pub fn num_rows(&self) -> usize {
+        self.token_of_row_M.elem_count()
+    }
+
+    /// Source token of each sorted row, `[M]` (I64).
+    pub fn token_of_row(&self) -> &Tensor {
+        &self.token_of_row_M
+    }
+
+    /// Gathers token rows into expert order: `x_ND` → `x_MD`.
+    pub fn permute(&self, x_ND: &Tensor) -> Result<Tensor> {
+        if x_ND.rank() != 2 || x_ND.dims()[0] != self.num_tokens {
+            return Err(RouterError::Shape {
+                what: "dispatch input",
+                expected: format!("[{}, D]", self.num_tokens),
+                got: x_ND.dims().to_vec(),
+            });
+        }
+        Ok(x_ND.index_select(0, &self.token_of_row_M)?)
+    }
+
+    /// Scatters expert outputs back to tokens: `out[t] = Σ_k w[t, k] · y[row(t, k)]`,
+    /// `y_MD` → `[N, D]`. `weights_NK` are cast to `y_MD`'s dtype; dropped
+    /// copies contribute zero.
+    pub fn combine(&self, y_MD: &Tensor, weights_NK: &Tensor) -> Result<Tensor> {
+        let (n, k, m) = (self.num_tokens, self.top_k, self.num_rows());
+        if y_MD.rank() != 2 || y_MD.dims()[0] != m {
+            return Err(RouterError::Shape {
+                what: "expert outputs",
+                expected: format!("[{m}, D]"),
+                got: y_MD.dims().to_vec(),
+            });
+        }
+        if weights_NK.dims() != [n, k] {
+            return Err(RouterError::Shape {
+                what: "combine weights",
+                expected: format!("[{n}, {k}]"),
+                got: weights_NK.dims().to_vec(),
+            });
+        }
+        let d = y_MD.dims()[1];
+        let rows = if self.has_dropped {
+            let zero = Tensor::zeros((1, d), y_MD.dtype(), &y_MD.device())?;
+            Tensor::cat(&[y_MD, &zero], 0)?
+        } else {
+            y_MD.clone()
+        };
+        let w = weights_NK.to_dtype(y_MD.dtype())?.reshape((n * k, 1))?;
+        let copies = rows.index_select(0, &self.row_of_copy_NK)?.mul(&w)?;
+        if k == 1 {
+            return Ok(copies);
+        }
+        Ok(copies.reshape((n, k, d))?.sum(&[1], false)?)
+    }
+
+    /// The kept-copy mask as U8 `[N, K]` (1 = dropped).
+    pub(crate) fn dropped_mask(&self) -> Result<Tensor> {
+        let m = self.num_rows() as i64;
+        let rows = self.row_of_copy_NK.to_vec::<i64>()?;
+        let mask: Vec<u8> = rows.iter().map(|&r| (r == m) as u8).collect();
+        Ok(Tensor::from_vec(
+            mask,
+            (self.num_tokens, self.top_k),
+            &moe_tensor::Device::Cpu,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moe_tensor::Device;
+
+    #[test]
+    fn plan_is_a_stable_sort_by_expert() {
+        // 3 tokens, top-2, 3 experts; copy (2, 1) dropped.
+        let ids = [2i64, 0, 0, 2, 1, 0];
+        let keep = [true, true, true, true, true, false];
+        let d = Dispatch::plan(&ids, &keep, 2, 3).unwrap();
+        assert_eq!(d.counts(), &[2, 1, 2]);
+        assert_eq!(d.token_of_row().to_vec::<i64>().unwrap(), vec![0, 1, 2, 0, 1]);
+        assert_eq!(d.row_of_copy_NK.to_vec::<i64>().unwrap(), vec![3, 0, 1, 4, 2, 5]);
+        assert_eq!(
+            d.dropped_mask().unwrap().to_vec::<u8>().unwrap(),
+            vec![0, 0, 0, 0, 0, 1]
+        );
+        let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], (3, 1), &Device::Cpu).unwrap();
+        let xs = d.permute(&x).unwrap();
+        assert_eq!(xs.to_vec::<f64>().unwrap(), vec![1.0, 2.0, 3.0, 1.0, 2.0]);
+        // Identity experts: combine returns Σ_k w · x over the kept copies.
+        let w = Tensor::from_vec(vec![0.5f64, 0.25, 1.0, 2.0, 3.0, 7.0], (3, 2), &Device::Cpu).unwrap();
+        let y = d.combine(&xs, &w).unwrap();
+        assert_eq!(y.to_vec::<f64>().unwrap(), vec![0.75, 6.0, 9.0]);
+    }
+
+    #[test]
+    fn bad_ids_are_errors() {
+        assert!(Dispatch::plan(&[0, 3], &[true, true], 1, 3).is_err());
+        assert!(Dispatch::plan(&[0, -1], &[true, true], 1, 3).is_err());
+        assert!(Dispatch::plan(&[0, 1, 2], &[true, true, true], 2, 3).is_err());
+    }
+}
