@@ -76,7 +76,11 @@ fn jsonl_line_without_the_field_names_file_line_and_field() {
         &dir.path().join("bad.jsonl.zst"),
         &zstd::encode_all(text.as_bytes(), 1).unwrap(),
     );
-    let e = fails(&[f.clone()], IngestOptions::default(), &dir.path().join("out"));
+    let e = fails(
+        std::slice::from_ref(&f),
+        IngestOptions::default(),
+        &dir.path().join("out"),
+    );
     assert!(
         matches!(e, DataError::MissingField { line: 3, ref field, .. } if field == "text"),
         "{e}"
@@ -218,7 +222,7 @@ fn failure_leaves_an_existing_dataset_untouched() {
     let good = write(&dir.path().join("g.jsonl"), jsonl(&docs(30)).as_bytes());
     prepare_files(
         &tok,
-        &[good.clone()],
+        std::slice::from_ref(&good),
         &IngestOptions::default(),
         &out,
         &PrepareOptions::new("dom"),
@@ -249,7 +253,7 @@ fn preparing_with_another_tokenizer_into_a_dataset_is_refused() {
     let f = write(&dir.path().join("g.jsonl"), jsonl(&docs(5)).as_bytes());
     prepare_files(
         &tok,
-        &[f.clone()],
+        std::slice::from_ref(&f),
         &IngestOptions::default(),
         &out,
         &PrepareOptions::new("a"),

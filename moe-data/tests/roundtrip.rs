@@ -133,7 +133,7 @@ fn adding_a_second_domain_keeps_the_first() {
     for name in ["one", "two"] {
         prepare_files(
             &tok,
-            &[f.clone()],
+            std::slice::from_ref(&f),
             &IngestOptions::default(),
             &out,
             &PrepareOptions::new(name),
@@ -146,7 +146,7 @@ fn adding_a_second_domain_keeps_the_first() {
     // Same name again needs --overwrite, which then replaces it.
     let e = prepare_files(
         &tok,
-        &[f.clone()],
+        std::slice::from_ref(&f),
         &IngestOptions::default(),
         &out,
         &PrepareOptions::new("one"),

@@ -77,7 +77,7 @@ fn sentence(r: &mut Rng, name: &str, place: &str, topic: &str) -> String {
         3 => format!("\"The {topic} is {a} this year,\" {} {name}.", r.pick(SAY)),
         4 => format!(
             "{} {} {} {} the {n2}.",
-            capitalize(*r.pick(COUNT)),
+            capitalize(r.pick::<&str>(COUNT)),
             plural(n),
             r.pick(VERB_PAST),
             r.pick(PREP)
@@ -86,7 +86,7 @@ fn sentence(r: &mut Rng, name: &str, place: &str, topic: &str) -> String {
         6 => format!("{name} was {a} because the {n} was {}.", r.pick(ADJ)),
         _ => format!(
             "{} the {a} {n} and the {} {n2}.",
-            capitalize(*r.pick(VERB_T)),
+            capitalize(r.pick::<&str>(VERB_T)),
             r.pick(ADJ)
         ),
     }
