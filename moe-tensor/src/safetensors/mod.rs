@@ -25,11 +25,13 @@ mod header;
 mod load;
 mod save;
 mod sharded;
+mod sharded_save;
 
 pub use header::TensorInfo;
 pub use load::{load, MmapedSafetensors, SafetensorsReader};
 pub use save::{save, serialize};
-pub use sharded::{save_sharded, ShardedSafetensors, INDEX_FILE, SINGLE_FILE};
+pub use sharded::{ShardedSafetensors, INDEX_FILE, SINGLE_FILE};
+pub use sharded_save::save_sharded;
 
 use crate::DType;
 
