@@ -38,4 +38,4 @@ pub use error::{Error, Result};
 pub use layout::Layout;
 pub use params::Params;
 pub use shape::Shape;
-pub use tensor::{Tensor, TensorId, UnaryOp};
+pub use tensor::{Reduction, Rope, Tensor, TensorId, UnaryOp, DEFAULT_IGNORE_INDEX};

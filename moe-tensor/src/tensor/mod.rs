@@ -4,23 +4,31 @@
 //! each defines its forward as `impl Tensor` methods and its backward as a
 //! [`BackwardOp`](crate::backprop::BackwardOp) next to it.
 
+mod attention;
 mod binary;
 mod compare;
 mod concat;
 mod constructors;
 mod convert;
+mod cross_entropy;
 mod cumsum;
 mod embedding;
+mod fused_util;
 mod gated;
 mod grouped_matmul;
 mod index;
 mod matmul;
 mod reduce;
+mod rms_norm;
+mod rope;
+mod softmax;
 mod topk;
 mod unary;
 mod view;
 mod where_cond;
 
+pub use cross_entropy::{Reduction, DEFAULT_IGNORE_INDEX};
+pub use rope::Rope;
 pub use unary::UnaryOp;
 
 use crate::backprop::{self, BackwardOp};
