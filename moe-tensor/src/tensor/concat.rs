@@ -179,7 +179,7 @@ impl Tensor {
 
     /// Splits `dim` into `n` views of `ceil(size / n)` elements, the last one
     /// smaller, as torch.chunk (so fewer than `n` pieces when the size does not
-    /// fill them, and one empty piece for an empty dim).
+    /// fill them, and `n` empty pieces for an empty dim).
     pub fn chunk(&self, n: usize, dim: isize) -> Result<Vec<Tensor>> {
         let op = "chunk";
         let d = self.shape().resolve_dim(dim, op)?;
@@ -198,7 +198,8 @@ impl Tensor {
             start += step;
         }
         if sizes.is_empty() {
-            sizes.push(0);
+            // torch gives `n` empty pieces for an empty dim.
+            sizes = vec![0; n];
         }
         self.split(&sizes, d as isize)
     }
@@ -234,5 +235,7 @@ mod tests {
         assert_eq!(sizes(5), vec![1, 1, 1, 1, 1]);
         assert_eq!(sizes(9), vec![1, 1, 1, 1, 1]);
         assert_eq!(x.chunk(2, 0).unwrap()[1].to_vec::<i64>().unwrap(), vec![3, 4]);
+        let empty = t(vec![], &[0, 2]);
+        assert_eq!(empty.chunk(3, 0).unwrap().len(), 3);
     }
 }
