@@ -229,14 +229,22 @@ unsafe fn macro_kernel<T: Real>(
                 if rows == mr && cols == nr {
                     ukr(blk.kcur, ap, bp, cp, rs, cs, blk.alpha, blk.beta);
                 } else {
+                    // Ragged edge: run the same kernel on a local copy of the
+                    // tile, so edge elements round exactly like interior ones
+                    // and results do not depend on how threads split C.
                     let mut tile = [T::zero(); MAX_TILE];
-                    let tp = tile.as_mut_ptr();
-                    ukr(blk.kcur, ap, bp, tp, nr as isize, 1, blk.alpha, T::zero());
+                    let at = |i: usize, jj: usize| cp.offset(i as isize * rs + jj as isize * cs);
+                    if blk.beta != T::zero() {
+                        for i in 0..rows {
+                            for jj in 0..cols {
+                                tile[i * nr + jj] = *at(i, jj);
+                            }
+                        }
+                    }
+                    ukr(blk.kcur, ap, bp, tile.as_mut_ptr(), nr as isize, 1, blk.alpha, blk.beta);
                     for i in 0..rows {
                         for jj in 0..cols {
-                            let dst = &mut *cp.offset(i as isize * rs + jj as isize * cs);
-                            let x = tile[i * nr + jj];
-                            *dst = if blk.beta == T::zero() { x } else { x + blk.beta * *dst };
+                            *at(i, jj) = tile[i * nr + jj];
                         }
                     }
                 }

@@ -46,28 +46,43 @@ pub(crate) unsafe fn pack_a<T: Real>(a: RawRef<T>, i0: usize, p0: usize, mc: usi
         // SAFETY (whole block): reads stay in rows i0+ir..i0+ir+rows and
         // columns p0..p0+kc of `a`; writes stay in this panel's kc·mr slots.
         unsafe {
-            if a.cs == 1 || rows < mr {
-                // Rows are contiguous along p (or the panel is ragged): walk p innermost per row.
-                for i in 0..rows {
-                    let src = a.at(i0 + ir + i, p0);
-                    for p in 0..kc {
-                        *out.add(p * mr + i) = *src.add(p * a.cs);
+            match (mr, rows == mr) {
+                (6, true) => panel_a::<T, 6>(a, i0 + ir, p0, kc, out),
+                (4, true) => panel_a::<T, 4>(a, i0 + ir, p0, kc, out),
+                _ => {
+                    for i in 0..rows {
+                        let src = a.at(i0 + ir + i, p0);
+                        for p in 0..kc {
+                            *out.add(p * mr + i) = *src.add(p * a.cs);
+                        }
                     }
-                }
-                for i in rows..mr {
-                    for p in 0..kc {
-                        *out.add(p * mr + i) = T::zero();
-                    }
-                }
-            } else {
-                for p in 0..kc {
-                    let src = a.at(i0 + ir, p0 + p);
-                    for i in 0..mr {
-                        *out.add(p * mr + i) = *src.add(i * a.rs);
+                    for i in rows..mr {
+                        for p in 0..kc {
+                            *out.add(p * mr + i) = T::zero();
+                        }
                     }
                 }
             }
             out = out.add(kc * mr);
+        }
+    }
+}
+
+/// One full MR-row panel of A: for each p the MR values of column p, read
+/// from MR row cursors (contiguous when A is row-major) and written in order.
+///
+/// # Safety
+/// Rows i..i+MR and columns p0..p0+kc lie inside `a`; `out` holds kc·MR elements.
+#[inline(always)]
+unsafe fn panel_a<T: Real, const MR: usize>(a: RawRef<T>, i: usize, p0: usize, kc: usize, out: *mut T) {
+    // SAFETY: the caller keeps every (row, p) inside `a` and kc·MR slots in `out`.
+    unsafe {
+        let rows: [*const T; MR] = std::array::from_fn(|r| a.at(i + r, p0));
+        for p in 0..kc {
+            let o = out.add(p * MR);
+            for (r, src) in rows.iter().enumerate() {
+                *o.add(r) = *src.add(p * a.cs);
+            }
         }
     }
 }
@@ -97,10 +112,10 @@ pub(crate) unsafe fn pack_b<T: Real>(
         // j0+jr..j0+jr+cols of `b`; writes stay in panel `panel` of `dst`.
         unsafe {
             let out = dst.add(panel * kc * nr);
-            if b.cs == 1 && cols == nr {
-                for p in 0..kc {
-                    std::ptr::copy_nonoverlapping(b.at(p0 + p, j0 + jr), out.add(p * nr), nr);
-                }
+            if b.cs == 1 && cols == nr && nr == 16 {
+                panel_b_rows::<T, 16>(b, p0, j0 + jr, kc, out);
+            } else if b.cs == 1 && cols == nr && nr == 8 {
+                panel_b_rows::<T, 8>(b, p0, j0 + jr, kc, out);
             } else if b.cs == 1 {
                 for p in 0..kc {
                     let src = b.at(p0 + p, j0 + jr);
@@ -124,5 +139,19 @@ pub(crate) unsafe fn pack_b<T: Real>(
                 }
             }
         }
+    }
+}
+
+/// One full NR-column panel of row-major B: kc fixed-size row copies (a
+/// constant length, so no memcpy call per row).
+///
+/// # Safety
+/// Rows p0..p0+kc and columns j..j+NR lie inside `b` (with `b.cs == 1`); `out`
+/// holds kc·NR elements.
+#[inline(always)]
+unsafe fn panel_b_rows<T: Real, const NR: usize>(b: RawRef<T>, p0: usize, j: usize, kc: usize, out: *mut T) {
+    for p in 0..kc {
+        // SAFETY: row p0+p holds NR contiguous elements from column j; `out` has room.
+        unsafe { std::ptr::copy_nonoverlapping(b.at(p0 + p, j), out.add(p * NR), NR) };
     }
 }
