@@ -7,10 +7,18 @@
 //!
 //! - [`config`] / [`presets`]: one serde config for dense, Switch and
 //!   DeepSeek-style MoEs, validation, parameter counts, FLOP matching.
+//! - [`layers`] and [`decoder`]: the model, its forward and training loss.
+//! - [`init`]: seeded GPT-NeoX/OLMo-style initialisation.
+//! - [`hf`]: transformers' names, config.json and checkpoint layout.
 
 pub mod config;
+pub mod decoder;
 mod error;
+pub mod hf;
+pub mod init;
+pub mod layers;
 pub mod presets;
 
 pub use config::{ModelConfig, MoeConfig, ParamCount};
+pub use decoder::{Decoder, ForwardOutput, KvCache, LossOutput};
 pub use error::{Error, Result};

@@ -1,0 +1,313 @@
+//! The decoder-only language model: embedding, L pre-norm blocks (attention +
+//! dense or MoE FFN), final norm, LM head; the training loss
+//! `cross-entropy + aux_coef · aux + z_coef · z`.
+
+use crate::hf::names::{self, param_specs};
+use crate::layers::attention::{Attention, LayerKvCache};
+use crate::layers::embedding::Embedding;
+use crate::layers::mlp::Mlp;
+use crate::layers::rms_norm::RmsNorm;
+use crate::layers::rope::Rope;
+use crate::{Error, ModelConfig, Result};
+use moe_tensor::init::Rng;
+use moe_tensor::{Device, Params, Tensor};
+use std::path::PathBuf;
+
+/// A block's feed-forward part.
+#[derive(Clone, Debug)]
+pub enum Ffn {
+    /// A dense gated FFN.
+    Dense(Mlp),
+}
+
+/// One pre-norm decoder block.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Norm before attention.
+    pub input_norm: RmsNorm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// Norm before the FFN.
+    pub post_attention_norm: RmsNorm,
+    /// Dense or MoE FFN.
+    pub ffn: Ffn,
+}
+
+/// What a forward pass returns.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// `[B, T, V]`.
+    pub logits: Tensor,
+}
+
+/// The training loss and its parts.
+#[derive(Debug)]
+pub struct LossOutput {
+    /// `ce + aux_coef · aux + z_coef · z` (scalar); what training differentiates.
+    pub total: Tensor,
+    /// Mean next-token cross-entropy (labels = inputs shifted by one, as HF).
+    pub ce: Tensor,
+    /// The load-balancing loss (unweighted), for MoE models.
+    pub aux: Option<Tensor>,
+    /// The router z-loss summed over MoE layers (unweighted), for MoE models.
+    pub z: Option<Tensor>,
+    /// The forward's logits and routing.
+    pub forward: ForwardOutput,
+}
+
+/// Per-layer KV caches for incremental decoding.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    /// One cache per layer.
+    pub layers: Vec<LayerKvCache>,
+}
+
+impl KvCache {
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.len())
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A decoder LM whose parameters are registered under their HF names.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    cfg: ModelConfig,
+    params: Params,
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    /// `[V, D]`; the embedding table itself when tied.
+    lm_head: Tensor,
+    rope: Rope,
+}
+
+/// Looks up `name` in `params`, checking its shape.
+pub(crate) fn take(params: &Params, name: &str, shape: &[usize]) -> Result<Tensor> {
+    let t = params.get(name).ok_or_else(|| Error::MissingTensor {
+        path: PathBuf::from("<params>"),
+        name: name.into(),
+    })?;
+    if t.dims() != shape {
+        return Err(Error::TensorShape {
+            path: PathBuf::from("<params>"),
+            name: name.into(),
+            expected: shape.to_vec(),
+            got: t.dims().to_vec(),
+        });
+    }
+    Ok(t.clone())
+}
+
+impl Decoder {
+    /// A freshly initialised model (see [`crate::init`]).
+    pub fn new(cfg: &ModelConfig, rng: &mut Rng, device: &Device) -> Result<Self> {
+        let params = crate::init::init_params(cfg, rng, device)?;
+        Self::from_params(cfg, params)
+    }
+
+    /// A model over existing parameters (named as [`param_specs`] lists them);
+    /// a missing, misshapen or extra parameter is an error naming it.
+    pub fn from_params(cfg: &ModelConfig, params: Params) -> Result<Self> {
+        cfg.validate()?;
+        let specs = param_specs(cfg);
+        for s in &specs {
+            take(&params, &s.name, &s.shape)?;
+        }
+        if params.len() != specs.len() {
+            let known: std::collections::HashSet<_> = specs.iter().map(|s| s.name.as_str()).collect();
+            if let Some((name, _)) = params.iter().find(|(n, _)| !known.contains(n)) {
+                return Err(Error::UnexpectedTensor {
+                    path: PathBuf::from("<params>"),
+                    name: name.into(),
+                });
+            }
+        }
+        let get = |n: &str| params.get(n).cloned().ok_or_else(|| Error::config(n, "missing"));
+        let norm = |n: String| -> Result<RmsNorm> {
+            Ok(RmsNorm {
+                weight: get(&n)?,
+                eps: cfg.rms_norm_eps,
+            })
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = names::layer_prefix(i);
+            let a = format!("{p}.self_attn");
+            let qkv_bias = if cfg.attention_bias {
+                Some([
+                    get(&format!("{a}.q_proj.bias"))?,
+                    get(&format!("{a}.k_proj.bias"))?,
+                    get(&format!("{a}.v_proj.bias"))?,
+                ])
+            } else {
+                None
+            };
+            let attn = Attention {
+                q_proj: get(&format!("{a}.q_proj.weight"))?,
+                k_proj: get(&format!("{a}.k_proj.weight"))?,
+                v_proj: get(&format!("{a}.v_proj.weight"))?,
+                o_proj: get(&format!("{a}.o_proj.weight"))?,
+                qkv_bias,
+                num_heads: cfg.num_heads,
+                num_kv_heads: cfg.num_kv_heads,
+                head_dim: cfg.head_dim(),
+            };
+            let ffn = if cfg.is_moe_layer(i) {
+                return Err(Error::config("moe", "MoE layers are not built yet"));
+            } else {
+                Ffn::Dense(mlp_from(&params, &format!("{p}.mlp"), cfg)?)
+            };
+            blocks.push(Block {
+                input_norm: norm(format!("{p}.input_layernorm.weight"))?,
+                attn,
+                post_attention_norm: norm(format!("{p}.post_attention_layernorm.weight"))?,
+                ffn,
+            });
+        }
+        let embed = Embedding {
+            weight: get(names::EMBED)?,
+        };
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.weight.clone()
+        } else {
+            get(names::LM_HEAD)?
+        };
+        Ok(Decoder {
+            cfg: cfg.clone(),
+            embed,
+            blocks,
+            norm: norm(names::FINAL_NORM.into())?,
+            lm_head,
+            rope: Rope::new(cfg.head_dim(), cfg.rope_theta, cfg.max_position_embeddings),
+            params,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Every parameter under its HF name.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The blocks (for inspection and upcycling).
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// Checks `ids` is a non-empty I64 `[B, T]` batch.
+    fn check_batch(&self, ids: &Tensor) -> Result<()> {
+        if ids.rank() != 2 || ids.elem_count() == 0 || ids.dtype() != moe_tensor::DType::I64 {
+            return Err(Error::BadInput {
+                what: "token ids",
+                msg: format!(
+                    "need a non-empty I64 [B, T] tensor, got {:?} {:?}",
+                    ids.dtype(),
+                    ids.dims()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Logits `[B, T, V]` for `ids [B, T]` (I64) and the MoE layers' routing.
+    pub fn forward(&self, ids: &Tensor) -> Result<ForwardOutput> {
+        self.forward_impl(ids, None)
+    }
+
+    /// Like [`Decoder::forward`], continuing after the positions in `cache`
+    /// and appending this call's keys and values to it.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<ForwardOutput> {
+        if cache.layers.len() != self.blocks.len() {
+            cache.layers = vec![LayerKvCache::default(); self.blocks.len()];
+        }
+        self.forward_impl(ids, Some(cache))
+    }
+
+    fn forward_impl(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<ForwardOutput> {
+        self.check_batch(ids)?;
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        let t = ids.dims()[1];
+        if start + t > self.cfg.max_position_embeddings {
+            return Err(Error::BadInput {
+                what: "token ids",
+                msg: format!(
+                    "positions up to {} exceed max_position_embeddings = {}",
+                    start + t,
+                    self.cfg.max_position_embeddings
+                ),
+            });
+        }
+        let mut h = self.embed.forward(ids)?; // [B, T, D]
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let a = blk
+                .attn
+                .forward(&blk.input_norm.forward(&h)?, &self.rope, start, layer_cache)?;
+            h = h.add(&a)?;
+            let x = blk.post_attention_norm.forward(&h)?;
+            let f = match &blk.ffn {
+                Ffn::Dense(m) => m.forward(&x)?,
+            };
+            h = h.add(&f)?;
+        }
+        let h = self.norm.forward(&h)?;
+        let logits = h.matmul(&self.lm_head.t()?)?;
+        Ok(ForwardOutput { logits })
+    }
+
+    /// The training loss on `ids [B, T]`: mean cross-entropy of predicting
+    /// token t+1 from tokens ..=t (HF's causal-LM loss with labels = ids), plus
+    /// the weighted router losses of an MoE model.
+    pub fn loss(&self, ids: &Tensor) -> Result<LossOutput> {
+        let forward = self.forward(ids)?;
+        let (b, t, v) = (ids.dims()[0], ids.dims()[1], self.cfg.vocab_size);
+        if t < 2 {
+            return Err(Error::BadInput {
+                what: "token ids",
+                msg: format!("the loss needs sequences of at least 2 tokens, got {t}"),
+            });
+        }
+        let n = b * (t - 1);
+        let logits_nv = forward.logits.narrow(1, 0, t - 1)?.reshape((n, v))?;
+        let targets = ids.narrow(1, 1, t - 1)?.reshape((n, 1))?;
+        let ce = logits_nv.log_softmax(-1)?.gather(1, &targets)?.mean_all()?.neg()?;
+        let total = ce.clone();
+        let (aux, z) = (None, None);
+        Ok(LossOutput {
+            total,
+            ce,
+            aux,
+            z,
+            forward,
+        })
+    }
+}
+
+/// A dense gated FFN from `{prefix}.{gate,up,down}_proj.weight`.
+pub(crate) fn mlp_from(params: &Params, prefix: &str, cfg: &ModelConfig) -> Result<Mlp> {
+    let get = |n: &str| {
+        params
+            .get(&format!("{prefix}.{n}.weight"))
+            .cloned()
+            .ok_or_else(|| Error::MissingTensor {
+                path: PathBuf::from("<params>"),
+                name: format!("{prefix}.{n}.weight"),
+            })
+    };
+    Ok(Mlp {
+        gate_proj: get("gate_proj")?,
+        up_proj: get("up_proj")?,
+        down_proj: get("down_proj")?,
+        act: cfg.activation,
+    })
+}
