@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use moe_tensor::safetensors::MmapedSafetensors;
-use moe_tensor::{DType, Device, Tensor};
+use moe_tensor::{DType, Device, Reduction, Rope, Tensor, DEFAULT_IGNORE_INDEX};
 
 const CPU: Device = Device::Cpu;
 
@@ -219,6 +219,188 @@ fn embedding_matches_torch() -> Result<()> {
             &g.reference("grad_weight")?,
             dtype,
         )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn softmax_and_log_softmax_match_torch() -> Result<()> {
+    type Op = fn(&Tensor, isize) -> moe_tensor::Result<Tensor>;
+    let ops: [(&str, Op); 2] = [("softmax", Tensor::softmax), ("log_softmax", Tensor::log_softmax)];
+    for (name, op) in ops {
+        let g = Golden::open(name)?;
+        for case in ["last", "mid"] {
+            let dim = g.attr(&format!("{case}.dim"))? as isize;
+            for dtype in DTYPES {
+                let x = g.input(&format!("{case}.x"), dtype)?.to_param();
+                let y = op(&x, dim)?;
+                y.backward_with(&g.input(&format!("{case}.gy"), dtype)?)?;
+                check(
+                    &format!("{name}.{case}.y"),
+                    &y,
+                    &g.reference(&format!("{case}.y"))?,
+                    dtype,
+                )?;
+                let gx = grad(&x, "x")?;
+                check(
+                    &format!("{name}.{case}.grad_x"),
+                    &gx,
+                    &g.reference(&format!("{case}.grad_x"))?,
+                    dtype,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn rms_norm_matches_torch() -> Result<()> {
+    let g = Golden::open("rms_norm")?;
+    for case in ["d16", "d64"] {
+        let eps = g.attr(&format!("{case}.eps"))?;
+        for dtype in DTYPES {
+            let x = g.input(&format!("{case}.x"), dtype)?.to_param();
+            let w = g.input(&format!("{case}.w"), dtype)?.to_param();
+            let y = x.rms_norm(&w, eps)?;
+            y.backward_with(&g.input(&format!("{case}.gy"), dtype)?)?;
+            check(
+                &format!("rms_norm.{case}.y"),
+                &y,
+                &g.reference(&format!("{case}.y"))?,
+                dtype,
+            )?;
+            check(
+                &format!("rms_norm.{case}.grad_x"),
+                &grad(&x, "x")?,
+                &g.reference(&format!("{case}.grad_x"))?,
+                dtype,
+            )?;
+            check(
+                &format!("rms_norm.{case}.grad_w"),
+                &grad(&w, "w")?,
+                &g.reference(&format!("{case}.grad_w"))?,
+                dtype,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn rope_matches_transformers() -> Result<()> {
+    let g = Golden::open("rope")?;
+    for case in ["d8", "d16"] {
+        let theta = g.attr(&format!("{case}.theta"))?;
+        let start = g.attr(&format!("{case}.start"))? as usize;
+        let positions = g.ids(&format!("{case}.positions"))?;
+        for dtype in DTYPES {
+            let x = g.input(&format!("{case}.x"), dtype)?;
+            let (t, d) = (x.dims()[2], x.dims()[3]);
+            let rope = Rope::new(d, start + t, theta, dtype, &CPU)?;
+            // Our tables hold each angle once ([P, D/2]); HF's cos/sin repeat them ([T, D]).
+            let half = |key: &str| -> Result<Tensor> { Ok(g.reference(key)?.narrow(1, 0, d / 2)?) };
+            check(
+                &format!("rope.{case}.cos"),
+                &rope.cos().narrow(0, start, t)?,
+                &half(&format!("{case}.cos"))?,
+                dtype,
+            )?;
+            check(
+                &format!("rope.{case}.sin"),
+                &rope.sin().narrow(0, start, t)?,
+                &half(&format!("{case}.sin"))?,
+                dtype,
+            )?;
+            // By offset, and by explicit position ids.
+            for (how, by_ids) in [("offset", false), ("ids", true)] {
+                let x = x.to_param();
+                let y = if by_ids {
+                    x.rope_at(&rope, &positions)?
+                } else {
+                    x.rope(&rope, start)?
+                };
+                y.backward_with(&g.input(&format!("{case}.gy"), dtype)?)?;
+                check(
+                    &format!("rope.{case}.{how}.y"),
+                    &y,
+                    &g.reference(&format!("{case}.y"))?,
+                    dtype,
+                )?;
+                let gx = grad(&x, "x")?;
+                check(
+                    &format!("rope.{case}.{how}.grad_x"),
+                    &gx,
+                    &g.reference(&format!("{case}.grad_x"))?,
+                    dtype,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn causal_gqa_attention_matches_torch_sdpa() -> Result<()> {
+    let g = Golden::open("attention")?;
+    for case in ["gqa", "mha", "mqa"] {
+        for dtype in DTYPES {
+            let q = g.input(&format!("{case}.q"), dtype)?.to_param();
+            let k = g.input(&format!("{case}.k"), dtype)?.to_param();
+            let v = g.input(&format!("{case}.v"), dtype)?.to_param();
+            // The default scale (1/√Dh) for two cases, an explicit one for the third.
+            let scale = if case == "mqa" {
+                Some(g.attr(&format!("{case}.scale"))?)
+            } else {
+                None
+            };
+            let y = q.causal_attention(&k, &v, scale)?;
+            y.backward_with(&g.input(&format!("{case}.gy"), dtype)?)?;
+            check(
+                &format!("attention.{case}.y"),
+                &y,
+                &g.reference(&format!("{case}.y"))?,
+                dtype,
+            )?;
+            for (name, t) in [("q", &q), ("k", &k), ("v", &v)] {
+                let label = format!("attention.{case}.grad_{name}");
+                check(
+                    &label,
+                    &grad(t, name)?,
+                    &g.reference(&format!("{case}.grad_{name}"))?,
+                    dtype,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cross_entropy_with_ignore_index_matches_torch() -> Result<()> {
+    let g = Golden::open("cross_entropy")?;
+    let ignore = g.attr("ignore_index")? as i64;
+    assert_eq!(ignore, DEFAULT_IGNORE_INDEX);
+    for (name, reduction) in [("mean", Reduction::Mean), ("sum", Reduction::Sum)] {
+        for dtype in DTYPES {
+            let logits = g.input("logits", dtype)?.to_param();
+            let loss = logits.cross_entropy(&g.ids("targets")?, ignore, reduction)?;
+            // Upstream gradient 0.75, not 1, so a dropped scale would show.
+            loss.backward_with(&g.input("gy", dtype)?)?;
+            check(
+                &format!("cross_entropy.{name}.loss"),
+                &loss,
+                &g.reference(&format!("{name}.loss"))?,
+                dtype,
+            )?;
+            let gl = grad(&logits, "logits")?;
+            check(
+                &format!("cross_entropy.{name}.grad_logits"),
+                &gl,
+                &g.reference(&format!("{name}.grad_logits"))?,
+                dtype,
+            )?;
+        }
     }
     Ok(())
 }
