@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use moe_kernels::cpu::gemm::{gemm, gemm_batched, BatchStrides, MatMut, MatRef};
 use moe_kernels::Real;
 
@@ -67,6 +67,7 @@ fn bench_one<T: Real>(
     let b = Operand::<T>::new(k, n, tb, 2);
     let mut out = vec![T::zero(); m * n];
     let mut g = c.benchmark_group(group);
+    g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
     g.bench_function(id, |bench| {
         bench.iter(|| {
@@ -168,6 +169,7 @@ fn batched(c: &mut Criterion) {
     let mut s = vec![0.0f32; batch * t * t];
     let mut o = vec![0.0f32; batch * t * dh];
     let mut g = c.benchmark_group("gemm_batched");
+    g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Elements(2 * (batch * t * t * dh) as u64));
     // Scores S[b] = Q[b] · K[b]ᵀ: K stored [B·H, T, Dh], read as Dh×T with swapped strides.
     g.bench_function(
@@ -247,6 +249,7 @@ fn backends(c: &mut Criterion) {
         let b: Vec<f32> = filled(n * n, 2);
         let mut out = vec![0.0f32; n * n];
         let mut g = c.benchmark_group("gemm_backends");
+        g.sampling_mode(SamplingMode::Flat);
         g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
         g.bench_function(BenchmarkId::new(format!("moe_kernels_{}", threads()), n), |bench| {
             let (av, bv) = (MatRef { data: &a, rs: n, cs: 1 }, MatRef { data: &b, rs: n, cs: 1 });
@@ -299,7 +302,8 @@ fn backends(c: &mut Criterion) {
                 }
             })
         });
-        g.bench_function(BenchmarkId::new("matrixmultiply", n), |bench| {
+        let mm_threads = std::env::var("MATMUL_NUM_THREADS").map_or("auto".to_string(), |t| format!("{t}t"));
+        g.bench_function(BenchmarkId::new(format!("matrixmultiply_{mm_threads}"), n), |bench| {
             bench.iter(|| {
                 // SAFETY: all three buffers are n×n row-major and live for the call.
                 unsafe {
@@ -326,6 +330,8 @@ fn backends(c: &mut Criterion) {
     }
 }
 
+/// Ten flat samples: the large products take a quarter of a second each, and
+/// criterion's default linear sampling would run them 55 times.
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)

@@ -119,6 +119,34 @@ pub(crate) unsafe fn gemm_packed<T: Real>(
     c: RawMut<T>,
     threads: usize,
 ) {
+    // SAFETY: forwarded contract.
+    let run = || unsafe { packed_body(spec, m, n, k, alpha, a, b, beta, c, threads) };
+    if threads > 1 && rayon::current_thread_index().is_none() {
+        // Enter the pool once, so the forks below start from a worker thread
+        // (a deque push) instead of each injecting from outside and blocking.
+        rayon::scope(|_| run());
+    } else {
+        run();
+    }
+}
+
+/// [`gemm_packed`] once on the right thread.
+///
+/// # Safety
+/// As [`gemm_packed`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn packed_body<T: Real>(
+    spec: &KernelSpec<T>,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: RawRef<T>,
+    b: RawRef<T>,
+    beta: T,
+    c: RawMut<T>,
+    threads: usize,
+) {
     let KernelSpec { mr, nr, .. } = *spec;
     let mcb = balanced_block(m, spec.mc, mr, threads);
     let m_blocks = m.div_ceil(mcb);
