@@ -105,18 +105,29 @@ pub(crate) unsafe fn pack_b<T: Real>(
     panels: std::ops::Range<usize>,
     dst: *mut T,
 ) {
-    for panel in panels {
+    // Full panels of row-major B go row by row (one sequential read stream
+    // per row of B); the rest panel by panel.
+    let full_end = if b.cs == 1 && (nr == 16 || nr == 8) {
+        panels.end.min(nc / nr).max(panels.start)
+    } else {
+        panels.start
+    };
+    // SAFETY: panels below full_end are whole NR-column panels inside the block.
+    unsafe {
+        match nr {
+            16 => rows_b::<T, 16>(b, p0, j0, kc, panels.start..full_end, dst),
+            8 => rows_b::<T, 8>(b, p0, j0, kc, panels.start..full_end, dst),
+            _ => {}
+        }
+    }
+    for panel in full_end..panels.end {
         let jr = panel * nr;
         let cols = nr.min(nc - jr);
         // SAFETY (whole block): reads stay in rows p0..p0+kc and columns
         // j0+jr..j0+jr+cols of `b`; writes stay in panel `panel` of `dst`.
         unsafe {
             let out = dst.add(panel * kc * nr);
-            if b.cs == 1 && cols == nr && nr == 16 {
-                panel_b_rows::<T, 16>(b, p0, j0 + jr, kc, out);
-            } else if b.cs == 1 && cols == nr && nr == 8 {
-                panel_b_rows::<T, 8>(b, p0, j0 + jr, kc, out);
-            } else if b.cs == 1 {
+            if b.cs == 1 {
                 for p in 0..kc {
                     let src = b.at(p0 + p, j0 + jr);
                     for j in 0..nr {
@@ -142,16 +153,32 @@ pub(crate) unsafe fn pack_b<T: Real>(
     }
 }
 
-/// One full NR-column panel of row-major B: kc fixed-size row copies (a
-/// constant length, so no memcpy call per row).
+/// Full NR-column panels `panels` of row-major B, row by row: each row of the
+/// block is read once left to right and scattered in fixed-size pieces (a
+/// constant length, so no memcpy call per piece).
 ///
 /// # Safety
-/// Rows p0..p0+kc and columns j..j+NR lie inside `b` (with `b.cs == 1`); `out`
-/// holds kc·NR elements.
+/// Rows p0..p0+kc and the panels' columns lie inside `b` (with `b.cs == 1`);
+/// `dst` holds the panels at `panel·kc·NR`.
 #[inline(always)]
-unsafe fn panel_b_rows<T: Real, const NR: usize>(b: RawRef<T>, p0: usize, j: usize, kc: usize, out: *mut T) {
+unsafe fn rows_b<T: Real, const NR: usize>(
+    b: RawRef<T>,
+    p0: usize,
+    j0: usize,
+    kc: usize,
+    panels: std::ops::Range<usize>,
+    dst: *mut T,
+) {
+    if panels.is_empty() {
+        return;
+    }
     for p in 0..kc {
-        // SAFETY: row p0+p holds NR contiguous elements from column j; `out` has room.
-        unsafe { std::ptr::copy_nonoverlapping(b.at(p0 + p, j), out.add(p * NR), NR) };
+        // SAFETY: the caller keeps the row segment inside `b` and the panels inside `dst`.
+        unsafe {
+            let src = b.at(p0 + p, j0 + panels.start * NR);
+            for (q, panel) in panels.clone().enumerate() {
+                std::ptr::copy_nonoverlapping(src.add(q * NR), dst.add(panel * kc * NR + p * NR), NR);
+            }
+        }
     }
 }
