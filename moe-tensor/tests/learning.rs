@@ -22,7 +22,9 @@ fn mlp_learns_a_2d_function_with_sgd() -> Result<()> {
     let hidden = 32;
     let w1 = rng.normal((2, hidden), 0.0, 1.0, DType::F32, &dev)?.to_param();
     let b1 = Tensor::zeros(hidden, DType::F32, &dev)?.to_param();
-    let w2 = rng.normal((hidden, 1), 0.0, (1.0 / hidden as f64).sqrt(), DType::F32, &dev)?.to_param();
+    let w2 = rng
+        .normal((hidden, 1), 0.0, (1.0 / hidden as f64).sqrt(), DType::F32, &dev)?
+        .to_param();
     let b2 = Tensor::zeros(1, DType::F32, &dev)?.to_param();
     let params = [&w1, &b1, &w2, &b2];
 
@@ -46,6 +48,9 @@ fn mlp_learns_a_2d_function_with_sgd() -> Result<()> {
             Ok(())
         })?;
     }
-    assert!(last < 0.05 * baseline, "final MSE {last} vs constant-predictor MSE {baseline}");
+    assert!(
+        last < 0.05 * baseline,
+        "final MSE {last} vs constant-predictor MSE {baseline}"
+    );
     Ok(())
 }
