@@ -19,9 +19,14 @@ MOE=$TARGET/release/moe
 "$TARGET"/release/examples/builtin_jsonl "$W/tok_train.jsonl" 5000 1
 "$MOE" tokenizer train --vocab-size 8192 --out "$W/tokenizer.json" "$W/tok_train.jsonl" >/dev/null
 echo "input: $(du -h "$W/corpus.jsonl" | cut -f1) JSONL, $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
+# Other work on the machine slows both sides alike; the load average and
+# the CPU seconds each side used are printed so runs can be compared.
+T='%e s wall, %U s user + %S s sys CPU, max RSS %M KiB'
 for run in 1 2; do
   rm -rf "$W/out"
-  /usr/bin/time -f "moe prepare: max RSS %M KiB, %e s wall, %P CPU" \
+  echo "-- run $run, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  /usr/bin/time -f "moe prepare: $T" \
     "$MOE" prepare --tokenizer "$W/tokenizer.json" --domain mix --out "$W/out" "$W/corpus.jsonl"
-  "$PY" "$(dirname "$0")/hf_encode.py" "$W/tokenizer.json" "$W/corpus.jsonl"
+  /usr/bin/time -f "python tokenizers: $T" \
+    "$PY" "$(dirname "$0")/hf_encode.py" "$W/tokenizer.json" "$W/corpus.jsonl"
 done
