@@ -315,4 +315,28 @@ mod tests {
         let e = Tokenizer::from_json_bytes(json.into_bytes(), Path::new("t.json"), Some("<nope>")).unwrap_err();
         assert!(e.to_string().contains("<nope>"), "{e}");
     }
+
+    /// A tokenizer.json in Llama-3's layout (Split with its regex, then
+    /// ByteLevel without regex, `<|end_of_text|>`) loads and round-trips.
+    #[test]
+    fn llama3_style_tokenizer_loads_and_round_trips() {
+        let opts = BpeOptions {
+            vocab_size: 400,
+            special_tokens: vec!["<|begin_of_text|>".into(), "<|end_of_text|>".into()],
+            ..Default::default()
+        };
+        let json = train_bpe(corpus().into_iter(), &opts).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let pattern = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        v["pre_tokenizer"] = serde_json::json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
+        ]});
+        let tok = Tokenizer::from_json_bytes(v.to_string().into_bytes(), Path::new("llama3.json"), None).unwrap();
+        assert_eq!((tok.eod_token(), tok.eod_id()), ("<|end_of_text|>", 1));
+        let text = "It's 12345 cats' DON'T\r\n\n  über  🦀 <|end_of_text|>";
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(tok.decode(&ids).unwrap(), text);
+        assert!(ids.contains(&1), "special token matched inside text");
+    }
 }
