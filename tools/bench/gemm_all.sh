@@ -2,12 +2,14 @@
 # Every GEMM measurement behind the GEMM section of BENCHMARKS.md, in one run on
 # the same cores: the FMA peak, our criterion bench on 2 and 1 threads (with
 # the gemm/matrixmultiply crates), torch.matmul and numpy `@`. Logs go to
-# target/gemm-bench/; tools/bench/gemm_table.py turns them into the table.
+# $CARGO_TARGET_DIR/gemm-bench/ (default target/); tools/bench/gemm_table.py
+# turns them into the tables. On a shared machine, a private CARGO_TARGET_DIR
+# keeps the run from waiting on other builds' cargo lock.
 #
 # Usage (repository root): PYTHON=/path/to/venv/bin/python tools/bench/gemm_all.sh
 set -euo pipefail
 PY=${PYTHON:-python3}
-out=target/gemm-bench
+out=${CARGO_TARGET_DIR:-target}/gemm-bench
 mkdir -p "$out"
 {
     date -u +"%Y-%m-%dT%H:%M:%SZ"

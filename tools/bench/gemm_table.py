@@ -3,15 +3,18 @@
 tools/bench/gemm_all.sh: criterion's saved estimates (median time of the
 samples) plus the torch / numpy JSON lines and the fma_peak output.
 
-Usage (repository root): python3 tools/bench/gemm_table.py
+Usage (repository root, same CARGO_TARGET_DIR as the run):
+    python3 tools/bench/gemm_table.py
 """
 
 import json
+import os
 import pathlib
 import re
 
-CRIT = pathlib.Path("target/criterion")
-LOGS = pathlib.Path("target/gemm-bench")
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", "target"))
+CRIT = TARGET / "criterion"
+LOGS = TARGET / "gemm-bench"
 
 
 def criterion(baseline):
