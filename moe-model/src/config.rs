@@ -3,6 +3,7 @@
 //! parameter counts. Presets and FLOP matching live in [`crate::presets`].
 
 use crate::{Error, Result};
+use moe_router::{RouterConfig, RouterError};
 use serde::{Deserialize, Serialize};
 
 /// The gated FFN's activation: `act(x·W_gateᵀ) ⊙ (x·W_upᵀ)`.
@@ -17,53 +18,27 @@ pub enum Activation {
     GegluErf,
 }
 
-/// How experts are selected.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum RouterKind {
-    /// Top-k of softmax(logits); balanced by the auxiliary and z losses.
-    SoftmaxTopK,
-    /// Sinkhorn-balanced selection in training (GPT-NeoX / Megatron-LM), plain
-    /// top-k at inference.
-    Sinkhorn {
-        /// Stop when the mean change of the column scaling is at most this.
-        tol: f64,
-        /// Upper bound on Sinkhorn iterations.
-        max_iters: usize,
-    },
-}
-
-/// What the k combine weights are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GateNorm {
-    /// The chosen probabilities renormalised to sum to 1 (Mixtral; Qwen2-MoE
-    /// with `norm_topk_prob`). With k = 1 the gate is exactly 1.
-    Renormalize,
-    /// The chosen probabilities as they are (Switch top-1, Qwen2-MoE default,
-    /// DeepSeek), times `routed_scaling_factor`.
-    Probabilities,
-}
-
-/// Which normalisation of the load-balancing loss the model trains with.
+/// Which load-balancing loss the model trains with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuxLossForm {
-    /// HF `load_balancing_loss_func`: all MoE layers' logits pooled, f_e counted
-    /// over L·T rows (Σ f = k); one value for the model.
+    /// HF `load_balancing_loss_func` (Mixtral, Qwen2-MoE): all MoE layers'
+    /// routing pooled into one value for the model (Σ f = k); weighted by
+    /// `router.aux_loss_coef`. The routers' own `aux_loss` setting is unused.
     Hf,
-    /// Megatron: per layer E · Σ f_e · P_e with f_e over k·T, summed over layers.
-    Megatron,
+    /// Each layer's router reports its configured `aux_loss` (Megatron Switch
+    /// form or sequence-level); the model sums them over layers.
+    PerLayer,
 }
 
 /// The mixture-of-experts part of a config; absent for a dense model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MoeConfig {
-    /// Routed experts per MoE layer (E).
-    pub num_experts: usize,
-    /// Experts per token (k).
-    pub top_k: usize,
+    /// Routed experts (E), experts per token (k), router kind and weight rule,
+    /// capacity, balancing losses and their coefficients (moe-router's config;
+    /// every MoE layer has a router of this config).
+    pub router: RouterConfig,
     /// FFN width of one routed expert.
     pub expert_intermediate_size: usize,
     /// Total FFN width of the always-on shared expert(s); 0 for none.
@@ -75,43 +50,13 @@ pub struct MoeConfig {
     /// Leading layers that keep a dense FFN of `intermediate_size` (DeepSeek).
     #[serde(default)]
     pub first_dense_layers: usize,
-    /// Expert selection.
-    #[serde(default = "default_router")]
-    pub router: RouterKind,
-    /// Combine-weight normalisation.
-    #[serde(default = "default_gate_norm")]
-    pub gate_norm: GateNorm,
-    /// Multiplies the routed output (DeepSeek's `routed_scaling_factor`).
-    #[serde(default = "one")]
-    pub routed_scaling_factor: f64,
-    /// Weight of the load-balancing loss in the training loss.
-    #[serde(default = "default_aux_coef")]
-    pub aux_loss_coef: f64,
-    /// Weight of the router z-loss in the training loss.
-    #[serde(default)]
-    pub z_loss_coef: f64,
-    /// Normalisation of the load-balancing loss.
+    /// Which load-balancing loss enters the training loss.
     #[serde(default = "default_aux_form")]
     pub aux_loss_form: AuxLossForm,
-    /// Expert capacity as a multiple of k·T/E; `None` is dropless.
-    #[serde(default)]
-    pub capacity_factor: Option<f64>,
 }
 
-fn default_router() -> RouterKind {
-    RouterKind::SoftmaxTopK
-}
-fn default_gate_norm() -> GateNorm {
-    GateNorm::Renormalize
-}
-fn one() -> f64 {
-    1.0
-}
-fn default_aux_coef() -> f64 {
-    0.01
-}
 fn default_aux_form() -> AuxLossForm {
-    AuxLossForm::Hf
+    AuxLossForm::PerLayer
 }
 fn default_theta() -> f64 {
     10_000.0
@@ -128,7 +73,6 @@ fn default_max_pos() -> usize {
 fn default_act() -> Activation {
     Activation::Swiglu
 }
-
 /// A decoder-only language model: Llama-style blocks whose FFN is dense or MoE.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,7 +221,7 @@ impl ModelConfig {
         for layer in 0..self.num_layers {
             match &self.moe {
                 Some(m) if self.is_moe_layer(layer) => {
-                    let mut common = m.num_experts * d; // router
+                    let mut common = m.num_experts() * d; // router
                     if m.shared_intermediate_size > 0 {
                         common += self.ffn_params(m.shared_intermediate_size);
                         if m.shared_expert_gate {
@@ -285,8 +229,8 @@ impl ModelConfig {
                         }
                     }
                     let expert = self.ffn_params(m.expert_intermediate_size);
-                    total += common + m.num_experts * expert;
-                    active += common + m.top_k * expert;
+                    total += common + m.num_experts() * expert;
+                    active += common + m.top_k() * expert;
                 }
                 _ => {
                     total += self.ffn_params(self.intermediate_size);
@@ -311,11 +255,21 @@ impl ModelConfig {
 }
 
 impl MoeConfig {
+    /// Routed experts per MoE layer (E).
+    pub fn num_experts(&self) -> usize {
+        self.router.num_experts
+    }
+
+    /// Experts per token (k).
+    pub fn top_k(&self) -> usize {
+        self.router.top_k
+    }
+
     /// Checks the MoE fields; errors name them as `moe.<field>`.
     pub fn validate(&self, num_layers: usize) -> Result<()> {
-        need(self.num_experts > 0, "moe.num_experts", || "must be positive".into())?;
-        need(self.top_k > 0 && self.top_k <= self.num_experts, "moe.top_k", || {
-            format!("{} must be in 1..={}", self.top_k, self.num_experts)
+        self.router.validate().map_err(|e| match e {
+            RouterError::Config { field, msg } => Error::config(format!("moe.router.{field}"), msg),
+            other => Error::config("moe.router", other.to_string()),
         })?;
         need(
             self.expert_intermediate_size > 0,
@@ -330,26 +284,6 @@ impl MoeConfig {
         need(self.first_dense_layers < num_layers, "moe.first_dense_layers", || {
             format!("{} leaves no MoE layer among {num_layers}", self.first_dense_layers)
         })?;
-        if let RouterKind::Sinkhorn { tol, max_iters } = self.router {
-            need(tol.is_finite() && tol > 0.0, "moe.router.tol", || {
-                format!("{tol} must be > 0")
-            })?;
-            need(max_iters > 0, "moe.router.max_iters", || "must be positive".into())?;
-        }
-        for (field, v) in [
-            ("moe.routed_scaling_factor", self.routed_scaling_factor),
-            ("moe.aux_loss_coef", self.aux_loss_coef),
-            ("moe.z_loss_coef", self.z_loss_coef),
-        ] {
-            need(v.is_finite() && v >= 0.0, field, || {
-                format!("{v} must be finite and ≥ 0")
-            })?;
-        }
-        if let Some(c) = self.capacity_factor {
-            need(c.is_finite() && c > 0.0, "moe.capacity_factor", || {
-                format!("{c} must be > 0")
-            })?;
-        }
         Ok(())
     }
 }
@@ -383,7 +317,8 @@ mod tests {
         (c.vocab_size, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads) = (7, 4, 3, 2, 2);
         c.intermediate_size = 8;
         let mut m = c.switch_from_dense(5).unwrap().moe.unwrap();
-        (m.top_k, m.expert_intermediate_size, m.shared_intermediate_size) = (2, 3, 2);
+        m.router.top_k = 2;
+        (m.expert_intermediate_size, m.shared_intermediate_size) = (3, 2);
         (m.shared_expert_gate, m.first_dense_layers) = (true, 1);
         c.moe = Some(m);
         c.validate().unwrap();
@@ -407,8 +342,8 @@ mod tests {
         c.num_kv_heads = 3;
         assert_eq!(field(c), "num_kv_heads");
         let mut c = debug_dense().switch_from_dense(4).unwrap();
-        c.moe.as_mut().unwrap().top_k = 5;
-        assert_eq!(field(c), "moe.top_k");
+        c.moe.as_mut().unwrap().router.top_k = 5;
+        assert_eq!(field(c), "moe.router.top_k");
         let mut c = debug_dense();
         c.rope_theta = f64::NAN;
         assert_eq!(field(c), "rope_theta");

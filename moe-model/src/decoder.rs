@@ -6,9 +6,11 @@ use crate::hf::names::{self, param_specs};
 use crate::layers::attention::{Attention, LayerKvCache};
 use crate::layers::embedding::Embedding;
 use crate::layers::mlp::Mlp;
+use crate::layers::moe::{MoeBlock, MoeRouting};
 use crate::layers::rms_norm::RmsNorm;
 use crate::layers::rope::Rope;
 use crate::{Error, ModelConfig, Result};
+use moe_router::RouteMode;
 use moe_tensor::init::Rng;
 use moe_tensor::{Device, Params, Tensor};
 use std::path::PathBuf;
@@ -18,6 +20,8 @@ use std::path::PathBuf;
 pub enum Ffn {
     /// A dense gated FFN.
     Dense(Mlp),
+    /// A mixture of experts.
+    Moe(MoeBlock),
 }
 
 /// One pre-norm decoder block.
@@ -38,6 +42,8 @@ pub struct Block {
 pub struct ForwardOutput {
     /// `[B, T, V]`.
     pub logits: Tensor,
+    /// Routing of each MoE layer, in layer order.
+    pub routing: Vec<MoeRouting>,
 }
 
 /// The training loss and its parts.
@@ -85,6 +91,7 @@ pub struct Decoder {
     /// `[V, D]`; the embedding table itself when tied.
     lm_head: Tensor,
     rope: Rope,
+    mode: RouteMode,
 }
 
 /// Looks up `name` in `params`, checking its shape.
@@ -159,7 +166,7 @@ impl Decoder {
                 head_dim: cfg.head_dim(),
             };
             let ffn = if cfg.is_moe_layer(i) {
-                return Err(Error::config("moe", "MoE layers are not built yet"));
+                Ffn::Moe(MoeBlock::from_params(cfg, &params, &format!("{p}.mlp"))?)
             } else {
                 Ffn::Dense(mlp_from(&params, &format!("{p}.mlp"), cfg)?)
             };
@@ -185,6 +192,7 @@ impl Decoder {
             norm: norm(names::FINAL_NORM.into())?,
             lm_head,
             rope: Rope::new(cfg.head_dim(), cfg.rope_theta, cfg.max_position_embeddings),
+            mode: RouteMode::Train,
             params,
         })
     }
@@ -192,6 +200,18 @@ impl Decoder {
     /// The config.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    /// Whether [`Decoder::forward`] and [`Decoder::loss`] route as in training
+    /// (the default; Sinkhorn balances, aux-free biases record load) or as at
+    /// inference. Cached (generation) forwards always route as at inference.
+    pub fn set_route_mode(&mut self, mode: RouteMode) {
+        self.mode = mode;
+    }
+
+    /// The routing mode of [`Decoder::forward`].
+    pub fn route_mode(&self) -> RouteMode {
+        self.mode
     }
 
     /// Every parameter under its HF name.
@@ -221,7 +241,7 @@ impl Decoder {
 
     /// Logits `[B, T, V]` for `ids [B, T]` (I64) and the MoE layers' routing.
     pub fn forward(&self, ids: &Tensor) -> Result<ForwardOutput> {
-        self.forward_impl(ids, None)
+        self.forward_impl(ids, None, self.mode)
     }
 
     /// Like [`Decoder::forward`], continuing after the positions in `cache`
@@ -230,10 +250,10 @@ impl Decoder {
         if cache.layers.len() != self.blocks.len() {
             cache.layers = vec![LayerKvCache::default(); self.blocks.len()];
         }
-        self.forward_impl(ids, Some(cache))
+        self.forward_impl(ids, Some(cache), RouteMode::Eval)
     }
 
-    fn forward_impl(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<ForwardOutput> {
+    fn forward_impl(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, mode: RouteMode) -> Result<ForwardOutput> {
         self.check_batch(ids)?;
         let start = cache.as_ref().map_or(0, |c| c.len());
         let t = ids.dims()[1];
@@ -248,6 +268,7 @@ impl Decoder {
             });
         }
         let mut h = self.embed.forward(ids)?; // [B, T, D]
+        let mut routing = Vec::new();
         for (i, blk) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let a = blk
@@ -257,12 +278,17 @@ impl Decoder {
             let x = blk.post_attention_norm.forward(&h)?;
             let f = match &blk.ffn {
                 Ffn::Dense(m) => m.forward(&x)?,
+                Ffn::Moe(m) => {
+                    let (y, r) = m.forward(&x, i, mode)?;
+                    routing.push(r);
+                    y
+                }
             };
             h = h.add(&f)?;
         }
         let h = self.norm.forward(&h)?;
         let logits = h.matmul(&self.lm_head.t()?)?;
-        Ok(ForwardOutput { logits })
+        Ok(ForwardOutput { logits, routing })
     }
 
     /// The training loss on `ids [B, T]`: mean cross-entropy of predicting
@@ -281,8 +307,20 @@ impl Decoder {
         let logits_nv = forward.logits.narrow(1, 0, t - 1)?.reshape((n, v))?;
         let targets = ids.narrow(1, 1, t - 1)?.reshape((n, 1))?;
         let ce = logits_nv.log_softmax(-1)?.gather(1, &targets)?.mean_all()?.neg()?;
-        let total = ce.clone();
-        let (aux, z) = (None, None);
+        let mut total = ce.clone();
+        let (mut aux, mut z) = (None, None);
+        if let Some(m) = &self.cfg.moe {
+            let a = crate::layers::moe::aux_loss(m, &forward.routing)?;
+            let zl = crate::layers::moe::z_loss(&forward.routing)?;
+            if m.router.aux_loss_coef > 0.0 {
+                total = total.add(&a.mul_scalar(m.router.aux_loss_coef)?)?;
+            }
+            if m.router.z_loss_coef > 0.0 {
+                total = total.add(&zl.mul_scalar(m.router.z_loss_coef)?)?;
+            }
+            aux = Some(a);
+            z = Some(zl);
+        }
         Ok(LossOutput {
             total,
             ce,

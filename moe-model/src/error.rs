@@ -16,6 +16,10 @@ pub enum Error {
     #[error(transparent)]
     Tensor(#[from] moe_tensor::Error),
 
+    /// An error from the router library.
+    #[error(transparent)]
+    Router(#[from] moe_router::RouterError),
+
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

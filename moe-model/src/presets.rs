@@ -1,8 +1,9 @@
 //! Named configs (the paper's three models and tiny debug ones) and the
 //! FLOP-matching helpers that derive Switch and granular MoEs from a dense model.
 
-use crate::config::{Activation, AuxLossForm, GateNorm, ModelConfig, MoeConfig, RouterKind};
+use crate::config::{Activation, AuxLossForm, ModelConfig, MoeConfig};
 use crate::{Error, Result};
+use moe_router::RouterConfig;
 
 /// Names accepted by [`preset`].
 pub const PRESETS: &[&str] = &[
@@ -74,22 +75,16 @@ pub fn debug_dense() -> ModelConfig {
     }
 }
 
-/// The paper's penalty-balanced router settings: softmax top-k, aux 0.01, z 0.001.
+/// The paper's penalty-balanced router (softmax top-k, weights = the chosen
+/// probabilities, Megatron Switch aux loss 0.01, z-loss 0.001), dropless.
 fn base_moe(num_experts: usize, top_k: usize, width: usize) -> MoeConfig {
     MoeConfig {
-        num_experts,
-        top_k,
+        router: RouterConfig::penalty_balanced(num_experts, top_k),
         expert_intermediate_size: width,
         shared_intermediate_size: 0,
         shared_expert_gate: false,
         first_dense_layers: 0,
-        router: RouterKind::SoftmaxTopK,
-        gate_norm: GateNorm::Probabilities,
-        routed_scaling_factor: 1.0,
-        aux_loss_coef: 0.01,
-        z_loss_coef: 0.001,
-        aux_loss_form: AuxLossForm::Megatron,
-        capacity_factor: None,
+        aux_loss_form: AuxLossForm::PerLayer,
     }
 }
 
@@ -170,8 +165,11 @@ mod tests {
     fn granular_is_flop_matched() {
         let g = preset("paper-granular").unwrap();
         let m = g.moe.unwrap();
-        assert_eq!((m.num_experts, m.top_k, m.expert_intermediate_size), (31, 3, 704));
-        assert_eq!(m.top_k * m.expert_intermediate_size + m.shared_intermediate_size, 2816);
+        assert_eq!((m.num_experts(), m.top_k(), m.expert_intermediate_size), (31, 3, 704));
+        assert_eq!(
+            m.top_k() * m.expert_intermediate_size + m.shared_intermediate_size,
+            2816
+        );
         assert!(paper_dense().granular_from_dense(3, 8, 1).is_err());
         assert!(paper_dense().granular_from_dense(4, 8, 4).is_err());
     }

@@ -79,3 +79,18 @@ fn llama_gqa_untied_matches_transformers() -> Result<()> {
 fn llama_tied_matches_transformers() -> Result<()> {
     check("llama_tied")
 }
+
+#[test]
+fn mixtral_top1_matches_transformers() -> Result<()> {
+    check("mixtral_top1")
+}
+
+#[test]
+fn mixtral_top2_matches_transformers() -> Result<()> {
+    check("mixtral_top2")
+}
+
+#[test]
+fn qwen2_moe_matches_transformers() -> Result<()> {
+    check("qwen2_moe")
+}

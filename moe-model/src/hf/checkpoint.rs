@@ -93,7 +93,7 @@ pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<(Decoder, HfArc
     let dir = dir.as_ref();
     let (cfg, arch) = read_hf_config(dir)?;
     let st = ShardedSafetensors::open(dir)?;
-    let e = cfg.moe.as_ref().map_or(0, |m| m.num_experts);
+    let e = cfg.moe.as_ref().map_or(0, |m| m.num_experts());
     let mut params = Params::new();
     for spec in param_specs(&cfg) {
         let t = match disk_layout(arch, &spec.name, e) {
@@ -136,7 +136,7 @@ pub fn save_hf(model: &Decoder, dir: impl AsRef<Path>, max_shard_bytes: Option<u
     let arch = super::config::hf_arch_for(cfg)?;
     let config = to_hf_config(cfg)?;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let e = cfg.moe.as_ref().map_or(0, |m| m.num_experts);
+    let e = cfg.moe.as_ref().map_or(0, |m| m.num_experts());
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for (name, t) in model.params().iter() {
         match disk_layout(arch, name, e) {

@@ -1,8 +1,9 @@
 //! `config.json` ↔ [`ModelConfig`] for LlamaForCausalLM, MixtralForCausalLM and
 //! Qwen2MoeForCausalLM.
 
-use crate::config::{Activation, AuxLossForm, GateNorm, ModelConfig, MoeConfig, RouterKind};
+use crate::config::{Activation, AuxLossForm, ModelConfig, MoeConfig};
 use crate::{Error, Result};
+use moe_router::{Capacity, RouterConfig, RouterKind, TopKWeights};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -170,40 +171,23 @@ pub fn parse_hf_config(text: &str, path: &Path) -> Result<(ModelConfig, HfArch)>
     let num_layers = f.usize("num_hidden_layers")?;
     let moe = match arch {
         HfArch::Llama => None,
-        HfArch::Mixtral => Some(MoeConfig {
-            num_experts: f.usize("num_local_experts")?,
-            top_k: f.usize("num_experts_per_tok")?,
-            expert_intermediate_size: f.usize("intermediate_size")?,
-            shared_intermediate_size: 0,
-            shared_expert_gate: false,
-            first_dense_layers: 0,
-            router: RouterKind::SoftmaxTopK,
-            gate_norm: GateNorm::Renormalize,
-            routed_scaling_factor: 1.0,
-            aux_loss_coef: f.f64_or("router_aux_loss_coef", 0.001)?,
-            z_loss_coef: 0.0,
-            aux_loss_form: AuxLossForm::Hf,
-            capacity_factor: None,
-        }),
-        HfArch::Qwen2Moe => Some(MoeConfig {
-            num_experts: f.usize("num_experts")?,
-            top_k: f.usize("num_experts_per_tok")?,
-            expert_intermediate_size: f.usize("moe_intermediate_size")?,
-            shared_intermediate_size: f.usize("shared_expert_intermediate_size")?,
-            shared_expert_gate: true,
-            first_dense_layers: qwen_dense_prefix(&f, num_layers)?,
-            router: RouterKind::SoftmaxTopK,
-            gate_norm: if f.bool_or("norm_topk_prob", false)? {
-                GateNorm::Renormalize
-            } else {
-                GateNorm::Probabilities
-            },
-            routed_scaling_factor: 1.0,
-            aux_loss_coef: f.f64_or("router_aux_loss_coef", 0.001)?,
-            z_loss_coef: 0.0,
-            aux_loss_form: AuxLossForm::Hf,
-            capacity_factor: None,
-        }),
+        HfArch::Mixtral => {
+            let (e, k) = (f.usize("num_local_experts")?, f.usize("num_experts_per_tok")?);
+            Some(hf_moe(
+                &f,
+                RouterConfig::mixtral(e, k),
+                f.usize("intermediate_size")?,
+                0,
+                0,
+            )?)
+        }
+        HfArch::Qwen2Moe => {
+            let (e, k) = (f.usize("num_experts")?, f.usize("num_experts_per_tok")?);
+            let router = RouterConfig::qwen2_moe(e, k, f.bool_or("norm_topk_prob", false)?);
+            let shared = f.usize("shared_expert_intermediate_size")?;
+            let dense = qwen_dense_prefix(&f, num_layers)?;
+            Some(hf_moe(&f, router, f.usize("moe_intermediate_size")?, shared, dense)?)
+        }
     };
     let cfg = ModelConfig {
         vocab_size: f.usize("vocab_size")?,
@@ -227,6 +211,20 @@ pub fn parse_hf_config(text: &str, path: &Path) -> Result<(ModelConfig, HfArch)>
         other => other,
     })?;
     Ok((cfg, arch))
+}
+
+/// The MoE part of an HF config: HF's model-level aux loss weighted by
+/// `router_aux_loss_coef`, no z-loss, dropless.
+fn hf_moe(f: &Fields<'_>, mut router: RouterConfig, width: usize, shared: usize, dense: usize) -> Result<MoeConfig> {
+    router.aux_loss_coef = f.f64_or("router_aux_loss_coef", 0.001)?;
+    Ok(MoeConfig {
+        router,
+        expert_intermediate_size: width,
+        shared_intermediate_size: shared,
+        shared_expert_gate: shared > 0,
+        first_dense_layers: dense,
+        aux_loss_form: AuxLossForm::Hf,
+    })
 }
 
 /// Qwen2-MoE places dense layers by `mlp_only_layers` and `decoder_sparse_step`;
@@ -262,17 +260,23 @@ pub fn hf_arch_for(cfg: &ModelConfig) -> Result<HfArch> {
             Ok(HfArch::Llama)
         };
     };
-    if m.routed_scaling_factor != 1.0 {
+    let RouterKind::SoftmaxTopK(TopKWeights {
+        renormalize,
+        scaling_factor,
+    }) = m.router.kind
+    else {
+        return Err(Error::config("moe.router.kind", "HF classes route with softmax top-k"));
+    };
+    if scaling_factor != 1.0 {
         return Err(Error::config(
-            "moe.routed_scaling_factor",
+            "moe.router.scaling_factor",
             "no HF class we export scales routed outputs",
         ));
     }
-    if m.shared_intermediate_size == 0
-        && m.gate_norm == GateNorm::Renormalize
-        && m.first_dense_layers == 0
-        && !cfg.attention_bias
-    {
+    if m.router.capacity != Capacity::Dropless {
+        return Err(Error::config("moe.router.capacity", "HF classes are dropless"));
+    }
+    if m.shared_intermediate_size == 0 && renormalize && m.first_dense_layers == 0 && !cfg.attention_bias {
         return Ok(HfArch::Mixtral);
     }
     if m.shared_intermediate_size > 0 && m.shared_expert_gate {
@@ -315,24 +319,24 @@ pub fn to_hf_config(cfg: &ModelConfig) -> Result<Value> {
         .as_object_mut()
         .ok_or_else(|| Error::config("moe", "internal: config is not an object"))?;
     if let Some(m) = &cfg.moe {
-        obj.insert("num_experts_per_tok".into(), json!(m.top_k));
-        obj.insert("router_aux_loss_coef".into(), json!(m.aux_loss_coef));
+        obj.insert("num_experts_per_tok".into(), json!(m.top_k()));
+        obj.insert("router_aux_loss_coef".into(), json!(m.router.aux_loss_coef));
         obj.insert("output_router_logits".into(), json!(false));
         match arch {
             HfArch::Mixtral => {
-                obj.insert("num_local_experts".into(), json!(m.num_experts));
+                obj.insert("num_local_experts".into(), json!(m.num_experts()));
                 // Mixtral's experts are `intermediate_size` wide.
                 obj.insert("intermediate_size".into(), json!(m.expert_intermediate_size));
                 obj.insert("router_jitter_noise".into(), json!(0.0));
             }
             _ => {
-                obj.insert("num_experts".into(), json!(m.num_experts));
+                obj.insert("num_experts".into(), json!(m.num_experts()));
                 obj.insert("moe_intermediate_size".into(), json!(m.expert_intermediate_size));
                 obj.insert(
                     "shared_expert_intermediate_size".into(),
                     json!(m.shared_intermediate_size),
                 );
-                obj.insert("norm_topk_prob".into(), json!(m.gate_norm == GateNorm::Renormalize));
+                obj.insert("norm_topk_prob".into(), json!(renormalizes(m)));
                 obj.insert("decoder_sparse_step".into(), json!(1));
                 obj.insert(
                     "mlp_only_layers".into(),
@@ -347,4 +351,11 @@ pub fn to_hf_config(cfg: &ModelConfig) -> Result<Value> {
         obj.insert("mlp_bias".into(), json!(false));
     }
     Ok(v)
+}
+
+fn renormalizes(m: &MoeConfig) -> bool {
+    matches!(
+        m.router.kind,
+        RouterKind::SoftmaxTopK(TopKWeights { renormalize: true, .. })
+    )
 }

@@ -72,7 +72,7 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
         out.push(spec(format!("{p}.post_attention_layernorm.weight"), vec![d], Ones));
         match &cfg.moe {
             Some(m) if cfg.is_moe_layer(i) => {
-                let (e, f) = (m.num_experts, m.expert_intermediate_size);
+                let (e, f) = (m.num_experts(), m.expert_intermediate_size);
                 out.push(spec(format!("{p}.mlp.gate.weight"), vec![e, d], Normal));
                 out.push(spec(format!("{p}.mlp.experts.gate_up_proj"), vec![e, 2 * f, d], Normal));
                 out.push(spec(format!("{p}.mlp.experts.down_proj"), vec![e, d, f], Output));

@@ -4,7 +4,7 @@
 pub mod attention;
 pub mod embedding;
 pub mod mlp;
-
+pub mod moe;
 pub mod rms_norm;
 pub mod rope;
 
