@@ -10,10 +10,12 @@
 //! - [`layers`] and [`decoder`]: the model, its forward and training loss.
 //! - [`init`]: seeded GPT-NeoX/OLMo-style initialisation.
 //! - [`hf`]: transformers' names, config.json and checkpoint layout.
+//! - [`generate`]: KV-cached greedy / temperature / top-p generation.
 
 pub mod config;
 pub mod decoder;
 mod error;
+pub mod generate;
 pub mod hf;
 pub mod init;
 pub mod layers;
@@ -22,3 +24,4 @@ pub mod presets;
 pub use config::{ModelConfig, MoeConfig, ParamCount};
 pub use decoder::{Decoder, ForwardOutput, KvCache, LossOutput};
 pub use error::{Error, Result};
+pub use generate::{generate, Sampling};

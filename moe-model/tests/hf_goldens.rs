@@ -94,3 +94,28 @@ fn mixtral_top2_matches_transformers() -> Result<()> {
 fn qwen2_moe_matches_transformers() -> Result<()> {
     check("qwen2_moe")
 }
+
+/// Greedy generation with the KV cache reproduces transformers' `generate`.
+fn check_greedy(name: &str) -> Result<()> {
+    let dir = golden_dir(name);
+    let (model, _) = load_hf(&dir, &Device::Cpu)?;
+    let g = moe_tensor::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu)?;
+    let (prompt, want) = (&g["prompt"], &g["greedy"]);
+    let new = want.dims()[1] - prompt.dims()[1];
+    let mut rng = moe_tensor::init::Rng::seed(0);
+    let got = moe_model::generate(&model, prompt, new, moe_model::Sampling::Greedy, &mut rng)?;
+    assert_eq!(
+        got.to_vec::<i64>()?,
+        want.to_vec::<i64>()?,
+        "{name}: greedy tokens differ"
+    );
+    Ok(())
+}
+
+#[test]
+fn greedy_generation_matches_transformers() -> Result<()> {
+    for name in ["llama_gqa", "llama_tied", "mixtral_top1", "mixtral_top2", "qwen2_moe"] {
+        check_greedy(name)?;
+    }
+    Ok(())
+}
