@@ -303,6 +303,8 @@ fn open_manifest(tok: &Tokenizer, out: &Path) -> Result<(Manifest, bool)> {
 fn install(staging: &Path, final_dir: &Path) -> Result<()> {
     if final_dir.exists() {
         let old = staging.with_extension("old");
+        // A leftover from a run killed at this very point.
+        let _ = std::fs::remove_dir_all(&old);
         std::fs::rename(final_dir, &old).map_err(|e| DataError::io(final_dir, e))?;
         std::fs::rename(staging, final_dir).map_err(|e| DataError::io(final_dir, e))?;
         std::fs::remove_dir_all(&old).map_err(|e| DataError::io(&old, e))?;
