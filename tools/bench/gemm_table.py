@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Markdown tables for the GEMM section of BENCHMARKS.md from one run of
-tools/bench/gemm_all.sh: criterion's saved estimates (median time of the
-samples) plus the torch / numpy JSON lines and the fma_peak output.
+"""Markdown tables for the GEMM section of BENCHMARKS.md.
+
+From tools/bench/gemm_rounds.sh (if it ran): square f32 GEMM of moe-kernels,
+torch and numpy as "best round (median over rounds)" of each round's median.
+From tools/bench/gemm_all.sh: criterion's saved estimates (median time of the
+samples) for every bench, plus its single-round torch / numpy / fma_peak logs.
 
 Usage (repository root, same CARGO_TARGET_DIR as the run):
     python3 tools/bench/gemm_table.py
@@ -11,6 +14,7 @@ import json
 import os
 import pathlib
 import re
+import statistics
 
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", "target"))
 CRIT = TARGET / "criterion"
@@ -50,11 +54,51 @@ def fma_peaks():
     return best
 
 
+def rounds():
+    """({(lib, threads, n): [GFLOP/s per round]}, {threads: [FMA peak per round]})."""
+    runs, peak = {}, {}
+    d = LOGS / "rounds"
+    for path in d.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                runs.setdefault((r["lib"], r["threads"], r["n"]), []).append(r["gflops"])
+    if (d / "fma_peak.txt").exists():
+        for m in re.finditer(r"(\d) thread\(s\):\s+([\d.]+) GFLOP/s", (d / "fma_peak.txt").read_text()):
+            peak.setdefault(int(m.group(1)), []).append(float(m.group(2)))
+    return runs, peak
+
+
+def best_median(values):
+    if not values:
+        return "–"
+    return f"{max(values):.1f} ({statistics.median(values):.1f})"
+
+
+def rounds_table():
+    runs, peak = rounds()
+    if not runs:
+        return
+    n_rounds = max(len(v) for v in runs.values())
+    p1, p2 = max(peak.get(1, [0])), max(peak.get(2, [0]))
+    print(f"Interleaved rounds: {n_rounds}; FMA peak best round: {p1:.1f} GFLOP/s on 1 thread, {p2:.1f} on 2\n")
+    libs = [("moe-kernels", 1), ("moe-kernels", 2), ("torch", 1), ("torch", 2), ("numpy", 1), ("numpy", 2)]
+    print("| size (f32) | ours 1t | ours 2t | torch 1t | torch 2t | numpy 1t | numpy 2t | ours best 2t, % of 2t FMA peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in sorted({k[2] for k in runs}):
+        cells = [best_median(runs.get((lib, t, n), [])) for lib, t in libs]
+        ours2 = runs.get(("moe-kernels", 2, n))
+        pct = f"{100 * max(ours2) / p2:.0f}%" if ours2 and p2 else "–"
+        print(f"| {n}³ | " + " | ".join(cells) + f" | {pct} |")
+    print()
+
+
 def fmt(x):
     return "–" if x is None else f"{x:.1f}"
 
 
 def main():
+    rounds_table()
     one, two = criterion("gemm_1t"), criterion("gemm_2t")
     torch, numpy = peers("torch"), peers("numpy")
     peak = fma_peaks()

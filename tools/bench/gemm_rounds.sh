@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Square f32 GEMM of moe-kernels, torch.matmul and numpy `@` (and the FMA peak)
+# in ROUNDS interleaved rounds on 1 and 2 threads. On a machine shared with
+# other work, each library gets the same quiet and busy moments; the table
+# (tools/bench/gemm_table.py) reports the best round's median and the median
+# over rounds for each.
+#
+# Usage (repository root):
+#   PYTHON=/path/to/venv/bin/python ROUNDS=5 tools/bench/gemm_rounds.sh
+set -euo pipefail
+PY=${PYTHON:-python3}
+ROUNDS=${ROUNDS:-5}
+target=${CARGO_TARGET_DIR:-target}
+out=$target/gemm-bench/rounds
+rm -rf "$out"
+mkdir -p "$out"
+cargo build --release -q -p moe-kernels --example fma_peak --example gemm_square
+bin=$target/release/examples
+for r in $(seq 1 "$ROUNDS"); do
+    echo "round $r/$ROUNDS: $(uptime)" | tee -a "$out/machine.txt"
+    "$bin/fma_peak" | tee -a "$out/fma_peak.txt"
+    for t in 1 2; do
+        RAYON_NUM_THREADS=$t "$bin/gemm_square" | tee -a "$out/moe-kernels.jsonl"
+    done
+    "$PY" tools/bench/matmul_peer.py --lib torch --threads 1 2 | tee -a "$out/torch.jsonl"
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        "$PY" tools/bench/matmul_peer.py --lib numpy --threads 1 2 | tee -a "$out/numpy.jsonl"
+done
