@@ -14,7 +14,7 @@ gets no gradient), and parameters drawn with a larger std than HF's 0.02 so logi
 and router scores are far from uniform; seeds are searched until every top-k
 choice and every greedy token wins by a clear margin.
 
-Run: /work/venv/bin/python tools/goldens/model/gen_models.py  (CPU, float32)
+Run: venv/bin/python tools/goldens/model/gen_models.py  (CPU, float32)
 """
 
 import json
