@@ -1,3 +1,7 @@
 //! moe-train: optimiser, schedules, training loop, checkpoints and the `moe` binary.
-//!
-//! Not implemented yet: this crate is filled by the train issue.
+
+pub mod error;
+pub mod optim;
+pub mod schedule;
+
+pub use error::{Result, TrainError};
