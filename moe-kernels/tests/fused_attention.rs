@@ -225,7 +225,7 @@ fn backward_matches_finite_differences() {
 #[test]
 fn results_are_bitwise_deterministic() {
     let mut g = rng(42);
-    let d = AttnDims::causal(2, 4, 2, 100, 32);
+    let d = AttnDims::causal(2, 4, 2, 300, 32);
     let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
     let q = to_f32(&uniform(&mut g, nq, 1.0));
     let k = to_f32(&uniform(&mut g, nkv, 1.0));
@@ -235,6 +235,9 @@ fn results_are_bitwise_deterministic() {
     for _ in 0..3 {
         assert_eq!(run(&q, &k, &v, &dout, d, 0.2f32), first);
     }
+    // The same bits on one thread as on the default pool.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    assert_eq!(pool.install(|| run(&q, &k, &v, &dout, d, 0.2f32)), first);
 }
 
 #[test]

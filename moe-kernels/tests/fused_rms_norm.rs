@@ -84,6 +84,9 @@ fn dw_is_bitwise_deterministic() {
     for _ in 0..5 {
         assert_eq!(run(), first);
     }
+    // The same bits on one thread as on the default pool.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    assert_eq!(pool.install(run), first);
 }
 
 #[test]

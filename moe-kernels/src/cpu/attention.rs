@@ -1,7 +1,7 @@
 //! Causal scaled-dot-product attention with grouped-query heads (GQA),
 //! flash-attention style: forward and backward work on key tiles with an
-//! online softmax and never hold a `T×T` matrix, only `[BR, Dh]`/`[Dh, BC]`
-//! tile buffers per task. Forward saves the output and the row logsumexp;
+//! online softmax and never hold a `T×T` matrix, only `[BR, BC]` score tiles
+//! and `[BR, Dh]` accumulators per task. Forward saves the output and the row logsumexp;
 //! backward recomputes probabilities per tile from them.
 //!
 //! ```text
@@ -13,30 +13,33 @@
 //! which is the usual mask when `Tq == Tk` and the right one for decoding with
 //! a KV cache (the new queries are the last `Tq` positions).
 //!
-//! Tile products are axpy loops over `[Dh, BC]` transposed key/value tiles
-//! (vectorised; the whole task is compiled a second time with AVX2+FMA and
-//! picked at run time). Forward runs one task per (b, query head); backward
-//! one task per (b, kv head), which owns `dk`, `dv` and the `dq` of its G query
+//! Tile products go through [`gemm`](super::gemm::gemm) (below its threading
+//! threshold for Dh ≤ 128, so one thread per task): its packed AVX2+FMA micro-kernel needed about half the CPU time of
+//! vectorised axpy loops over transposed tiles, which were bound by loads and
+//! stores (`examples/attention_speed.rs`, T = 512). The softmax steps run on
+//! the score rows between the products. 128×128 tiles measured no slower
+//! than 64×64 on small shapes and faster on T = 1024.
+//!
+//! Forward runs one task per (b, query head); backward one task per (b, kv head), which owns `dk`, `dv` and the `dq` of its G query
 //! heads, so no gradient is ever added from two threads: results are bitwise
 //! the same for any thread count.
 
 mod backward;
-mod tile;
 
 pub use backward::attention_backward;
 
 use rayon::prelude::*;
 
+use super::gemm::{gemm, MatMut, MatRef};
 use super::index::check_len;
 use super::softmax::numel;
 use super::softmax::vexp::{exp_sub_sum_inplace, row_max};
 use crate::{KernelError, Real};
-use tile::{axpy, has_avx2_fma, row_times_tt, transpose_into};
 
-/// Query rows per tile (rows sharing one transposed key tile).
-const BR: usize = 64;
+/// Query rows per tile.
+const BR: usize = 128;
 /// Keys per tile.
-const BC: usize = 64;
+const BC: usize = 128;
 /// Multiply-adds below which a call stays on the calling thread.
 const PAR_MIN_WORK: usize = 1 << 16;
 
@@ -139,20 +142,12 @@ pub fn attention_forward<T: Real>(
         return Ok(());
     }
     let g = dims.group();
-    let avx = has_avx2_fma();
     let head = |(bh, (oh, lh)): (usize, (&mut [T], &mut [T]))| {
         let (b, h) = (bh / hq, bh % hq);
         let kv0 = (b * hkv + h / g) * tk * dh;
         let qh = &q[bh * tq * dh..(bh + 1) * tq * dh];
         let (kh, vh) = (&k[kv0..kv0 + tk * dh], &v[kv0..kv0 + tk * dh]);
-        #[cfg(target_arch = "x86_64")]
-        if avx {
-            // SAFETY: AVX2 and FMA support was detected above.
-            unsafe { forward_head_avx2(oh, lh, qh, kh, vh, tq, tk, dh, scale) };
-            return;
-        }
-        let _ = avx;
-        forward_head::<T, false>(oh, lh, qh, kh, vh, tq, tk, dh, scale);
+        forward_head(oh, lh, qh, kh, vh, tq, tk, dh, scale);
     };
     if dh == 0 {
         // Empty heads: every visible score is 0, so lse = ln(#visible keys).
@@ -172,28 +167,9 @@ pub fn attention_forward<T: Real>(
     Ok(())
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-// SAFETY: callers check that the CPU supports AVX2 and FMA first.
-unsafe fn forward_head_avx2<T: Real>(
-    o: &mut [T],
-    lse: &mut [T],
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    tq: usize,
-    tk: usize,
-    dh: usize,
-    scale: T,
-) {
-    forward_head::<T, true>(o, lse, q, k, v, tq, tk, dh, scale);
-}
-
 /// One (b, h): `q, o: [Tq, Dh]`, `k, v: [Tk, Dh]`, `lse: [Tq]`.
-#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn forward_head<T: Real, const FMA: bool>(
+fn forward_head<T: Real>(
     o: &mut [T],
     lse: &mut [T],
     q: &[T],
@@ -205,9 +181,8 @@ fn forward_head<T: Real, const FMA: bool>(
     scale: T,
 ) {
     let off = tk - tq;
-    let mut kt = vec![T::zero(); dh * BC]; // K tile transposed: [Dh, BC]
+    let mut s = vec![T::zero(); BR * BC]; // scores, then probabilities: [BR, BC]
     let mut acc = vec![T::zero(); BR * dh]; // unnormalised output rows: [BR, Dh]
-    let mut s = [T::zero(); BC]; // one score row
     let mut m = [T::neg_infinity(); BR]; // running row max
     let mut l = [T::zero(); BR]; // running row sum of exp(s − m)
     for i0 in (0..tq).step_by(BR) {
@@ -219,30 +194,73 @@ fn forward_head<T: Real, const FMA: bool>(
         let kend = (i0 + br + off).min(tk);
         for j0 in (0..kend).step_by(BC) {
             let bc = BC.min(kend - j0);
-            transpose_into(&mut kt, &k[j0 * dh..], bc, dh, BC);
+            // s[:br, :bc] = scale · Q_i K_jᵀ
+            let qi = MatRef {
+                data: &q[i0 * dh..],
+                rs: dh,
+                cs: 1,
+            };
+            let kj_t = MatRef {
+                data: &k[j0 * dh..],
+                rs: 1,
+                cs: dh,
+            };
+            gemm(
+                br,
+                bc,
+                dh,
+                scale,
+                qi,
+                kj_t,
+                T::zero(),
+                MatMut {
+                    data: &mut s,
+                    rs: BC,
+                    cs: 1,
+                },
+            );
             for r in 0..br {
-                let qi = i0 + r;
-                let nvis = (qi + off + 1).saturating_sub(j0).min(bc);
+                let row = &mut s[r * BC..r * BC + bc];
+                let nvis = (i0 + r + off + 1).saturating_sub(j0).min(bc);
+                // Masked keys get probability 0; a row with none visible adds nothing.
+                row[nvis..].iter_mut().for_each(|x| *x = T::zero());
                 if nvis == 0 {
                     continue;
                 }
-                let sr = &mut s[..nvis];
-                row_times_tt::<T, FMA>(sr, &q[qi * dh..(qi + 1) * dh], &kt, BC);
-                sr.iter_mut().for_each(|x| *x *= scale);
-                let m_new = m[r].max(row_max(sr));
+                let vis = &mut row[..nvis];
+                let m_new = m[r].max(row_max(vis));
                 let alpha = (m[r] - m_new).exp();
-                let psum = exp_sub_sum_inplace(sr, m_new);
-                l[r] = l[r] * alpha + psum;
-                let a = &mut acc[r * dh..(r + 1) * dh];
+                l[r] = l[r] * alpha + exp_sub_sum_inplace(vis, m_new);
                 if alpha != T::one() {
-                    a.iter_mut().for_each(|x| *x *= alpha);
-                }
-                for (c, &p) in sr.iter().enumerate() {
-                    let j = j0 + c;
-                    axpy::<T, FMA>(a, p, &v[j * dh..(j + 1) * dh]);
+                    acc[r * dh..(r + 1) * dh].iter_mut().for_each(|x| *x *= alpha);
                 }
                 m[r] = m_new;
             }
+            // acc[:br] += P V_j
+            let p = MatRef {
+                data: &s,
+                rs: BC,
+                cs: 1,
+            };
+            let vj = MatRef {
+                data: &v[j0 * dh..],
+                rs: dh,
+                cs: 1,
+            };
+            gemm(
+                br,
+                dh,
+                bc,
+                T::one(),
+                p,
+                vj,
+                T::one(),
+                MatMut {
+                    data: &mut acc,
+                    rs: dh,
+                    cs: 1,
+                },
+            );
         }
         for r in 0..br {
             let qi = i0 + r;

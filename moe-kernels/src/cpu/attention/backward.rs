@@ -10,8 +10,8 @@
 
 use rayon::prelude::*;
 
-use super::tile::{axpy, has_avx2_fma, row_times_tt, transpose_into};
-use super::{AttnDims, BC, PAR_MIN_WORK};
+use super::{AttnDims, BC, BR, PAR_MIN_WORK};
+use crate::cpu::gemm::{gemm, MatMut, MatRef};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, exp_sub_sum_inplace};
 use crate::{KernelError, Real};
@@ -59,7 +59,6 @@ pub fn attention_backward<T: Real>(
     }
     let g = dims.group();
     let (qg, kvh) = (g * tq * dh, tk * dh); // elements per task of q-like and kv-like buffers
-    let avx = has_avx2_fma();
     #[allow(clippy::type_complexity)]
     let task = |(bk, (dqg, (dkh, dvh))): (usize, (&mut [T], (&mut [T], &mut [T])))| {
         let (qs, ls) = (bk * qg..(bk + 1) * qg, bk * g * tq..(bk + 1) * g * tq);
@@ -77,14 +76,7 @@ pub fn attention_backward<T: Real>(
             dh,
             scale,
         };
-        #[cfg(target_arch = "x86_64")]
-        if avx {
-            // SAFETY: AVX2 and FMA support was detected above.
-            unsafe { backward_group_avx2(dqg, dkh, dvh, &a) };
-            return;
-        }
-        let _ = avx;
-        backward_group::<T, false>(dqg, dkh, dvh, &a);
+        backward_group(dqg, dkh, dvh, &a);
     };
     let groups = dims.b * hkv;
     if dims.work() >= PAR_MIN_WORK && groups > 1 {
@@ -119,23 +111,14 @@ struct GroupIn<'a, T> {
     scale: T,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-// SAFETY: callers check that the CPU supports AVX2 and FMA first.
-unsafe fn backward_group_avx2<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>) {
-    backward_group::<T, true>(dq, dk, dv, a);
-}
-
 /// One (b, kv head): `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]`, all zeroed on entry.
-#[inline(always)]
-fn backward_group<T: Real, const FMA: bool>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>) {
+fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>) {
     let GroupIn { tq, tk, dh, scale, .. } = *a;
     let off = tk - tq;
-    let mut kt = vec![T::zero(); dh * BC]; // K tile transposed: [Dh, BC]
-    let mut vt = vec![T::zero(); dh * BC]; // V tile transposed: [Dh, BC]
+    let mut p = vec![T::zero(); BR * BC]; // probabilities of a tile: [BR, BC]
+    let mut ds = vec![T::zero(); BR * BC]; // dP, then dS, of a tile: [BR, BC]
     let mut delta = vec![T::zero(); tq]; // Δ_i = dO_i · O_i
-    let mut p = [T::zero(); BC]; // probabilities of one row
-    let mut dp = [T::zero(); BC]; // dO_i · V_jᵀ of one row
+    let one = T::one();
     for gi in 0..a.g {
         let rows = gi * tq * dh..(gi + 1) * tq * dh;
         let (qh, doh, oh) = (&a.q[rows.clone()], &a.d_o[rows.clone()], &a.o[rows.clone()]);
@@ -146,27 +129,129 @@ fn backward_group<T: Real, const FMA: bool>(dq: &mut [T], dk: &mut [T], dv: &mut
         }
         for j0 in (0..tk).step_by(BC) {
             let bc = BC.min(tk - j0);
-            transpose_into(&mut kt, &a.k[j0 * dh..], bc, dh, BC);
-            transpose_into(&mut vt, &a.v[j0 * dh..], bc, dh, BC);
-            // Query i sees key j0 once i + off ≥ j0.
-            for qi in j0.saturating_sub(off)..tq {
-                let nvis = (qi + off + 1 - j0).min(bc);
-                let (qr, dor) = (&qh[qi * dh..(qi + 1) * dh], &doh[qi * dh..(qi + 1) * dh]);
-                let pr = &mut p[..nvis];
-                row_times_tt::<T, FMA>(pr, qr, &kt, BC);
-                pr.iter_mut().for_each(|x| *x *= scale);
-                exp_sub_sum_inplace(pr, lh[qi]);
-                let dpr = &mut dp[..nvis];
-                row_times_tt::<T, FMA>(dpr, dor, &vt, BC);
-                let dqr = &mut dqh[qi * dh..(qi + 1) * dh];
-                for c in 0..nvis {
-                    let j = j0 + c;
-                    let ds = pr[c] * (dpr[c] - delta[qi]) * scale;
-                    axpy::<T, FMA>(&mut dv[j * dh..(j + 1) * dh], pr[c], dor);
-                    axpy::<T, FMA>(dqr, ds, &a.k[j * dh..(j + 1) * dh]);
-                    axpy::<T, FMA>(&mut dk[j * dh..(j + 1) * dh], ds, qr);
+            let (kj, vj) = (&a.k[j0 * dh..], &a.v[j0 * dh..]);
+            // Queries from i + off ≥ j0 on see at least key j0.
+            for i0 in (j0.saturating_sub(off)..tq).step_by(BR) {
+                let br = BR.min(tq - i0);
+                let (qi, doi) = (&qh[i0 * dh..], &doh[i0 * dh..]);
+                // P = exp(scale · Q_i K_jᵀ − lse), 0 where masked
+                let kj_t = MatRef {
+                    data: kj,
+                    rs: 1,
+                    cs: dh,
+                };
+                gemm(
+                    br,
+                    bc,
+                    dh,
+                    scale,
+                    mat(qi, dh),
+                    kj_t,
+                    T::zero(),
+                    MatMut {
+                        data: &mut p,
+                        rs: BC,
+                        cs: 1,
+                    },
+                );
+                for r in 0..br {
+                    let row = &mut p[r * BC..r * BC + bc];
+                    let nvis = (i0 + r + off + 1 - j0).min(bc);
+                    exp_sub_sum_inplace(&mut row[..nvis], lh[i0 + r]);
+                    row[nvis..].iter_mut().for_each(|x| *x = T::zero());
                 }
+                // dV_j += Pᵀ dO_i
+                let p_t = MatRef {
+                    data: &p,
+                    rs: 1,
+                    cs: BC,
+                };
+                gemm(
+                    bc,
+                    dh,
+                    br,
+                    one,
+                    p_t,
+                    mat(doi, dh),
+                    one,
+                    MatMut {
+                        data: &mut dv[j0 * dh..],
+                        rs: dh,
+                        cs: 1,
+                    },
+                );
+                // dP = dO_i V_jᵀ, then dS = P ⊙ (dP − Δ) · scale in place
+                let vj_t = MatRef {
+                    data: vj,
+                    rs: 1,
+                    cs: dh,
+                };
+                gemm(
+                    br,
+                    bc,
+                    dh,
+                    one,
+                    mat(doi, dh),
+                    vj_t,
+                    T::zero(),
+                    MatMut {
+                        data: &mut ds,
+                        rs: BC,
+                        cs: 1,
+                    },
+                );
+                for r in 0..br {
+                    let d = delta[i0 + r];
+                    let (dr, pr) = (&mut ds[r * BC..r * BC + bc], &p[r * BC..r * BC + bc]);
+                    for (x, &pv) in dr.iter_mut().zip(pr) {
+                        *x = pv * (*x - d) * scale;
+                    }
+                }
+                // dQ_i += dS K_j;  dK_j += dSᵀ Q_i
+                let dsm = MatRef {
+                    data: &ds,
+                    rs: BC,
+                    cs: 1,
+                };
+                gemm(
+                    br,
+                    dh,
+                    bc,
+                    one,
+                    dsm,
+                    mat(kj, dh),
+                    one,
+                    MatMut {
+                        data: &mut dqh[i0 * dh..],
+                        rs: dh,
+                        cs: 1,
+                    },
+                );
+                let ds_t = MatRef {
+                    data: &ds,
+                    rs: 1,
+                    cs: BC,
+                };
+                gemm(
+                    bc,
+                    dh,
+                    br,
+                    one,
+                    ds_t,
+                    mat(qi, dh),
+                    one,
+                    MatMut {
+                        data: &mut dk[j0 * dh..],
+                        rs: dh,
+                        cs: 1,
+                    },
+                );
             }
         }
     }
+}
+
+/// A row-major view with `dh` columns starting at `data[0]`.
+fn mat<T>(data: &[T], dh: usize) -> MatRef<'_, T> {
+    MatRef { data, rs: dh, cs: 1 }
 }

@@ -100,25 +100,16 @@ pub(crate) fn row_max<T: Real>(x: &[T]) -> T {
 }
 
 /// `out = exp(x - m)`, returning `Σ out`. Generic body; `exp` picks the precision.
+///
+/// The exp pass is a plain map loop and the sum a second pass: written as one
+/// loop with 8 manual lanes, the compiler left the f32 exp scalar (it did
+/// not if-convert the clamps across lanes); as a map it vectorises.
 #[inline(always)]
 fn exp_sub_sum_body<T: Real>(out: &mut [T], x: &[T], m: T, exp: impl Fn(T) -> T) -> T {
-    let mut acc = [T::zero(); LANES];
-    let mut oc = out.chunks_exact_mut(LANES);
-    let mut xc = x.chunks_exact(LANES);
-    for (o, xv) in (&mut oc).zip(&mut xc) {
-        for l in 0..LANES {
-            let e = exp(xv[l] - m);
-            o[l] = e;
-            acc[l] += e;
-        }
+    for (o, &xv) in out.iter_mut().zip(x) {
+        *o = exp(xv - m);
     }
-    let mut s = sum_lanes(acc);
-    for (o, &xv) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
-        let e = exp(xv - m);
-        *o = e;
-        s += e;
-    }
-    s
+    sum(out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -148,24 +139,13 @@ pub(crate) fn exp_sub_sum<T: Real>(out: &mut [T], x: &[T], m: T) -> T {
     exp_sub_sum_body(out, x, m, |v: T| v.exp())
 }
 
-/// In-place `buf = exp(buf - m)`, returning the sum.
+/// In-place `buf = exp(buf - m)`, returning the sum (same structure as above).
 #[inline(always)]
 fn exp_sub_sum_inplace_body<T: Real>(buf: &mut [T], m: T, exp: impl Fn(T) -> T) -> T {
-    let mut acc = [T::zero(); LANES];
-    let mut bc = buf.chunks_exact_mut(LANES);
-    for b in &mut bc {
-        for l in 0..LANES {
-            let e = exp(b[l] - m);
-            b[l] = e;
-            acc[l] += e;
-        }
-    }
-    let mut s = sum_lanes(acc);
-    for b in bc.into_remainder() {
+    for b in buf.iter_mut() {
         *b = exp(*b - m);
-        s += *b;
     }
-    s
+    sum(buf)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -209,6 +189,7 @@ pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 /// `Σ x` with 8 independent accumulators.
+#[inline(always)]
 pub(crate) fn sum<T: Real>(x: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let mut xc = x.chunks_exact(LANES);

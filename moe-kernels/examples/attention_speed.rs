@@ -1,0 +1,60 @@
+//! Times causal GQA attention forward and backward on one shape, for kernel
+//! experiments where CPU time is steadier than criterion's wall time on a
+//! shared machine:
+//!
+//! ```text
+//! RAYON_NUM_THREADS=1 /usr/bin/time -f "%U s user" \
+//!     cargo run -p moe-kernels --release --example attention_speed -- 1 8 2 1024 64 5
+//! ```
+//! Arguments: B Hq Hkv T Dh iterations. Prints GFLOP/s of the causal products
+//! per phase (forward 4·Dh, backward 10·Dh FLOPs per visible pair).
+
+use std::time::Instant;
+
+use moe_kernels::cpu::attention::{attention_backward, attention_forward, default_scale, AttnDims};
+
+fn main() {
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|s| s.parse().expect("integer argument"))
+        .collect();
+    let [b, hq, hkv, t, dh, iters] = a[..] else {
+        eprintln!("usage: attention_speed B Hq Hkv T Dh iterations");
+        std::process::exit(2);
+    };
+    let d = AttnDims::causal(b, hq, hkv, t, dh);
+    let fill = |n: usize, s: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + s * 104_729) % 2003) as f32 / 1000.0 - 1.0)
+            .collect()
+    };
+    let (nq, nkv) = (b * hq * t * dh, b * hkv * t * dh);
+    let (q, k, v, d_o) = (fill(nq, 1), fill(nkv, 2), fill(nkv, 3), fill(nq, 4));
+    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; b * hq * t]);
+    let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nkv], vec![0.0f32; nkv]);
+    let scale = default_scale::<f32>(dh);
+    let pairs = (b * hq * t * (t + 1) / 2) as f64;
+    let (mut tf, mut tb) = (0.0f64, 0.0f64);
+    for _ in 0..iters {
+        let s = Instant::now();
+        attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale).expect("forward");
+        tf += s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        attention_backward(&mut dq, &mut dk, &mut dv, &d_o, &q, &k, &v, &o, &lse, d, scale).expect("backward");
+        tb += s.elapsed().as_secs_f64();
+    }
+    let n = iters as f64;
+    println!(
+        "forward {:.2} ms ({:.1} GFLOP/s), backward {:.2} ms ({:.1} GFLOP/s), checksum {:.6}",
+        tf / n * 1e3,
+        pairs * 4.0 * dh as f64 / (tf / n) / 1e9,
+        tb / n * 1e3,
+        pairs * 10.0 * dh as f64 / (tb / n) / 1e9,
+        o.iter()
+            .chain(&dq)
+            .chain(&dk)
+            .chain(&dv)
+            .map(|&x| x as f64)
+            .sum::<f64>()
+    );
+}
