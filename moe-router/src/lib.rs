@@ -61,3 +61,8 @@ pub use losses::{load_balancing_loss_hf, logsumexp_rows, sequence_aux_loss, swit
 pub use router::Router;
 pub use sinkhorn::sinkhorn;
 pub use stats::RoutingStats;
+
+/// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
