@@ -115,7 +115,10 @@ fn strided_views_are_saved_in_logical_order() {
     // A contiguous view at an offset into shared storage writes only its own elements.
     let row = x.narrow(0, 1, 1).unwrap();
     let r = SafetensorsReader::from_buffer(serialize([("row", &row)], None).unwrap(), "<mem>").unwrap();
-    assert_eq!(r.load("row", &CPU).unwrap().to_vec::<f32>().unwrap(), vec![3.0, 4.0, 5.0]);
+    assert_eq!(
+        r.load("row", &CPU).unwrap().to_vec::<f32>().unwrap(),
+        vec![3.0, 4.0, 5.0]
+    );
 }
 
 #[test]
