@@ -102,14 +102,14 @@ pub fn rms_norm_backward<T: Real>(
     let block = |(dxb, (dyb, (xb, rb))): (&mut [T], (&[T], (&[T], &[T])))| -> Vec<T> {
         let mut dwp = vec![T::zero(); d];
         for (((dxr, dyr), xr), &r) in dxb.chunks_mut(d).zip(dyb.chunks(d)).zip(xb.chunks(d)).zip(rb) {
-            // Σ_d w·dy·x, the projection of the upstream gradient on x.
-            let mut proj = T::zero();
-            for ((&g, &v), &wv) in dyr.iter().zip(xr).zip(w) {
-                proj += wv * g * v;
+            // dx holds w·dy first; Σ_d w·dy·x (the projection of the upstream
+            // gradient on x) is then a lane-parallel dot.
+            for ((o, &g), &wv) in dxr.iter_mut().zip(dyr).zip(w) {
+                *o = wv * g;
             }
-            let c = r * r * proj * inv_d;
-            for ((((o, &g), &v), &wv), p) in dxr.iter_mut().zip(dyr).zip(xr).zip(w).zip(dwp.iter_mut()) {
-                *o = r * (wv * g - v * c);
+            let c = r * r * dot(dxr, xr) * inv_d;
+            for (((o, &g), &v), p) in dxr.iter_mut().zip(dyr).zip(xr).zip(dwp.iter_mut()) {
+                *o = r * (*o - v * c);
                 *p += g * v * r;
             }
         }
