@@ -5,10 +5,10 @@
 //! of one expert stay in token order). [`Dispatch::permute`] gathers rows of
 //! `x_ND` into `x_MD` (M = kept copies); the experts run as grouped matmuls
 //! over [`Dispatch::counts`]; [`Dispatch::combine`] maps each copy's output row
-//! back to its token, weights it and sums over the K copies. Both are
-//! differentiable (gather/index-add pairs), in the weights as well as the
-//! expert outputs; a dropped copy reads a zero row, so it adds nothing and its
-//! weight gets no gradient.
+//! back to its token, weights it and sums over the K copies in one fused op
+//! ([`Tensor::expert_combine`]). Both are differentiable, in the weights as
+//! well as the expert outputs; a dropped copy reads no row, so it adds nothing
+//! and its weight gets no gradient.
 
 use crate::error::{Result, RouterError};
 use moe_tensor::Tensor;
@@ -33,10 +33,8 @@ pub struct Dispatch {
     counts_E: Vec<usize>,
     /// Source token of each sorted row, `[M]` (I64).
     token_of_row_M: Tensor,
-    /// Sorted row of each copy, `[N·K]` (I64); `M` (a zero row) for dropped copies.
+    /// Sorted row of each copy, `[N, K]` (I64); −1 for dropped copies.
     row_of_copy_NK: Tensor,
-    /// Whether any copy was dropped.
-    has_dropped: bool,
 }
 
 impl Dispatch {
@@ -69,7 +67,7 @@ impl Dispatch {
             .collect();
         let m: usize = counts_E.iter().sum();
         let mut token_of_row = vec![0i64; m];
-        let mut row_of_copy = vec![m as i64; topk_ids_NK.len()];
+        let mut row_of_copy = vec![-1i64; topk_ids_NK.len()];
         for (i, (&id, &keep)) in topk_ids_NK.iter().zip(keep_NK).enumerate() {
             if keep {
                 let row = &mut next_E[id as usize];
@@ -79,12 +77,12 @@ impl Dispatch {
             }
         }
         let dev = moe_tensor::Device::Cpu;
+        let n = topk_ids_NK.len() / top_k;
         Ok(Dispatch {
-            num_tokens: topk_ids_NK.len() / top_k,
+            num_tokens: n,
             top_k,
-            has_dropped: m < topk_ids_NK.len(),
             token_of_row_M: Tensor::from_vec(token_of_row, m, &dev)?,
-            row_of_copy_NK: Tensor::from_vec(row_of_copy, topk_ids_NK.len(), &dev)?,
+            row_of_copy_NK: Tensor::from_vec(row_of_copy, (n, top_k), &dev)?,
             counts_E,
         })
     }
@@ -135,26 +133,14 @@ impl Dispatch {
                 got: weights_NK.dims().to_vec(),
             });
         }
-        let d = y_MD.dims()[1];
-        let rows = if self.has_dropped {
-            let zero = Tensor::zeros((1, d), y_MD.dtype(), &y_MD.device())?;
-            Tensor::cat(&[y_MD, &zero], 0)?
-        } else {
-            y_MD.clone()
-        };
-        let w = weights_NK.to_dtype(y_MD.dtype())?.reshape((n * k, 1))?;
-        let copies = rows.index_select(0, &self.row_of_copy_NK)?.mul(&w)?;
-        if k == 1 {
-            return Ok(copies);
-        }
-        Ok(copies.reshape((n, k, d))?.sum(&[1], false)?)
+        let w = weights_NK.to_dtype(y_MD.dtype())?;
+        Ok(y_MD.expert_combine(&self.row_of_copy_NK, &w)?)
     }
 
     /// The kept-copy mask as U8 `[N, K]` (1 = dropped).
     pub(crate) fn dropped_mask(&self) -> Result<Tensor> {
-        let m = self.num_rows() as i64;
         let rows = self.row_of_copy_NK.to_vec::<i64>()?;
-        let mask: Vec<u8> = rows.iter().map(|&r| (r == m) as u8).collect();
+        let mask: Vec<u8> = rows.iter().map(|&r| (r < 0) as u8).collect();
         Ok(Tensor::from_vec(
             mask,
             (self.num_tokens, self.top_k),
@@ -176,7 +162,7 @@ mod tests {
         let d = Dispatch::plan(&ids, &keep, 2, 3).unwrap();
         assert_eq!(d.counts(), &[2, 1, 2]);
         assert_eq!(d.token_of_row().to_vec::<i64>().unwrap(), vec![0, 1, 2, 0, 1]);
-        assert_eq!(d.row_of_copy_NK.to_vec::<i64>().unwrap(), vec![3, 0, 1, 4, 2, 5]);
+        assert_eq!(d.row_of_copy_NK.to_vec::<i64>().unwrap(), vec![3, 0, 1, 4, 2, -1]);
         assert_eq!(
             d.dropped_mask().unwrap().to_vec::<u8>().unwrap(),
             vec![0, 0, 0, 0, 0, 1]

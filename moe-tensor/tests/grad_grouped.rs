@@ -170,3 +170,76 @@ fn bad_arguments_are_typed_errors() {
     let w2 = Tensor::zeros((4, 2), DType::F32, &dev).unwrap();
     assert!(matches!(x.grouped_matmul(&w2, &[5]), Err(Error::InvalidShape { .. })));
 }
+
+/// `expert_combine` written with ordinary ops: gather rows, weight, sum over K.
+fn combine_reference(y: &Tensor, rows: &[i64], w: &Tensor, k: usize) -> moe_tensor::Result<Tensor> {
+    let (m, d) = (y.dims()[0], y.dims()[1]);
+    let zero = Tensor::zeros((1, d), y.dtype(), &y.device())?;
+    let padded = Tensor::cat(&[y, &zero], 0)?;
+    let idx: Vec<i64> = rows.iter().map(|&r| if r < 0 { m as i64 } else { r }).collect();
+    let n = rows.len() / k;
+    let picked = padded.index_select(0, &Tensor::from_vec(idx, rows.len(), &y.device())?)?;
+    picked
+        .mul(&w.reshape((n * k, 1))?)?
+        .reshape((n, k, d))?
+        .sum(&[1], false)
+}
+
+#[test]
+fn expert_combine_matches_gather_weight_sum_and_finite_differences() {
+    let mut rng = Rng::seed(16);
+    // 4 tokens, K = 2, 6 expert rows: one copy dropped (-1), row 5 read by two
+    // copies, row 4 by none.
+    let rows = vec![0i64, 5, 1, 2, 3, -1, 5, 0];
+    let rows_t = Tensor::from_vec(rows.clone(), (4, 2), &Device::Cpu).unwrap();
+    let y = randn(&mut rng, &[6, 3]);
+    let w = randn(&mut rng, &[4, 2]);
+    let got = y.expert_combine(&rows_t, &w).unwrap();
+    let want = combine_reference(&y, &rows, &w, 2).unwrap();
+    assert!(max_abs_diff(&got, &want).unwrap() < 1e-14);
+    let r = rows_t.clone();
+    gradcheck(move |t| t[0].expert_combine(&r, &t[1]), &[y.clone(), w.clone()]).unwrap();
+    // Zero gradients for the unread row and the dropped copy's weight.
+    let (yp, wp) = (y.to_param(), w.to_param());
+    yp.expert_combine(&rows_t, &wp)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(yp.grad().unwrap().to_vec_f64().unwrap()[12..15]
+        .iter()
+        .all(|&v| v == 0.0));
+    assert_eq!(wp.grad().unwrap().to_vec_f64().unwrap()[5], 0.0);
+    // f32, a larger parallel-sized case, and a transposed (non-contiguous) y.
+    let rows: Vec<i64> = (0..4096i64).map(|i| (i * 7919) % 3000 - 100).collect();
+    let rows_t = Tensor::from_vec(rows.clone(), (1024, 4), &Device::Cpu).unwrap();
+    let y = randn(&mut rng, &[256, 3000]).to_dtype(DType::F32).unwrap().t().unwrap();
+    let w = randn(&mut rng, &[1024, 4]).to_dtype(DType::F32).unwrap();
+    let got = y.expert_combine(&rows_t, &w).unwrap();
+    let want = combine_reference(&y, &rows, &w, 4).unwrap();
+    assert!(max_abs_diff(&got, &want).unwrap() < 1e-4);
+}
+
+#[test]
+fn expert_combine_rejects_bad_rows_and_shapes() {
+    let y = Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+    let rows = |v: Vec<i64>| Tensor::from_vec(v, (2, 2), &Device::Cpu).unwrap();
+    assert!(matches!(
+        y.expert_combine(&rows(vec![0, 1, 2, 3]), &w),
+        Err(Error::IndexOutOfRange { index: 3, size: 3, .. })
+    ));
+    let w1 = Tensor::zeros((2, 1), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(
+        y.expert_combine(&rows(vec![0, 1, 2, 0]), &w1),
+        Err(Error::InvalidShape { .. })
+    ));
+    let w64 = Tensor::zeros((2, 2), DType::F64, &Device::Cpu).unwrap();
+    assert!(matches!(
+        y.expert_combine(&rows(vec![0, 1, 2, 0]), &w64),
+        Err(Error::DTypeMismatch { .. })
+    ));
+    let frows = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(y.expert_combine(&frows, &w), Err(Error::DTypeMismatch { .. })));
+}

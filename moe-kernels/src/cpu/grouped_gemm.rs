@@ -1,4 +1,5 @@
-//! Grouped GEMM over contiguous row segments: the expert matmuls of an MoE layer.
+//! Grouped GEMM over contiguous row segments, the expert matmuls of an MoE
+//! layer, and the weighted row combine that maps expert outputs back to tokens.
 //!
 //! Token copies sorted by expert form `E` contiguous segments of rows; segment
 //! `e` holds `counts[e]` rows (possibly none) starting at `counts[..e].sum()`.
@@ -8,7 +9,10 @@
 //! parallel on rayon's current pool, and each one is a [`gemm`] call that may
 //! split further when it is large, so a skewed load still uses every thread.
 //!
-//! Both validate their inputs and return [`KernelError`] instead of panicking.
+//! [`combine_rows`] / [`combine_rows_backward`] form `out[t] = Σ_k w[t,k] ·
+//! y[rows[t,k]]` and its gradients in one pass each.
+//!
+//! All validate their inputs and return [`KernelError`] instead of panicking.
 
 use super::gemm::{gemm, BatchStrides, MatMut, MatRef, PAR_MIN_WORK};
 use crate::{KernelError, Real};
@@ -240,6 +244,155 @@ pub fn grouped_gemm_tn<T: Real>(
     Ok(())
 }
 
+/// Rows of `y` (`y.len() / d` of them) that `rows` may name, checked: a
+/// negative entry means "no row" (a dropped copy), others must be below it.
+fn check_rows(op: &'static str, rows: &[i64], m: usize) -> Result<(), KernelError> {
+    match rows.iter().find(|&&r| r >= 0 && r as u64 >= m as u64) {
+        Some(&r) => Err(KernelError::IndexOutOfBounds { op, index: r, size: m }),
+        None => Ok(()),
+    }
+}
+
+/// Checks `y` (M×d), `rows`/`w` (N·K) and a token-sized buffer (N×d); returns (M, N).
+fn check_combine<T>(
+    op: &'static str,
+    y: &[T],
+    d: usize,
+    rows: &[i64],
+    w: &[T],
+    k: usize,
+    tok: (&'static str, usize),
+) -> Result<(usize, usize), KernelError> {
+    if d == 0 || y.len() % d != 0 {
+        return Err(KernelError::LengthMismatch {
+            op,
+            buffer: "y",
+            expected: if d == 0 { 0 } else { y.len().div_ceil(d) * d },
+            got: y.len(),
+        });
+    }
+    if k == 0 || rows.len() % k != 0 {
+        return Err(KernelError::LengthMismatch {
+            op,
+            buffer: "rows",
+            expected: if k == 0 { 0 } else { rows.len().div_ceil(k) * k },
+            got: rows.len(),
+        });
+    }
+    let (m, n) = (y.len() / d, rows.len() / k);
+    if w.len() != rows.len() {
+        return Err(KernelError::LengthMismatch {
+            op,
+            buffer: "w",
+            expected: rows.len(),
+            got: w.len(),
+        });
+    }
+    if tok.1 != n * d {
+        return Err(KernelError::LengthMismatch {
+            op,
+            buffer: tok.0,
+            expected: n * d,
+            got: tok.1,
+        });
+    }
+    check_rows(op, rows, m)?;
+    Ok((m, n))
+}
+
+/// Weighted combine of expert output rows into tokens:
+/// `out[t] = Σ_k w[t·K + k] · y[rows[t·K + k]]`, skipping negative rows.
+///
+/// `y`: M×d row-major; `rows`, `w`: N·K (row-major `[N, K]`); `out`: N×d,
+/// overwritten. Parallel over tokens for large inputs.
+pub fn combine_rows<T: Real>(
+    y: &[T],
+    d: usize,
+    rows: &[i64],
+    w: &[T],
+    k: usize,
+    out: &mut [T],
+) -> Result<(), KernelError> {
+    const OP: &str = "combine_rows";
+    check_combine(OP, y, d, rows, w, k, ("out", out.len()))?;
+    let token = |(t, o): (usize, &mut [T])| {
+        o.iter_mut().for_each(|v| *v = T::zero());
+        for j in t * k..(t + 1) * k {
+            if rows[j] >= 0 {
+                let (src, wj) = (&y[rows[j] as usize * d..][..d], w[j]);
+                o.iter_mut().zip(src).for_each(|(v, &s)| *v += wj * s);
+            }
+        }
+    };
+    if parallel(rows.len().saturating_mul(d) * 64) {
+        out.par_chunks_mut(d).enumerate().for_each(token);
+    } else {
+        out.chunks_mut(d).enumerate().for_each(token);
+    }
+    Ok(())
+}
+
+/// Gradients of [`combine_rows`] for the output gradient `g` (N×d):
+/// `dy[r] = Σ_{copies j with rows[j] = r} w[j] · g[token(j)]` (rows no copy
+/// names get zero) and `dw[j] = ⟨g[token(j)], y[rows[j]]⟩` (zero for skipped
+/// copies). `dy` (M×d) and `dw` (N·K) are overwritten. Each `dy` row adds its
+/// copies in copy order, so results are deterministic; parallel over rows.
+#[allow(clippy::too_many_arguments)]
+pub fn combine_rows_backward<T: Real>(
+    y: &[T],
+    d: usize,
+    rows: &[i64],
+    w: &[T],
+    k: usize,
+    g: &[T],
+    dy: &mut [T],
+    dw: &mut [T],
+) -> Result<(), KernelError> {
+    const OP: &str = "combine_rows_backward";
+    let (m, _) = check_combine(OP, y, d, rows, w, k, ("g", g.len()))?;
+    check_len(OP, "dy", y.len(), dy.len())?;
+    check_len(OP, "dw", w.len(), dw.len())?;
+    // Copies grouped by the row they read (CSR), in copy order.
+    let mut start = vec![0usize; m + 1];
+    rows.iter()
+        .filter(|&&r| r >= 0)
+        .for_each(|&r| start[r as usize + 1] += 1);
+    for i in 0..m {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut copies = vec![0usize; start[m]];
+    for (j, &r) in rows.iter().enumerate() {
+        if r >= 0 {
+            copies[fill[r as usize]] = j;
+            fill[r as usize] += 1;
+        }
+    }
+    let row_grad = |(r, out): (usize, &mut [T])| {
+        out.iter_mut().for_each(|v| *v = T::zero());
+        for &j in &copies[start[r]..start[r + 1]] {
+            let (src, wj) = (&g[(j / k) * d..][..d], w[j]);
+            out.iter_mut().zip(src).for_each(|(v, &s)| *v += wj * s);
+        }
+    };
+    let weight_grad = |(j, out): (usize, &mut T)| {
+        *out = if rows[j] >= 0 {
+            let (gt, yr) = (&g[(j / k) * d..][..d], &y[rows[j] as usize * d..][..d]);
+            gt.iter().zip(yr).fold(T::zero(), |acc, (&a, &b)| acc + a * b)
+        } else {
+            T::zero()
+        };
+    };
+    if parallel(rows.len().saturating_mul(d) * 64) {
+        dy[..y.len()].par_chunks_mut(d).enumerate().for_each(row_grad);
+        dw[..w.len()].par_iter_mut().enumerate().for_each(weight_grad);
+    } else {
+        dy[..y.len()].chunks_mut(d).enumerate().for_each(row_grad);
+        dw[..w.len()].iter_mut().enumerate().for_each(weight_grad);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +555,28 @@ mod tests {
             &mut c,
         );
         assert!(matches!(err, Err(KernelError::LengthMismatch { buffer: "b", .. })));
+    }
+
+    #[test]
+    fn combine_rows_and_its_gradients_match_loops() {
+        // 3 tokens, K = 2, 4 expert rows of width 2; copy (2, 1) is dropped.
+        let y = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let rows = [3i64, 0, 1, 2, -1, -1];
+        let w = [0.5, 2.0, 1.0, -1.0, 3.0, 4.0];
+        let mut out = [f64::NAN; 6];
+        combine_rows(&y, 2, &rows, &w, 2, &mut out).unwrap();
+        assert_eq!(out, [0.5 * 7.0 + 2.0, 0.5 * 8.0 + 4.0, 3.0 - 5.0, 4.0 - 6.0, 0.0, 0.0]);
+        let g = [1.0, -1.0, 2.0, 0.5, 9.0, 9.0];
+        let (mut dy, mut dw) = ([f64::NAN; 8], [f64::NAN; 6]);
+        combine_rows_backward(&y, 2, &rows, &w, 2, &g, &mut dy, &mut dw).unwrap();
+        assert_eq!(dy, [2.0, -2.0, 2.0, 0.5, -2.0, -0.5, 0.5, -0.5]);
+        assert_eq!(dw, [7.0 - 8.0, 1.0 - 2.0, 6.0 + 2.0, 10.0 + 3.0, 0.0, 0.0]);
+        let bad = combine_rows(&y, 2, &[4, 0, 1, 2, 0, 0], &w, 2, &mut out);
+        assert!(matches!(
+            bad,
+            Err(KernelError::IndexOutOfBounds { index: 4, size: 4, .. })
+        ));
+        assert!(combine_rows(&y, 2, &rows, &w[..5], 2, &mut out).is_err());
+        assert!(combine_rows(&y, 2, &rows, &w, 2, &mut out[..4]).is_err());
     }
 }

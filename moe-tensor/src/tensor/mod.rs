@@ -13,6 +13,7 @@ mod convert;
 mod cross_entropy;
 mod cumsum;
 mod embedding;
+mod expert_combine;
 mod fused_util;
 mod gated;
 mod grouped_matmul;

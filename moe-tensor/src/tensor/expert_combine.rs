@@ -1,0 +1,158 @@
+//! Weighted combine of MoE expert outputs back into tokens, fused: one pass
+//! forward and one backward (`moe_kernels::cpu::grouped_gemm::combine_rows`),
+//! instead of a gather, a broadcast multiply and a sum over K that each
+//! materialise `[N·K, D]` (and twice as many passes in backward).
+
+use crate::backprop::BackwardOp;
+use crate::dtype::WithDType;
+use crate::storage::Storage;
+use crate::{DType, Error, Result, Shape, Tensor};
+use moe_kernels::cpu::grouped_gemm::{combine_rows, combine_rows_backward};
+use moe_kernels::KernelError;
+
+const OP: &str = "expert_combine";
+
+fn kernel_err(op: &'static str) -> impl Fn(KernelError) -> Error {
+    move |e| match e {
+        KernelError::IndexOutOfBounds { index, size, .. } => Error::IndexOutOfRange { op, index, size },
+        other => Error::Kernel {
+            op,
+            msg: other.to_string(),
+        },
+    }
+}
+
+struct ExpertCombineBackward {
+    y: Tensor,
+    w: Tensor,
+    rows: Vec<i64>,
+    k: usize,
+}
+
+impl BackwardOp for ExpertCombineBackward {
+    fn name(&self) -> &'static str {
+        OP
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.y, &self.w]
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let op = "expert_combine_backward";
+        let d = self.y.dims()[1];
+        let g = g.contiguous()?;
+        let (dy, dw) = {
+            let (gy, gw, gg) = (self.y.read_storage(), self.w.read_storage(), g.read_storage());
+            let (oy, ow, og) = (self.y.layout().offset(), self.w.layout().offset(), g.layout().offset());
+            let (ny, nw, ng) = (self.y.elem_count(), self.w.elem_count(), g.elem_count());
+            macro_rules! run {
+                ($y:expr, $w:expr, $g:expr, $T:ty) => {{
+                    let mut dy = vec![<$T>::default(); ny];
+                    let mut dw = vec![<$T>::default(); nw];
+                    if d > 0 {
+                        let (y, w, g) = (&$y[oy..oy + ny], &$w[ow..ow + nw], &$g[og..og + ng]);
+                        combine_rows_backward(y, d, &self.rows, w, self.k, g, &mut dy, &mut dw)
+                            .map_err(kernel_err(op))?;
+                    }
+                    (<$T>::into_storage(dy), <$T>::into_storage(dw))
+                }};
+            }
+            use crate::storage::CpuStorage as S;
+            match (gy.cpu(op)?, gw.cpu(op)?, gg.cpu(op)?) {
+                (S::F32(y), S::F32(w), S::F32(g)) => run!(y, w, g, f32),
+                (S::F64(y), S::F64(w), S::F64(g)) => run!(y, w, g, f64),
+                (y, ..) => return Err(Error::UnsupportedDType { op, dtype: y.dtype() }),
+            }
+        };
+        let gy = self
+            .y
+            .requires_grad()
+            .then(|| Tensor::from_storage(Storage::Cpu(dy), self.y.shape().clone()));
+        let gw = self
+            .w
+            .requires_grad()
+            .then(|| Tensor::from_storage(Storage::Cpu(dw), self.w.shape().clone()));
+        Ok(vec![gy, gw])
+    }
+}
+
+fn check(y: &Tensor, rows: &Tensor, w: &Tensor) -> Result<()> {
+    if y.rank() != 2 || rows.rank() != 2 || w.dims() != rows.dims() {
+        return Err(Error::InvalidShape {
+            op: OP,
+            msg: format!(
+                "needs y [M, D], rows [N, K] and weights [N, K], got {:?}, {:?} and {:?}",
+                y.shape(),
+                rows.shape(),
+                w.shape()
+            ),
+        });
+    }
+    if rows.dtype() != DType::I64 {
+        return Err(Error::DTypeMismatch {
+            op: OP,
+            lhs: rows.dtype(),
+            rhs: DType::I64,
+        });
+    }
+    if y.dtype() != w.dtype() {
+        return Err(Error::DTypeMismatch {
+            op: OP,
+            lhs: y.dtype(),
+            rhs: w.dtype(),
+        });
+    }
+    if !matches!(y.dtype(), DType::F32 | DType::F64) {
+        return Err(Error::UnsupportedDType {
+            op: OP,
+            dtype: y.dtype(),
+        });
+    }
+    if y.device() != w.device() || y.device() != rows.device() {
+        return Err(Error::DeviceMismatch {
+            op: OP,
+            lhs: y.device(),
+            rhs: if y.device() != w.device() {
+                w.device()
+            } else {
+                rows.device()
+            },
+        });
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// Weighted combine of expert outputs: `self` is `y_MD` (one row per kept
+    /// token copy), `rows` (I64) names the row each token copy reads (a
+    /// negative entry: the copy was dropped and adds nothing) and `weights`
+    /// its weight; returns `[N, D]` with `out[t] = Σ_k w[t,k] · y[rows[t,k]]`.
+    ///
+    /// Differentiable in `self` and `weights` (a dropped copy's weight gets
+    /// zero gradient; a row no copy reads gets zero). F32/F64, same dtype.
+    pub fn expert_combine(&self, rows: &Tensor, weights: &Tensor) -> Result<Tensor> {
+        check(self, rows, weights)?;
+        let (n, k, d) = (rows.dims()[0], rows.dims()[1], self.dims()[1]);
+        let ids = rows.to_vec::<i64>()?;
+        let (y, w) = (self.contiguous()?, weights.contiguous()?);
+        let out = {
+            let (gy, gw) = (y.read_storage(), w.read_storage());
+            let (oy, ow) = (y.layout().offset(), w.layout().offset());
+            let (ny, nw) = (y.elem_count(), w.elem_count());
+            crate::map_float2!(gy.cpu(OP)?, gw.cpu(OP)?, OP, |vy, vw: T| {
+                let mut out = vec![T::default(); n * d];
+                if d > 0 {
+                    combine_rows(&vy[oy..oy + ny], d, &ids, &vw[ow..ow + nw], k, &mut out).map_err(kernel_err(OP))?;
+                } else if let Some(&r) = ids.iter().find(|&&r| r >= 0 && r as u64 >= y.dims()[0] as u64) {
+                    return Err(Error::IndexOutOfRange {
+                        op: OP,
+                        index: r,
+                        size: y.dims()[0],
+                    });
+                }
+                Ok(T::into_storage(out))
+            })?
+        };
+        let back = ExpertCombineBackward { y, w, rows: ids, k };
+        Ok(Tensor::from_op(Storage::Cpu(out), Shape::from(vec![n, d]), back))
+    }
+}
