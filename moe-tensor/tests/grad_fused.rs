@@ -237,6 +237,15 @@ fn causal_attention_gradients_and_value() {
         let want = composed_attention(&q, &k, &v, scale);
         assert!(max_abs_diff(&got, &want).unwrap() < 1e-13);
     }
+    // One tensor as q, k and v (its storage is read three times at once).
+    let x = randn(&mut rng, &[1, 2, 4, 3]);
+    let want = composed_attention(&x, &x, &x, 0.5);
+    assert!(max_abs_diff(&x.causal_attention(&x, &x, Some(0.5)).unwrap(), &want).unwrap() < 1e-13);
+    gradcheck(
+        |xs| xs[0].causal_attention(&xs[0], &xs[0], None),
+        std::slice::from_ref(&x),
+    )
+    .unwrap();
     // Non-contiguous inputs in the model's layout: [B, T, H, Dh] → [B, H, T, Dh].
     let q = randn(&mut rng, &[1, 5, 4, 3]);
     let k = randn(&mut rng, &[1, 5, 2, 3]);
