@@ -3,16 +3,18 @@
 # in ROUNDS interleaved rounds on 1 and 2 threads. On a machine shared with
 # other work, each library gets the same quiet and busy moments; the table
 # (tools/bench/gemm_table.py) reports the best round's median and the median
-# over rounds for each.
+# over rounds for each. Results are appended to $CARGO_TARGET_DIR/gemm-bench/rounds
+# (delete it to start afresh), so rounds can also be taken one at a time
+# whenever the machine is idle.
 #
 # Usage (repository root):
-#   PYTHON=/path/to/venv/bin/python ROUNDS=5 tools/bench/gemm_rounds.sh
+#   PYTHON=/path/to/venv/bin/python ROUNDS=5 SIZES="256 512 1024 2048" tools/bench/gemm_rounds.sh
 set -euo pipefail
 PY=${PYTHON:-python3}
 ROUNDS=${ROUNDS:-5}
+SIZES=${SIZES:-256 512 1024 2048}
 target=${CARGO_TARGET_DIR:-target}
 out=$target/gemm-bench/rounds
-rm -rf "$out"
 mkdir -p "$out"
 cargo build --release -q -p moe-kernels --example fma_peak --example gemm_square
 bin=$target/release/examples
@@ -20,9 +22,9 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r/$ROUNDS: $(uptime)" | tee -a "$out/machine.txt"
     "$bin/fma_peak" | tee -a "$out/fma_peak.txt"
     for t in 1 2; do
-        RAYON_NUM_THREADS=$t "$bin/gemm_square" | tee -a "$out/moe-kernels.jsonl"
+        RAYON_NUM_THREADS=$t "$bin/gemm_square" $SIZES | tee -a "$out/moe-kernels.jsonl"
     done
-    "$PY" tools/bench/matmul_peer.py --lib torch --threads 1 2 | tee -a "$out/torch.jsonl"
+    "$PY" tools/bench/matmul_peer.py --lib torch --threads 1 2 --sizes $SIZES | tee -a "$out/torch.jsonl"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
-        "$PY" tools/bench/matmul_peer.py --lib numpy --threads 1 2 | tee -a "$out/numpy.jsonl"
+        "$PY" tools/bench/matmul_peer.py --lib numpy --threads 1 2 --sizes $SIZES | tee -a "$out/numpy.jsonl"
 done
