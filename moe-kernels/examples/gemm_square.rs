@@ -5,6 +5,10 @@
 //! The criterion bench (`cargo bench -p moe-kernels --bench gemm`) remains the
 //! reference measurement; this is the same call timed the same way as the peers.
 //!
+//! `GEMM_BACKEND=gemm-crate` or `matrixmultiply` times those crates instead
+//! (the alternatives `cpu::gemm` was chosen over; matrixmultiply takes its
+//! thread count from `MATMUL_NUM_THREADS`).
+//!
 //! Run: `RAYON_NUM_THREADS=2 cargo run --release -p moe-kernels --example gemm_square -- 1024 2048`
 
 use std::time::{Duration, Instant};
@@ -30,8 +34,59 @@ fn main() {
             .map(|i| ((i * 104_729) % 2003) as f32 / 1000.0 - 1.0)
             .collect();
         let mut c = vec![0.0f32; n * n];
-        let mut run = || {
-            gemm(
+        let backend = std::env::var("GEMM_BACKEND").unwrap_or_else(|_| "moe-kernels".into());
+        let mut run = || match backend.as_str() {
+            "gemm-crate" => {
+                let par = if threads > 1 {
+                    gemm::Parallelism::Rayon(threads)
+                } else {
+                    gemm::Parallelism::None
+                };
+                // SAFETY: a, b, c are n×n row-major buffers that outlive the call.
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        n,
+                        n,
+                        c.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        n as isize,
+                        b.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    )
+                }
+            }
+            // SAFETY: as above.
+            "matrixmultiply" => unsafe {
+                matrixmultiply::sgemm(
+                    n,
+                    n,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    n as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            },
+            _ => gemm(
                 n,
                 n,
                 n,
@@ -44,7 +99,7 @@ fn main() {
                     rs: n,
                     cs: 1,
                 },
-            )
+            ),
         };
         run();
         run();
@@ -59,7 +114,7 @@ fn main() {
         let median = times[times.len() / 2];
         let gflops = 2.0 * (n as f64).powi(3) / median / 1e9;
         println!(
-            "{{\"lib\": \"moe-kernels\", \"threads\": {threads}, \"n\": {n}, \"median_s\": {median}, \"runs\": {}, \"gflops\": {:.1}}}",
+            "{{\"lib\": \"{backend}\", \"threads\": {threads}, \"n\": {n}, \"median_s\": {median}, \"runs\": {}, \"gflops\": {:.1}}}",
             times.len(),
             gflops
         );

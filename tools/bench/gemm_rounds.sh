@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Square f32 GEMM of moe-kernels, torch.matmul and numpy `@` (and the FMA peak)
+# Square f32 GEMM of moe-kernels (and the gemm / matrixmultiply crates),
+# torch.matmul and numpy `@` (and the FMA peak)
 # in ROUNDS interleaved rounds on 1 and 2 threads. On a machine shared with
 # other work, each library gets the same quiet and busy moments; the table
 # (tools/bench/gemm_table.py) reports the best round's median and the median
@@ -21,8 +22,11 @@ bin=$target/release/examples
 for r in $(seq 1 "$ROUNDS"); do
     echo "round $r/$ROUNDS: $(uptime)" | tee -a "$out/machine.txt"
     "$bin/fma_peak" | tee -a "$out/fma_peak.txt"
-    for t in 1 2; do
-        RAYON_NUM_THREADS=$t "$bin/gemm_square" $SIZES | tee -a "$out/moe-kernels.jsonl"
+    for backend in moe-kernels gemm-crate matrixmultiply; do
+        for t in 1 2; do
+            GEMM_BACKEND=$backend RAYON_NUM_THREADS=$t MATMUL_NUM_THREADS=$t \
+                "$bin/gemm_square" $SIZES | tee -a "$out/$backend.jsonl"
+        done
     done
     "$PY" tools/bench/matmul_peer.py --lib torch --threads 1 2 --sizes $SIZES | tee -a "$out/torch.jsonl"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \

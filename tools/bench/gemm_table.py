@@ -90,6 +90,11 @@ def rounds_table():
         ours2 = runs.get(("moe-kernels", 2, n))
         pct = f"{100 * max(ours2) / p2:.0f}%" if ours2 and p2 else "–"
         print(f"| {n}³ | " + " | ".join(cells) + f" | {pct} |")
+    print("\n| size (f32) | moe-kernels 1t | moe-kernels 2t | gemm crate 1t | gemm crate 2t | matrixmultiply 1t | matrixmultiply 2t |")
+    print("|---|---|---|---|---|---|---|")
+    for n in sorted({k[2] for k in runs}):
+        libs = [(lib, t) for lib in ("moe-kernels", "gemm-crate", "matrixmultiply") for t in (1, 2)]
+        print(f"| {n}³ | " + " | ".join(best_median(runs.get((lib, t, n), [])) for lib, t in libs) + " |")
     print()
 
 
