@@ -6,10 +6,16 @@
 //! (K · F_expert = F_dense). A second group isolates the routing overhead
 //! (route + permute + combine, no expert matmuls).
 //!
+//! Every benchmark runs twice: `wall/…` in wall-clock time (tokens/s) and
+//! `cpu/…` in process CPU time (user + system, all threads; tokens per CPU
+//! second). On a shared machine other processes inflate wall time; CPU time
+//! stays comparable across runs.
+//!
 //! `cargo bench -p moe-router --bench moe_block`
 
 #![allow(non_snake_case)] // shape suffixes, as in the crate
 
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use moe_router::{DropPolicy, RouteMode, Router, RouterConfig};
 use moe_tensor::init::Rng;
@@ -125,8 +131,63 @@ fn variants(n: usize, d: usize, f: usize) -> Res<Vec<(String, Block)>> {
     ])
 }
 
-fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("moe_block_fwd_bwd");
+/// Process CPU time (all threads, user + system) in nanoseconds.
+struct CpuTime;
+
+fn cpu_now_ns() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_PROCESS_CPUTIME_ID is
+    // supported on Linux and the call writes only through the pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = f64;
+    type Value = f64;
+    fn start(&self) -> f64 {
+        cpu_now_ns()
+    }
+    fn end(&self, start: f64) -> f64 {
+        cpu_now_ns() - start
+    }
+    fn add(&self, a: &f64, b: &f64) -> f64 {
+        a + b
+    }
+    fn zero(&self) -> f64 {
+        0.0
+    }
+    fn to_f64(&self, v: &f64) -> f64 {
+        *v
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuTimeFormatter
+    }
+}
+
+/// Shows CPU time in ms and throughput in elements per CPU second.
+struct CpuTimeFormatter;
+
+impl ValueFormatter for CpuTimeFormatter {
+    fn scale_values(&self, _typical_ns: f64, values: &mut [f64]) -> &'static str {
+        values.iter_mut().for_each(|v| *v *= 1e-6);
+        "ms CPU"
+    }
+    fn scale_throughputs(&self, _typical: f64, throughput: &Throughput, values: &mut [f64]) -> &'static str {
+        let per = match *throughput {
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) | Throughput::Elements(n) => n as f64,
+        };
+        values.iter_mut().for_each(|v| *v = per * 1e9 / *v);
+        "elem/CPU-s"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns CPU"
+    }
+}
+
+fn bench<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    let mut group = c.benchmark_group(format!("{clock}/moe_block_fwd_bwd"));
     group.sample_size(10);
     for (n, d, f) in [(2048, 256, 704), (1024, 1024, 2816)] {
         group.throughput(Throughput::Elements(n as u64));
@@ -138,7 +199,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("routing_only_fwd_bwd");
+    let mut group = c.benchmark_group(format!("{clock}/routing_only_fwd_bwd"));
     group.sample_size(20);
     let (n, d) = (2048, 256);
     group.throughput(Throughput::Elements(n as u64));
@@ -154,5 +215,18 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+fn wall(c: &mut Criterion) {
+    bench(c, "wall");
+}
+
+fn cpu(c: &mut Criterion<CpuTime>) {
+    bench(c, "cpu");
+}
+
+criterion_group!(wall_clock, wall);
+criterion_group! {
+    name = cpu_clock;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = cpu
+}
+criterion_main!(wall_clock, cpu_clock);
