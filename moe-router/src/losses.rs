@@ -41,7 +41,10 @@ fn check_probs(probs_NE: &Tensor, num_experts: usize) -> Result<()> {
 pub fn switch_aux_loss(probs_NE: &Tensor, counts_E: &[usize], top_k: usize) -> Result<Tensor> {
     let e = counts_E.len();
     check_probs(probs_NE, e)?;
-    let n = probs_NE.dims()[0].max(1) as f64;
+    if probs_NE.dims()[0] == 0 {
+        return empty_batch_loss(probs_NE);
+    }
+    let n = probs_NE.dims()[0] as f64;
     let f: Vec<f64> = counts_E.iter().map(|&c| c as f64 / (top_k as f64 * n)).collect();
     let p_E = probs_NE.mean(&[0], false)?;
     Ok(p_E
@@ -100,7 +103,15 @@ pub fn z_loss(logits_NE: &Tensor) -> Result<Tensor> {
             got: logits_NE.dims().to_vec(),
         });
     }
+    if logits_NE.dims()[0] == 0 {
+        return empty_batch_loss(logits_NE);
+    }
     Ok(logsumexp_rows(logits_NE)?.sqr()?.mean_all()?)
+}
+
+/// An empty batch has nothing to balance: a zero loss, not the NaN of a mean over no rows.
+fn empty_batch_loss(like: &Tensor) -> Result<Tensor> {
+    Ok(like.sum_all()?)
 }
 
 /// `log Σ_e exp(x_te)` per row, `[N]`, stable: the row max (a constant for the

@@ -55,9 +55,17 @@ fn bad_shapes_and_dtypes_are_named() {
     assert_eq!(shape_err(d.permute(&zeros(&[6, 8], DType::F32))), "dispatch input");
     assert_eq!(shape_err(d.combine(&zeros(&[9, 3], DType::F32))), "expert outputs");
     // Empty batch: nothing routed, nothing to compute, no panic.
+    let mut pb = RouterConfig::penalty_balanced(4, 2);
+    pb.capacity = moe_router::Capacity::Factor {
+        factor: 1.0,
+        drop_policy: moe_router::DropPolicy::Score,
+    };
+    let r = Router::new(pb, zeros(&[4, 8], DType::F32)).unwrap();
     let empty = r.route(&zeros(&[0, 8], DType::F32), RouteMode::Train).unwrap();
     assert_eq!(empty.counts(), &[0, 0, 0, 0]);
     assert_eq!(empty.stats.mri, 0.0);
+    assert_eq!(empty.weighted_loss().unwrap().unwrap().to_scalar_f64().unwrap(), 0.0);
+    assert_eq!(empty.combine(&zeros(&[0, 3], DType::F32)).unwrap().dims(), &[0, 3]);
 }
 
 #[test]
