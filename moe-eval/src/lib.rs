@@ -1,3 +1,9 @@
 //! moe-eval: per-domain loss, forgetting, routing metrics, reports and plots.
 //!
-//! Not implemented yet: this crate is filled by the eval issue.
+//! - [`loss`]: validation loss and perplexity per domain on fixed windows.
+
+pub mod error;
+pub mod loss;
+
+pub use error::{EvalError, Result};
+pub use loss::{domain_loss, DomainLoss};
