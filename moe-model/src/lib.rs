@@ -25,3 +25,4 @@ pub use config::{ModelConfig, MoeConfig, ParamCount};
 pub use decoder::{Decoder, ForwardOutput, KvCache, LossOutput};
 pub use error::{Error, Result};
 pub use generate::{generate, Sampling};
+pub use hf::{load_model_dir, save_model_dir};

@@ -25,7 +25,12 @@ enum DiskLayout {
     Experts(Vec<Vec<String>>),
 }
 
-fn disk_layout(arch: HfArch, name: &str, num_experts: usize) -> DiskLayout {
+/// Where `name` lives on disk for `arch`; `None` is moe-cpt's own layout
+/// (every tensor under its in-memory name, experts stacked).
+fn disk_layout(arch: Option<HfArch>, name: &str, num_experts: usize) -> DiskLayout {
+    let Some(arch) = arch else {
+        return DiskLayout::Single(name.to_string());
+    };
     let expert_names = |prefix: &str, parts: &[&str]| {
         (0..num_experts)
             .map(|e| {
@@ -92,10 +97,16 @@ fn load_checked(st: &ShardedSafetensors, dir: &Path, name: &str, shape: &[usize]
 pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<(Decoder, HfArch)> {
     let dir = dir.as_ref();
     let (cfg, arch) = read_hf_config(dir)?;
+    Ok((load_params(dir, &cfg, Some(arch), device)?, arch))
+}
+
+/// Loads the safetensors of `dir` as a model of `cfg`, with tensors named as
+/// `arch` stores them on disk (`None`: moe-cpt's stacked in-memory names).
+pub(crate) fn load_params(dir: &Path, cfg: &ModelConfig, arch: Option<HfArch>, device: &Device) -> Result<Decoder> {
     let st = ShardedSafetensors::open(dir)?;
     let e = cfg.moe.as_ref().map_or(0, |m| m.num_experts());
     let mut params = Params::new();
-    for spec in param_specs(&cfg) {
+    for spec in param_specs(cfg) {
         let t = match disk_layout(arch, &spec.name, e) {
             DiskLayout::Single(n) => load_checked(&st, dir, &n, &spec.shape, device)?,
             DiskLayout::Experts(experts) => {
@@ -115,11 +126,11 @@ pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<(Decoder, HfArc
         };
         params.insert(spec.name, &t)?;
     }
-    Ok((Decoder::from_params(&cfg, params)?, arch))
+    Decoder::from_params(cfg, params)
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
@@ -135,6 +146,26 @@ pub fn save_hf(model: &Decoder, dir: impl AsRef<Path>, max_shard_bytes: Option<u
     let cfg = model.config();
     let arch = super::config::hf_arch_for(cfg)?;
     let config = to_hf_config(cfg)?;
+    let mut files = save_params(model, dir, Some(arch), max_shard_bytes)?;
+    let cfg_path = dir.join("config.json");
+    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Json {
+        path: cfg_path.clone(),
+        msg: e.to_string(),
+    })?;
+    write_atomic(&cfg_path, text.as_bytes())?;
+    files.push(cfg_path);
+    Ok(files)
+}
+
+/// Writes the parameters of `model` into `dir` named as `arch` stores them
+/// (`None`: moe-cpt's in-memory names).
+pub(crate) fn save_params(
+    model: &Decoder,
+    dir: &Path,
+    arch: Option<HfArch>,
+    max_shard_bytes: Option<u64>,
+) -> Result<Vec<PathBuf>> {
+    let cfg = model.config();
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let e = cfg.moe.as_ref().map_or(0, |m| m.num_experts());
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
@@ -152,18 +183,10 @@ pub fn save_hf(model: &Decoder, dir: impl AsRef<Path>, max_shard_bytes: Option<u
         }
     }
     let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
-    let mut files = save_sharded(
+    Ok(save_sharded(
         dir,
         tensors.iter().map(|(n, t)| (n.as_str(), t)),
         max_shard_bytes.unwrap_or(u64::MAX),
         Some(&meta),
-    )?;
-    let cfg_path = dir.join("config.json");
-    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Json {
-        path: cfg_path.clone(),
-        msg: e.to_string(),
-    })?;
-    write_atomic(&cfg_path, text.as_bytes())?;
-    files.push(cfg_path);
-    Ok(files)
+    )?)
 }
