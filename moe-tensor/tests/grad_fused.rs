@@ -138,6 +138,37 @@ fn rope_rotates_pairs_by_the_hf_angle() {
 }
 
 #[test]
+fn rope_from_given_tables() {
+    // Tables for Dh = 4 at positions 0..3 with angles picked by hand (not a theta
+    // formula): position 2 has angles 0.5 and 1.5.
+    let dev = Device::Cpu;
+    let angles = [0.0f64, 0.0, 0.3, 0.7, 0.5, 1.5];
+    let cos = Tensor::from_vec(angles.iter().map(|a| a.cos()).collect(), (3, 2), &dev).unwrap();
+    let sin = Tensor::from_vec(angles.iter().map(|a| a.sin()).collect(), (3, 2), &dev).unwrap();
+    let rope = Rope::from_tables(cos.clone(), sin.clone(), 10_000.0).unwrap();
+    assert_eq!((rope.head_dim(), rope.max_pos()), (4, 3));
+    let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], (1, 1, 4), &dev).unwrap();
+    let y = x.rope(&rope, 2).unwrap().to_vec::<f64>().unwrap();
+    let (a0, a1) = (0.5f64, 1.5f64);
+    let want = [
+        1.0 * a0.cos() - 3.0 * a0.sin(),
+        2.0 * a1.cos() - 4.0 * a1.sin(),
+        3.0 * a0.cos() + 1.0 * a0.sin(),
+        4.0 * a1.cos() + 2.0 * a1.sin(),
+    ];
+    for (g, w) in y.iter().zip(want) {
+        assert!((g - w).abs() < 1e-15, "{y:?} vs {want:?}");
+    }
+    let mut rng = Rng::seed(105);
+    let x = randn(&mut rng, &[2, 3, 2, 4]);
+    gradcheck(|xs| xs[0].rope(&rope, 1), std::slice::from_ref(&x)).unwrap();
+    // Misshapen or mismatched tables are rejected.
+    assert!(Rope::from_tables(cos.clone(), sin.narrow(0, 0, 2).unwrap(), 1.0).is_err());
+    assert!(Rope::from_tables(cos.reshape(6).unwrap(), sin.reshape(6).unwrap(), 1.0).is_err());
+    assert!(Rope::from_tables(cos, sin.to_dtype(DType::F32).unwrap(), 1.0).is_err());
+}
+
+#[test]
 fn cross_entropy_gradients_and_value() {
     let mut rng = Rng::seed(104);
     let (n, v) = (7, 5);

@@ -5,7 +5,7 @@
 //! positions `offset..offset + T` and `x.rope_at(&rope, &positions)` at
 //! explicit position ids. Backward is the inverse rotation.
 
-use super::fused_util::{check_float, elems, float_call, plain, Float};
+use super::fused_util::{check_float, check_like, elems, float_call, plain, Float};
 use super::index::{index_values, kernel_err};
 use crate::backprop::BackwardOp;
 use crate::storage::Storage;
@@ -59,6 +59,31 @@ impl Rope {
             theta,
             cos,
             sin,
+        })
+    }
+
+    /// Rotary tables given directly: `cos` and `sin` `[max_pos, head_dim / 2]`
+    /// (f32 or f64, same dtype and device), angle `pos · theta^(−2i/Dh)` at
+    /// `[pos, i]`. For angles rounded another way than [`Rope::new`] does,
+    /// e.g. transformers' f32 products, so logits match it bit for bit.
+    pub fn from_tables(cos: Tensor, sin: Tensor, theta: f64) -> Result<Rope> {
+        const CTOR: &str = "Rope::from_tables";
+        check_float(CTOR, &cos)?;
+        check_like(CTOR, &cos, &sin)?;
+        if cos.rank() != 2 || cos.dims() != sin.dims() || cos.dims()[1] == 0 {
+            return Err(Error::ShapeMismatch {
+                op: CTOR,
+                lhs: cos.shape().clone(),
+                rhs: sin.shape().clone(),
+            });
+        }
+        let (max_pos, half) = (cos.dims()[0], cos.dims()[1]);
+        Ok(Rope {
+            head_dim: 2 * half,
+            max_pos,
+            theta,
+            cos: cos.contiguous()?,
+            sin: sin.contiguous()?,
         })
     }
 
