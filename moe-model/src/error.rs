@@ -56,6 +56,11 @@ pub enum Error {
     /// An input of the wrong shape or content (empty batch, ragged rows...).
     #[error("{what}: {msg}")]
     BadInput { what: &'static str, msg: String },
+
+    /// Upcycling: the dense source does not fit the target MoE config, or an
+    /// option is out of range; `field` names the config field or option.
+    #[error("upcycle: `{field}`: {msg}")]
+    Upcycle { field: String, msg: String },
 }
 
 impl Error {

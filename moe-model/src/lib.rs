@@ -11,6 +11,7 @@
 //! - [`init`]: seeded GPT-NeoX/OLMo-style initialisation.
 //! - [`hf`]: transformers' names, config.json and checkpoint layout.
 //! - [`generate`]: KV-cached greedy / temperature / top-p generation.
+//! - [`upcycle`]: MoEs from dense checkpoints (naive, Drop-Upcycling, granular).
 
 pub mod config;
 pub mod decoder;
@@ -20,9 +21,11 @@ pub mod hf;
 pub mod init;
 pub mod layers;
 pub mod presets;
+pub mod upcycle;
 
 pub use config::{ModelConfig, MoeConfig, ParamCount};
 pub use decoder::{Decoder, ForwardOutput, KvCache, LossOutput};
 pub use error::{Error, Result};
 pub use generate::{generate, Sampling};
 pub use hf::{load_model_dir, save_model_dir};
+pub use upcycle::{upcycle, UpcycleMethod, UpcycleOptions};
