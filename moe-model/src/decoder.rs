@@ -12,7 +12,7 @@ use crate::layers::rope::Rope;
 use crate::{Error, ModelConfig, Result};
 use moe_router::RouteMode;
 use moe_tensor::init::Rng;
-use moe_tensor::{Device, Params, Tensor};
+use moe_tensor::{Device, Params, Reduction, Tensor, DEFAULT_IGNORE_INDEX};
 use std::path::PathBuf;
 
 /// A block's feed-forward part.
@@ -191,7 +191,7 @@ impl Decoder {
             blocks,
             norm: norm(names::FINAL_NORM.into())?,
             lm_head,
-            rope: Rope::new(cfg.head_dim(), cfg.rope_theta, cfg.max_position_embeddings),
+            rope: Rope::new(cfg.head_dim(), cfg.rope_theta, cfg.max_position_embeddings)?,
             mode: RouteMode::Train,
             params,
         })
@@ -303,10 +303,24 @@ impl Decoder {
                 msg: format!("the loss needs sequences of at least 2 tokens, got {t}"),
             });
         }
-        let n = b * (t - 1);
-        let logits_nv = forward.logits.narrow(1, 0, t - 1)?.reshape((n, v))?;
-        let targets = ids.narrow(1, 1, t - 1)?.reshape((n, 1))?;
-        let ce = logits_nv.log_softmax(-1)?.gather(1, &targets)?.mean_all()?.neg()?;
+        // Fused cross-entropy over all [B, T] rows with targets = ids shifted
+        // left and the last position ignored: the mean over the B·(T − 1)
+        // predicted tokens, without copying the logits.
+        let ids_v = ids.to_vec::<i64>()?;
+        let targets: Vec<i64> = (0..b * t)
+            .map(|i| {
+                if i % t + 1 < t {
+                    ids_v[i + 1]
+                } else {
+                    DEFAULT_IGNORE_INDEX
+                }
+            })
+            .collect();
+        let targets = Tensor::from_vec(targets, (b, t), &ids.device())?;
+        debug_assert_eq!(forward.logits.dims(), [b, t, v]);
+        let ce = forward
+            .logits
+            .cross_entropy(&targets, DEFAULT_IGNORE_INDEX, Reduction::Mean)?;
         let mut total = ce.clone();
         let (mut aux, mut z) = (None, None);
         if let Some(m) = &self.cfg.moe {

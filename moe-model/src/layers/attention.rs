@@ -1,8 +1,10 @@
-//! Causal self-attention with grouped-query heads, RoPE and an optional KV cache.
+//! Causal self-attention with grouped-query heads, RoPE and an optional KV
+//! cache, on moe-tensor's fused `causal_attention` (no `T×S` probabilities kept
+//! for backward), also when decoding after a cache.
 
 use super::linear;
 use super::rope::Rope;
-use moe_tensor::{Device, Result, Tensor};
+use moe_tensor::{Result, Tensor};
 
 /// Keys and values of the positions seen so far, `[B, G, S, K]` each.
 #[derive(Clone, Debug, Default)]
@@ -46,16 +48,6 @@ pub struct Attention {
     pub head_dim: usize,
 }
 
-/// U8 `[T, S]` mask, 1 where key `s` lies after query `t` (queries sit at
-/// positions `S − T .. S`).
-fn causal_mask(t: usize, s: usize, dev: &Device) -> Result<Tensor> {
-    let past = s - t;
-    let m: Vec<u8> = (0..t)
-        .flat_map(|q| (0..s).map(move |k| u8::from(k > past + q)))
-        .collect();
-    Tensor::from_vec(m, (t, s), dev)
-}
-
 impl Attention {
     /// `x [B, T, D]` at positions `start..start + T` → `[B, T, D]`. With a
     /// cache, its keys/values are attended to and this call's are appended.
@@ -79,17 +71,10 @@ impl Attention {
             c.k = Some(kk.clone());
             c.v = Some(v.clone());
         }
-        let s = kk.dims()[2];
-        let rep = h / g;
-        // Query heads of one group attend to that group's key head:
-        // [B, H, T, K] = [B, G, rep·T, K] (repeat_kv order: head = g·rep + j).
-        let q_g = q.reshape((b, g, rep * t, k))?;
-        let scores = q_g.matmul(&kk.transpose(2, 3)?)?.mul_scalar(1.0 / (k as f64).sqrt())?;
-        let scores = scores.reshape(vec![b, g, rep, t, s])?;
-        let mask = causal_mask(t, s, &x.device())?;
-        let probs = scores.masked_fill(&mask, f64::NEG_INFINITY)?.softmax(-1)?;
-        let out = probs.reshape((b, g, rep * t, s))?.matmul(&v)?; // [B, G, rep·T, K]
-        let out = out.reshape((b, h, t, k))?.transpose(1, 2)?.reshape((b, t, h * k))?;
+        // Fused causal GQA attention: query head h reads kv head h / (H/G)
+        // (transformers' repeat_kv order); query i sees keys ..= S − T + i.
+        let out = q.causal_attention(&kk, &v, Some(1.0 / (k as f64).sqrt()))?; // [B, H, T, K]
+        let out = out.transpose(1, 2)?.reshape((b, t, h * k))?;
         linear(&out, &self.o_proj, None)
     }
 }

@@ -1,4 +1,5 @@
-//! RMSNorm: `x / sqrt(mean(x²) + eps) · w` over the last dim (LlamaRMSNorm).
+//! RMSNorm: `x / sqrt(mean(x²) + eps) · w` over the last dim (LlamaRMSNorm),
+//! as moe-tensor's fused `rms_norm` op (one pass forward, one backward).
 
 use moe_tensor::{Result, Tensor};
 
@@ -14,8 +15,6 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// Normalises `x [.., D]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Composite of differentiable ops; exact in f32 like HF's f32 path.
-        let inv = x.sqr()?.mean(&[-1], true)?.add_scalar(self.eps)?.sqrt()?.recip()?;
-        x.mul(&inv)?.mul(&self.weight)
+        x.rms_norm(&self.weight, self.eps)
     }
 }
