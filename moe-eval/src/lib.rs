@@ -1,9 +1,14 @@
 //! moe-eval: per-domain loss, forgetting, routing metrics, reports and plots.
 //!
+//! Dimension letters: N tokens, K experts per token, E experts, T sequence length.
+//!
 //! - [`loss`]: validation loss and perplexity per domain on fixed windows.
+//! - [`routing`]: expert load, Maximum Routing Imbalance, routing change
+//!   between checkpoints, vocabulary specialisation, co-activation.
 
 pub mod error;
 pub mod loss;
+pub mod routing;
 
 pub use error::{EvalError, Result};
 pub use loss::{domain_loss, DomainLoss};

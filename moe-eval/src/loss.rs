@@ -52,7 +52,20 @@ pub fn domain_loss_with(
     model: &Decoder,
     windows: &ValWindows,
     batch_size: usize,
+    progress: impl FnMut(usize, usize),
+) -> Result<DomainLoss> {
+    run_windows(model, windows, batch_size, progress, |_, _| Ok(()))
+}
+
+/// Runs `model` (routing as at inference, without gradients) over the
+/// windows in batches, calling `on_batch(rows, forward)` with each batch's
+/// `[B, T + 1]` ids and its loss output, and returns the mean loss.
+pub(crate) fn run_windows(
+    model: &Decoder,
+    windows: &ValWindows,
+    batch_size: usize,
     mut progress: impl FnMut(usize, usize),
+    mut on_batch: impl FnMut(&[u32], &moe_model::LossOutput) -> Result<()>,
 ) -> Result<DomainLoss> {
     let (t, n) = (windows.seq_len, windows.len());
     if batch_size == 0 {
@@ -81,7 +94,9 @@ pub fn domain_loss_with(
         for rows in windows.batches(batch_size) {
             let ids = batch_tensor(rows, t + 1, &device)?;
             let b = ids.dims()[0];
-            let ce = model.loss(&ids)?.ce.to_scalar_f64()?;
+            let out = model.loss(&ids)?;
+            let ce = out.ce.to_scalar_f64()?;
+            on_batch(rows, &out)?;
             let preds = (b * t) as u64;
             sum += ce * preds as f64;
             count += preds;
