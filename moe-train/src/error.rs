@@ -14,6 +14,38 @@ pub enum TrainError {
     #[error("invalid config field `{field}`: {msg}")]
     InvalidConfig { field: String, msg: String },
 
+    /// A run config that is not valid TOML or does not fit the schema (unknown
+    /// field, wrong type); the message names the key and line.
+    #[error("{path}: {msg}")]
+    ConfigParse { path: std::path::PathBuf, msg: String },
+
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A model error (config, checkpoint, forward).
+    #[error(transparent)]
+    Model(#[from] moe_model::Error),
+
+    /// A dataset error.
+    #[error(transparent)]
+    Data(#[from] moe_data::DataError),
+
+    /// An evaluation error.
+    #[error(transparent)]
+    Eval(#[from] moe_eval::EvalError),
+
+    /// The loss or gradient norm became NaN or infinite.
+    #[error("step {step}: {what} is {value} (not finite); stopping. The newest checkpoint is the last good state; set `train.on_nan = \"skip\"` to skip such batches")]
+    NonFinite { step: u64, what: &'static str, value: f64 },
+
+    /// A checkpoint folder that cannot be used.
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: std::path::PathBuf, msg: String },
+
     /// A saved optimiser state lacks an entry a parameter needs.
     #[error("optimiser state: missing tensor `{name}`")]
     MissingState { name: String },
@@ -32,6 +64,22 @@ pub enum TrainError {
 }
 
 impl TrainError {
+    /// An [`TrainError::Io`] on `path`.
+    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A [`TrainError::Checkpoint`] about `path`.
+    pub fn checkpoint(path: impl Into<std::path::PathBuf>, msg: impl Into<String>) -> Self {
+        Self::Checkpoint {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+
     /// An [`TrainError::InvalidConfig`] for `field`.
     pub fn config(field: impl Into<String>, msg: impl Into<String>) -> Self {
         Self::InvalidConfig {

@@ -1,7 +1,12 @@
-//! moe-train: optimiser, schedules, training loop, checkpoints and the `moe` binary.
+//! moe-train: run configs, optimiser, schedules, the training loop with
+//! checkpoints and exact resume, and the `moe` binary.
 
+pub mod config;
 pub mod error;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
 
+pub use config::RunConfig;
 pub use error::{Result, TrainError};
+pub use trainer::{Event, Trainer};

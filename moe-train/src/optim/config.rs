@@ -1,7 +1,7 @@
 //! AdamW hyper-parameters and the weight-decay grouping of parameters.
 
 use crate::error::{Result, TrainError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The paper's AdamW betas.
 pub const PAPER_BETAS: (f64, f64) = (0.9, 0.95);
@@ -11,7 +11,7 @@ pub const PAPER_WEIGHT_DECAY: f64 = 0.1;
 pub const PAPER_CLIP_NORM: f64 = 1.0;
 
 /// AdamW's hyper-parameters (the learning rate comes from the schedule at each step).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdamWConfig {
     /// Decay rate of the first moment.

@@ -11,7 +11,7 @@ mod validate;
 
 pub use shape::DecayShape;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The paper's peak learning rate.
 pub const PAPER_MAX_LR: f64 = 3e-4;
@@ -23,7 +23,7 @@ pub const PAPER_CONSTANT_LR: f64 = 1.65e-4;
 pub const PAPER_WARMUP_FRACTION: f64 = 0.01;
 
 /// A learning-rate schedule, as written in a run's TOML (`kind = "cosine"`, ...).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleConfig {
     /// `lr` throughout, after an optional linear warmup from 0.

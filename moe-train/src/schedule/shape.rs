@@ -1,9 +1,9 @@
 //! The shapes a decay phase can take.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How a decay phase moves from its start value to its end value.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecayShape {
     /// Straight line.
