@@ -5,10 +5,15 @@
 //! - [`loss`]: validation loss and perplexity per domain on fixed windows.
 //! - [`routing`]: expert load, Maximum Routing Imbalance, routing change
 //!   between checkpoints, vocabulary specialisation, co-activation.
+//! - [`checkpoint`] and [`eval`]: what `moe eval` runs (a checkpoint on a
+//!   dataset; two checkpoints' routing on identical tokens).
 
+pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod loss;
 pub mod routing;
 
 pub use error::{EvalError, Result};
 pub use loss::{domain_loss, DomainLoss};
+pub use eval::{compare_checkpoints, evaluate_checkpoint, CheckpointEval, EvalOptions, RoutingComparison};
