@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod eval;
+pub mod io;
 pub mod loss;
 pub mod routing;
 

@@ -28,6 +28,8 @@ enum Command {
     /// Inspect, verify or build datasets.
     #[command(subcommand)]
     Data(cli::data::DataCmd),
+    /// Evaluate a checkpoint (validation loss, routing metrics) or compare two checkpoints' routing.
+    Eval(cli::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Tokenizer(c) => cli::tokenizer::run(c),
         Command::Prepare(a) => cli::prepare::run(a),
         Command::Data(c) => cli::data::run(c),
+        Command::Eval(a) => cli::eval::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! (clap does), calls a library, and prints results.
 
 pub mod data;
+pub mod eval;
 pub mod input;
 pub mod prepare;
 pub mod progress;
