@@ -30,6 +30,30 @@ enum Command {
     Data(cli::data::DataCmd),
     /// Evaluate a checkpoint (validation loss, routing metrics) or compare two checkpoints' routing.
     Eval(cli::eval::EvalArgs),
+    /// Initialise an MoE from a dense model folder (naive, Drop-Upcycling or
+    /// granular upcycling).
+    Upcycle(cli::upcycle::UpcycleArgs),
+    /// Train a model from a run config; resume a run; continue pre-training
+    /// from a checkpoint (--init-from).
+    Train(cli::train::TrainArgs),
+    /// Run a model folder on a batch of token ids: logits, losses, routing
+    /// and (with --grads) every gradient, saved as safetensors.
+    Forward(cli::forward::ForwardArgs),
+    /// Continue a prompt with a model folder (KV cache; greedy, temperature, top-p).
+    Generate(cli::generate::GenerateArgs),
+}
+
+/// The error and its causes on one line, leaving out causes whose text the
+/// message already contains (typed errors often quote their source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg = format!("{msg}: {c}");
+        }
+    }
+    msg
 }
 
 fn main() -> ExitCode {
@@ -39,11 +63,15 @@ fn main() -> ExitCode {
         Command::Prepare(a) => cli::prepare::run(a),
         Command::Data(c) => cli::data::run(c),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Upcycle(a) => cli::upcycle::run(a),
+        Command::Train(a) => cli::train::run(a),
+        Command::Forward(a) => cli::forward::run(a),
+        Command::Generate(a) => cli::generate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -3,7 +3,11 @@
 
 pub mod data;
 pub mod eval;
+pub mod forward;
+pub mod generate;
 pub mod input;
 pub mod prepare;
 pub mod progress;
 pub mod tokenizer;
+pub mod train;
+pub mod upcycle;

@@ -88,6 +88,14 @@ impl ModelSpec {
 impl RunConfig {
     /// Parses `text` (from `path`, for messages), fills derived defaults and validates.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let cfg = Self::parse(text, path)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses `text` and fills derived defaults without validating (for
+    /// callers that adjust the config first, then call [`RunConfig::validate`]).
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let parse_err = |msg: String| TrainError::ConfigParse {
             path: path.to_path_buf(),
             msg,
@@ -97,15 +105,20 @@ impl RunConfig {
             .map(Value::Table)
             .map_err(|e| parse_err(e.to_string()))?;
         fill_schedule_steps(&mut root);
-        let cfg: RunConfig = root.try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        root.try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let cfg = Self::load_unvalidated(path)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<Self> {
+    /// Reads and parses a config file without validating it.
+    pub fn load_unvalidated(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        Self::from_toml(&text, path)
+        Self::parse(&text, path)
     }
 
     /// Checks every field that can be checked without the dataset.

@@ -173,7 +173,13 @@ impl Trainer {
             (_, None) => {
                 let cfg = match cfg {
                     Some(c) => c,
-                    None => RunConfig::load(&out.join(CONFIG_FILE))?,
+                    None if out.join(CONFIG_FILE).exists() => RunConfig::load(&out.join(CONFIG_FILE))?,
+                    None => {
+                        return Err(TrainError::checkpoint(
+                            out,
+                            "holds no checkpoint and no config.toml to resume; start the run with --config",
+                        ))
+                    }
                 };
                 Self::fresh(cfg, out)
             }
