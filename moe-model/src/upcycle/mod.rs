@@ -225,7 +225,7 @@ pub fn output_match(target: &ModelConfig, method: &UpcycleMethod, opts: &Upcycle
             "Drop-Upcycling re-initialises a share {ratio} of every expert on purpose"
         )),
         UpcycleMethod::Naive | UpcycleMethod::Drop { .. } => match constant {
-            Some(c) if c == 1.0 => OutputMatch::Exact,
+            Some(1.0) => OutputMatch::Exact,
             Some(c) => no(format!("the routed weights sum to {c}, not 1")),
             None => no(
                 "the routed weights depend on the router (neither renormalised top-k nor k = E), \
