@@ -145,7 +145,14 @@ fn naive_from_transformers_llama_folder_matches_transformers_logits() -> Result<
     // tests/goldens/llama_gqa was written by transformers' LlamaForCausalLM,
     // with its logits on input_ids in golden.safetensors: the upcycled Mixtral
     // must reproduce transformers' dense logits.
-    let dir = golden_dir("llama_gqa");
+    for name in ["llama_gqa", "llama_tied"] {
+        transformers_golden(name)?;
+    }
+    Ok(())
+}
+
+fn transformers_golden(name: &str) -> Result<()> {
+    let dir = golden_dir(name);
     let (dense, _) = load_hf(&dir, &Device::Cpu)?;
     let g: BTreeMap<String, Tensor> = moe_tensor::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu)?;
     let target = with_moe(
@@ -154,7 +161,7 @@ fn naive_from_transformers_llama_folder_matches_transformers_logits() -> Result<
     );
     let up = upcycle(&dense, &target, &UpcycleMethod::Naive, &UpcycleOptions::default())?;
     let d = max_abs_diff(&up.forward(&g["input_ids"])?.logits, &g["logits"])?;
-    println!("upcycled llama_gqa vs transformers' dense logits: {d:.2e}");
+    println!("upcycled {name} vs transformers' dense logits: {d:.2e}");
     assert!(d <= TOL, "{d}");
     // The result is a normal Mixtral folder, loadable as HF and as ours.
     let out = tempfile::tempdir()?;

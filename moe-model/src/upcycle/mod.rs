@@ -259,6 +259,12 @@ pub fn upcycle(
         .next()
         .map(|(_, t)| t.device())
         .unwrap_or_default();
+    if !device.is_cpu() {
+        return Err(Error::Upcycle {
+            field: "device".into(),
+            msg: format!("upcycling reads the dense weights on the host; load the source on the CPU, not {device:?}"),
+        });
+    }
     // New tensors by name; everything else is copied from the source.
     let mut fresh: HashMap<String, Vec<f32>> = HashMap::new();
     for layer in 0..target.num_layers {
