@@ -41,6 +41,9 @@ enum Command {
     Forward(cli::forward::ForwardArgs),
     /// Continue a prompt with a model folder (KV cache; greedy, temperature, top-p).
     Generate(cli::generate::GenerateArgs),
+    /// Training throughput (tokens/s) and peak memory of a model config on
+    /// random tokens: forward, backward, clipping and AdamW.
+    Bench(cli::bench::BenchArgs),
 }
 
 /// The error and its causes on one line, leaving out causes whose text the
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cli::train::run(a),
         Command::Forward(a) => cli::forward::run(a),
         Command::Generate(a) => cli::generate::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

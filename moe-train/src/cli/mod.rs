@@ -1,6 +1,7 @@
 //! Thin command modules of the `moe` binary: each parses nothing itself
 //! (clap does), calls a library, and prints results.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod forward;

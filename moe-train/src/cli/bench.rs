@@ -1,0 +1,237 @@
+//! `moe bench`: training throughput of one model config on random tokens —
+//! forward, backward, global-norm clipping and an AdamW step, timed per step —
+//! and the process's peak resident memory. `tools/bench/train_peer.py` trains
+//! the same model in PyTorch for comparison (`tools/bench/train_vs_torch.sh`).
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use moe_model::config::{Activation, AuxLossForm, MoeConfig};
+use moe_model::{presets, Decoder, ModelConfig};
+use moe_router::RouterConfig;
+use moe_tensor::init::Rng;
+use moe_tensor::{Device, Tensor};
+use moe_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// Built-in bench configs (besides moe-model's presets).
+pub const BENCH_CONFIGS: &[&str] = &["bench-dense", "bench-moe"];
+
+/// `moe bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model to train: `bench-dense` (D 256, 4 layers, 8 heads, SwiGLU FFN
+    /// 512, vocab 8192, untied), `bench-moe` (the same with 8 experts of
+    /// width 512, softmax top-2, aux loss 0.01, z-loss 0.001), a moe-model
+    /// preset (debug-dense, paper-switch, ...), or a TOML/JSON file: a model
+    /// config, or a table with `model`, optional `batch_size` and `seq_len`.
+    #[arg(long)]
+    pub config: String,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Sequences per step (default 8, or the file's batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Tokens per sequence (default 256, or the file's seq_len).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Seed of the initialisation and the random tokens.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A bench config file with the batch shape beside the model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BenchFile {
+    model: ModelConfig,
+    batch_size: Option<usize>,
+    seq_len: Option<usize>,
+}
+
+/// The dense bench model: D 256, 4 layers, 8 heads, FFN 512, V 8192.
+pub fn bench_dense() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 8192,
+        hidden_size: 256,
+        num_layers: 4,
+        num_heads: 8,
+        num_kv_heads: 8,
+        head_dim: None,
+        intermediate_size: 512,
+        activation: Activation::Swiglu,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+        attention_bias: false,
+        max_position_embeddings: 2048,
+        init_std: 0.02,
+        moe: None,
+    }
+}
+
+/// `bench_dense` with every FFN an MoE of 8 experts of width 512, top-2
+/// (softmax router, Switch aux loss 0.01, z-loss 0.001).
+pub fn bench_moe() -> ModelConfig {
+    ModelConfig {
+        moe: Some(MoeConfig {
+            router: RouterConfig::penalty_balanced(8, 2),
+            expert_intermediate_size: 512,
+            shared_intermediate_size: 0,
+            shared_expert_gate: false,
+            first_dense_layers: 0,
+            aux_loss_form: AuxLossForm::PerLayer,
+        }),
+        ..bench_dense()
+    }
+}
+
+/// The model config and optional batch shape named by `--config`.
+fn resolve(name: &str) -> Result<(ModelConfig, Option<usize>, Option<usize>)> {
+    match name {
+        "bench-dense" => return Ok((bench_dense(), None, None)),
+        "bench-moe" => return Ok((bench_moe(), None, None)),
+        _ => {}
+    }
+    let path = Path::new(name);
+    if !path.exists() {
+        return match presets::preset(name) {
+            Ok(c) => Ok((c, None, None)),
+            Err(_) => bail!(
+                "--config {name:?} is neither a file nor a known config ({}, {})",
+                BENCH_CONFIGS.join(", "),
+                presets::PRESETS.join(", ")
+            ),
+        };
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {name}"))?;
+    let json = path.extension().is_some_and(|e| e == "json");
+    let value: serde_json::Value = if json {
+        serde_json::from_str(&text).with_context(|| format!("{name}: invalid JSON"))?
+    } else {
+        let v: toml::Value = toml::from_str(&text).with_context(|| format!("{name}: invalid TOML"))?;
+        serde_json::to_value(v)?
+    };
+    if value.get("model").is_some() {
+        let f: BenchFile = serde_json::from_value(value).with_context(|| format!("{name}: bad bench config"))?;
+        Ok((f.model, f.batch_size, f.seq_len))
+    } else {
+        let c: ModelConfig = serde_json::from_value(value).with_context(|| format!("{name}: bad model config"))?;
+        Ok((c, None, None))
+    }
+}
+
+/// Peak resident set size of this process in bytes (VmHWM), where /proc has it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Runs `moe bench`.
+pub fn run(a: BenchArgs) -> Result<()> {
+    let (cfg, file_b, file_t) = resolve(&a.config)?;
+    cfg.validate().with_context(|| format!("--config {}", a.config))?;
+    let (b, t) = (
+        a.batch_size.or(file_b).unwrap_or(8),
+        a.seq_len.or(file_t).unwrap_or(256),
+    );
+    if b == 0 || t < 2 || a.steps == 0 {
+        bail!(
+            "need --batch-size >= 1, --seq-len >= 2 and --steps >= 1 (got {b}, {t}, {})",
+            a.steps
+        );
+    }
+    if t > cfg.max_position_embeddings {
+        bail!(
+            "--seq-len {t} exceeds max_position_embeddings = {}",
+            cfg.max_position_embeddings
+        );
+    }
+    let dev = Device::Cpu;
+    let mut rng = Rng::seed(a.seed);
+    let model = Decoder::new(&cfg, &mut rng, &dev)?;
+    let params = model.params();
+    let mut opt = AdamW::new(params, AdamWConfig::default())?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(threads);
+    let mut times = Vec::with_capacity(a.steps);
+    let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
+    for step in 0..a.warmup + a.steps {
+        let ids: Vec<i64> = (0..b * t).map(|_| rng.below(cfg.vocab_size as u64) as i64).collect();
+        let ids = Tensor::from_vec(ids, (b, t), &dev)?;
+        let t0 = Instant::now();
+        params.zero_grad();
+        let out = model.loss(&ids)?;
+        out.total.backward()?;
+        clip_grad_norm(params, 1.0)?;
+        opt.step(3e-4)?;
+        let loss = out.ce.to_scalar_f64()?;
+        drop(out);
+        let dt = t0.elapsed().as_secs_f64();
+        if step == 0 {
+            first_loss = loss;
+        }
+        last_loss = loss;
+        if step >= a.warmup {
+            times.push(dt);
+        }
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let tokens = (b * t) as f64;
+    let peak = peak_rss_bytes();
+    let counts = cfg.param_count();
+    if a.json {
+        let v = serde_json::json!({
+            "config": a.config,
+            "batch_size": b,
+            "seq_len": t,
+            "threads": threads,
+            "params_total": counts.total,
+            "params_active": counts.active,
+            "steps": a.steps,
+            "warmup": a.warmup,
+            "step_ms_median": median * 1e3,
+            "step_ms_mean": mean * 1e3,
+            "step_ms_min": sorted[0] * 1e3,
+            "tokens_per_s": tokens / median,
+            "peak_rss_bytes": peak,
+            "first_loss": first_loss,
+            "last_loss": last_loss,
+        });
+        println!("{v}");
+    } else {
+        let mib = peak.map_or("n/a".to_string(), |p| format!("{:.0} MiB", p as f64 / (1 << 20) as f64));
+        println!(
+            "{}: B={b} T={t}, {:.2}M params ({:.2}M active), {threads} threads, {} steps after {} warmup",
+            a.config,
+            counts.total as f64 / 1e6,
+            counts.active as f64 / 1e6,
+            a.steps,
+            a.warmup
+        );
+        println!(
+            "step median {:.1} ms (mean {:.1}, min {:.1}): {:.0} tokens/s; peak RSS {mib}; loss {first_loss:.3} -> {last_loss:.3}",
+            median * 1e3,
+            mean * 1e3,
+            sorted[0] * 1e3,
+            tokens / median
+        );
+    }
+    Ok(())
+}
