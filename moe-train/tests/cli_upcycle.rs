@@ -68,6 +68,7 @@ fn naive_drop_and_granular_from_a_llama_folder() {
     let p = |s: &str| tmp.path().join(s).to_string_lossy().into_owned();
     let src = dense(&tmp.path().join("dense"));
     std::fs::write(tmp.path().join("mixtral.toml"), MIXTRAL_TOML).unwrap();
+    std::fs::write(tmp.path().join("dense/tokenizer.json"), "{\"stand-in\": true}").unwrap();
 
     // Naive: the Mixtral folder reproduces the dense logits and is HF-loadable.
     let o = moe(&[
@@ -86,6 +87,11 @@ fn naive_drop_and_granular_from_a_llama_folder() {
     let hf: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("naive/config.json")).unwrap()).unwrap();
     assert_eq!(hf["architectures"][0], "MixtralForCausalLM");
+    let tok = std::fs::read_to_string(tmp.path().join("naive/tokenizer.json")).unwrap();
+    assert_eq!(
+        tok, "{\"stand-in\": true}",
+        "the source's tokenizer travels with the model"
+    );
     let naive = load_model_dir(tmp.path().join("naive"), &Device::Cpu).unwrap();
     let d = logits_diff(&src, &naive);
     assert!(d <= 1e-4, "naive logits differ by {d}");

@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use moe_model::upcycle::{output_match, target_config, OutputMatch, SharedInit};
 use moe_model::{load_model_dir, save_model_dir, upcycle, UpcycleMethod, UpcycleOptions};
 use moe_tensor::Device;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How the experts are made from the dense FFN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -99,6 +99,33 @@ pub fn method_and_options(a: &UpcycleArgs) -> Result<(UpcycleMethod, UpcycleOpti
     Ok((method, opts))
 }
 
+/// Tokenizer (and generation) files an upcycled model keeps from its source,
+/// so `moe train --init-from` can check the dataset's tokenizer against it.
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "generation_config.json",
+];
+
+/// Copies the [`TOKENIZER_FILES`] present in `from` into `out` (each through
+/// a temporary file and a rename); returns the files written.
+pub fn copy_tokenizer_files(from: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for name in TOKENIZER_FILES {
+        let src = from.join(name);
+        if !src.is_file() {
+            continue;
+        }
+        let (dst, tmp) = (out.join(name), out.join(format!(".{name}.tmp")));
+        std::fs::copy(&src, &tmp).with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+        std::fs::rename(&tmp, &dst).with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))?;
+        written.push(dst);
+    }
+    Ok(written)
+}
+
 /// Runs `moe upcycle`.
 pub fn run(a: UpcycleArgs) -> Result<()> {
     let (method, opts) = method_and_options(&a)?;
@@ -112,7 +139,8 @@ pub fn run(a: UpcycleArgs) -> Result<()> {
     let dense = load_model_dir(&a.from, &Device::Cpu).with_context(|| format!("loading {}", a.from.display()))?;
     let model = upcycle(&dense, &target, &method, &opts)
         .with_context(|| format!("upcycling {} into {} ({:?})", a.from.display(), a.config, a.method))?;
-    let files = save_model_dir(&model, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    let mut files = save_model_dir(&model, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    files.extend(copy_tokenizer_files(&a.from, &a.out)?);
     let (src, dst) = (dense.config().param_count(), target.param_count());
     let m = target
         .moe
