@@ -22,7 +22,8 @@ fn fill_schedule_steps(root: &mut Value) {
         let per_step = int_at(root, "data", "micro_batch")?
             * int_at(root, "data", "seq_len")?
             * int_at(root, "train", "grad_accum").unwrap_or(1);
-        (per_step > 0).then(|| tokens.div_ceil(per_step))
+        // A zero batch size is reported by validation, naming its field.
+        Some(tokens.div_ceil(per_step.max(1)))
     });
     let Some(total) = steps else { return };
     let Some(sched) = root.get_mut("schedule").and_then(Value::as_table_mut) else {
@@ -104,8 +105,22 @@ impl RunConfig {
             .parse::<toml::Table>()
             .map(Value::Table)
             .map_err(|e| parse_err(e.to_string()))?;
+        let train = root.get("train");
+        if train.is_some_and(|t| t.get("tokens").is_none() && t.get("steps").is_none()) {
+            return Err(TrainError::config(
+                "train.tokens",
+                "give a token budget (`tokens`) or a step count (`steps`)",
+            ));
+        }
         fill_schedule_steps(&mut root);
-        root.try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))
+        root.try_into().map_err(|e: toml::de::Error| {
+            // Deserialising from a Value loses positions; the same error from
+            // the text itself shows the line and the offending key.
+            match toml::from_str::<RunConfig>(text) {
+                Err(direct) if direct.message() == e.message() => parse_err(direct.to_string()),
+                _ => parse_err(e.to_string()),
+            }
+        })
     }
 
     /// Reads, parses and validates a config file.

@@ -26,16 +26,25 @@ pub struct LayerLoad {
     pub dropped_fraction: f64,
 }
 
+/// Reads a number JSON wrote as `null` (serde_json writes NaN and infinities
+/// that way) back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One optimiser step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainRecord {
     pub step: u64,
     pub tokens: u64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub lm_loss: f64,
     pub aux_loss: Option<f64>,
     pub z_loss: Option<f64>,
     pub lr: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub grad_norm: f64,
     pub tokens_per_s: f64,
     pub flops: f64,
@@ -52,6 +61,7 @@ pub struct ValRecord {
     pub step: u64,
     pub tokens: u64,
     pub domain: String,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub loss: f64,
     pub ppl: f64,
     pub val_tokens: u64,

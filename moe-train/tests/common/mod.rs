@@ -1,0 +1,44 @@
+//! Shared fixtures of the trainer tests: a small built-in dataset and run configs.
+#![allow(dead_code)]
+
+use moe_data::builtin::{build, BuiltinDomain, BuiltinOptions};
+use moe_train::RunConfig;
+use std::path::{Path, PathBuf};
+
+/// Writes an English + German built-in dataset (a few hundred documents each) into `dir/data`.
+pub fn dataset(dir: &Path) -> PathBuf {
+    let out = dir.join("data");
+    let opts = BuiltinOptions {
+        domains: vec![BuiltinDomain::English, BuiltinDomain::German],
+        docs_per_domain: 400,
+        vocab_size: 384,
+        seed: 0,
+        val_fraction: 0.1,
+        tokenizer_docs: 200,
+    };
+    build(&out, &opts, &|_, _| {}).expect("built-in dataset");
+    out
+}
+
+/// A run config of `preset` on `data` with the given body appended (TOML).
+pub fn config_text(data: &Path, preset: &str, extra: &str) -> String {
+    format!(
+        r#"name = "test"
+seed = 3
+[model]
+preset = "{preset}"
+[data]
+dir = "{}"
+mixture = {{ english = 1.0 }}
+seq_len = 32
+micro_batch = 4
+val_windows = 4
+{extra}"#,
+        data.display()
+    )
+}
+
+/// Parses a config text.
+pub fn config(text: &str) -> RunConfig {
+    RunConfig::from_toml(text, Path::new("test.toml")).expect("valid config")
+}
