@@ -7,13 +7,19 @@
 //!   between checkpoints, vocabulary specialisation, co-activation.
 //! - [`checkpoint`] and [`eval`]: what `moe eval` runs (a checkpoint on a
 //!   dataset; two checkpoints' routing on identical tokens).
+//! - [`runs`], [`forgetting`], [`efficiency`]: run folders' logs read back;
+//!   forgetting/adaptation of CPT runs; loss against tokens and FLOPs.
 
 pub mod checkpoint;
+pub mod efficiency;
 pub mod error;
 pub mod eval;
+pub mod forgetting;
 pub mod io;
+pub mod report;
 pub mod loss;
 pub mod routing;
+pub mod runs;
 
 pub use error::{EvalError, Result};
 pub use loss::{domain_loss, DomainLoss};
