@@ -11,7 +11,7 @@
 //! - [`init`]: seeded GPT-NeoX/OLMo-style initialisation.
 //! - [`hf`]: transformers' names, config.json and checkpoint layout.
 //! - [`generate`]: KV-cached greedy / temperature / top-p generation.
-//! - [`upcycle`]: MoEs from dense checkpoints (naive, Drop-Upcycling, granular).
+//! - [`upcycle`](mod@upcycle): MoEs from dense checkpoints (naive, Drop-Upcycling, granular).
 
 pub mod config;
 pub mod decoder;

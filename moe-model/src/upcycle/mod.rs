@@ -15,7 +15,7 @@
 //!   naive, then per expert a random set of ⌊r·F⌋ intermediate indices (F the
 //!   dense FFN width, ⌊r·F⌋ computed in f64 as the reference code's
 //!   `int(F * r)`) is re-initialised: those rows of `gate_proj` and `up_proj`
-//!   and those columns of `down_proj`. See [`drop`] for the index sets (one
+//!   and those columns of `down_proj`. See [`drop`](mod@drop) for the index sets (one
 //!   per expert by default, the paper's text; one per matrix with
 //!   `per_matrix`, the reference implementation) and the statistics.
 //! - [`UpcycleMethod::Granular`] (Megatron-Core's granular upcycling, He et
@@ -31,7 +31,7 @@
 //! Upcycling works on host copies of the parameters: the source must live on
 //! the CPU; the result is a fresh f32 model sharing no storage with the source.
 //! Every mismatch between source and target is an [`Error::Upcycle`] naming the
-//! field (see [`check`]).
+//! field (see [`check()`]).
 
 pub mod check;
 pub mod drop;
