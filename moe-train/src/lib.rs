@@ -2,6 +2,7 @@
 //! checkpoints and exact resume, and the `moe` binary.
 
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod optim;
 pub mod schedule;

@@ -36,6 +36,9 @@ enum Command {
     /// Train a model from a run config; resume a run; continue pre-training
     /// from a checkpoint (--init-from).
     Train(cli::train::TrainArgs),
+    /// The study in miniature, offline: pre-train five families on built-in
+    /// English, continue on German with and without replay, compare, report.
+    Demo(cli::demo::DemoArgs),
     /// Run a model folder on a batch of token ids: logits, losses, routing
     /// and (with --grads) every gradient, saved as safetensors.
     Forward(cli::forward::ForwardArgs),
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval::run(a),
         Command::Upcycle(a) => cli::upcycle::run(a),
         Command::Train(a) => cli::train::run(a),
+        Command::Demo(a) => cli::demo::run(a),
         Command::Forward(a) => cli::forward::run(a),
         Command::Generate(a) => cli::generate::run(a),
         Command::Bench(a) => cli::bench::run(a),
