@@ -150,7 +150,7 @@ pub fn cpt_results(runs: &[Run], skipped: &mut Vec<String>) -> Vec<CptResult> {
         out.push(CptResult {
             run: run.info.name.clone(),
             model: run.model_label(),
-            replay_share: if total > 0.0 { replay / total } else { 0.0 },
+            replay_share: if total > 0.0 { replay / total + 0.0 } else { 0.0 },
             before_source: source,
             baseline_run: baseline.map(|b| b.info.name.clone()),
             domains,

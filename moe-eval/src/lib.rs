@@ -9,6 +9,8 @@
 //!   dataset; two checkpoints' routing on identical tokens).
 //! - [`runs`], [`forgetting`], [`efficiency`]: run folders' logs read back;
 //!   forgetting/adaptation of CPT runs; loss against tokens and FLOPs.
+//! - [`report`]: `moe report` as a library call ([`report::write_report`]):
+//!   Markdown, JSON beside every table, PNG and SVG plots.
 
 pub mod checkpoint;
 pub mod efficiency;
@@ -24,3 +26,4 @@ pub mod runs;
 pub use error::{EvalError, Result};
 pub use loss::{domain_loss, DomainLoss};
 pub use eval::{compare_checkpoints, evaluate_checkpoint, CheckpointEval, EvalOptions, RoutingComparison};
+pub use report::{write_report, ReportOptions, ReportSummary};

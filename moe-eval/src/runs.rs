@@ -71,8 +71,14 @@ pub struct ValPoint {
     pub tokens: u64,
     /// Domain.
     pub domain: String,
-    /// Mean next-token cross-entropy.
+    /// Mean next-token cross-entropy (NaN when the log holds `null`).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub loss: f64,
+}
+
+/// Reads a number that JSON wrote as `null` (NaN, infinities) as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A run folder, read.

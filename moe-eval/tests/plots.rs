@@ -3,27 +3,9 @@
 //! SVG that parses as XML and holds the expected series and labels.
 
 use moe_eval::report::plot::{save_figure, BarPanel, Figure, Heatmap, HeatmapFigure, LineChart, Series, SIZE};
-use std::path::Path;
 
-/// Decodes a PNG with the `png` crate; returns (width, height, RGB bytes).
-pub fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb);
-    buf.truncate(info.buffer_size());
-    (info.width, info.height, buf)
-}
-
-fn svg_texts(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
-    let doc = roxmltree::Document::parse(&text).expect("valid XML");
-    assert_eq!(doc.root_element().tag_name().name(), "svg");
-    doc.descendants().filter_map(|n| n.text()).collect::<Vec<_>>().join("|")
-}
+mod common;
+use common::{decode_png, svg_texts};
 
 fn distinct_colours(rgb: &[u8]) -> usize {
     let mut set = std::collections::HashSet::new();

@@ -175,7 +175,7 @@ fn draw_line<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &LineChart) -
         .x_desc(&c.x_label)
         .y_desc(&c.y_label)
         .x_label_formatter(&|v| si(*v))
-        .y_label_formatter(&|v| format!("{v:.3}"))
+        .y_label_formatter(&|v| format!("{:.3}", v + 0.0))
         .label_style((FAMILY, 14))
         .draw()
         .map_err(e)?;
@@ -309,7 +309,7 @@ fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[BarPan
             .disable_x_mesh()
             .x_labels(0)
             .y_desc(&p.y_label)
-            .y_label_formatter(&|v| format!("{v:.3}"))
+            .y_label_formatter(&|v| format!("{:.3}", v + 0.0))
             .label_style((FAMILY, 13))
             .draw()
             .map_err(e)?;

@@ -46,3 +46,24 @@ pub fn save_checkpoint(model: &Decoder, dir: &Path, data: &Path) {
     moe_model::save_model_dir(model, dir).unwrap();
     std::fs::copy(data.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
 }
+
+/// Decodes a PNG with the `png` crate (an independent decoder); returns (width, height, RGB bytes).
+pub fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature of {}", path.display());
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// The text content of every node of an SVG file (asserting it parses as XML with an `svg` root).
+pub fn svg_texts(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("valid XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants().filter_map(|n| n.text()).collect::<Vec<_>>().join("|")
+}
