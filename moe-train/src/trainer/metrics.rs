@@ -104,11 +104,13 @@ impl MetricsLog {
     /// and any torn last line.
     pub fn resume(run: &Path, step: u64) -> Result<Self> {
         let path = run.join(METRICS_FILE);
+        // Kept lines are copied verbatim, so a resumed log is byte-identical
+        // to an uninterrupted one up to the checkpoint.
         let kept: Vec<String> = if path.exists() {
-            read_records(&path)?
+            complete_lines(&path)?
                 .into_iter()
-                .filter(|r| r.step() <= step)
-                .map(|r| serde_json::to_string(&r).unwrap_or_default())
+                .filter(|(_, r)| r.step() <= step)
+                .map(|(line, _)| line)
                 .collect()
         } else {
             Vec::new()
@@ -140,6 +142,11 @@ impl MetricsLog {
 
 /// Every complete record of a log (a torn last line, from a killed process, is ignored).
 pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+    Ok(complete_lines(path)?.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Each complete line with its parsed record.
+fn complete_lines(path: &Path) -> Result<Vec<(String, Record)>> {
     let f = File::open(path).map_err(|e| TrainError::io(path, e))?;
     let mut out = Vec::new();
     let lines: Vec<String> = BufReader::new(f)
@@ -152,10 +159,56 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
             continue;
         }
         match serde_json::from_str(&line) {
-            Ok(r) => out.push(r),
+            Ok(r) => out.push((line, r)),
             Err(_) if i + 1 == n => {} // torn final line
             Err(e) => return Err(TrainError::checkpoint(path, format!("line {}: {e}", i + 1))),
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(step: u64, loss: f64) -> Record {
+        Record::Val(ValRecord {
+            step,
+            tokens: step * 10,
+            domain: "a".into(),
+            loss,
+            ppl: loss.exp(),
+            val_tokens: 5,
+        })
+    }
+
+    #[test]
+    fn floats_read_back_bit_exact_and_resume_keeps_lines_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetricsLog::create(dir.path()).unwrap();
+        // Values whose shortest decimal form needs all 17 digits.
+        let values = [1.2780633678884703, 7.334889411926269, 0.1 + 0.2, f64::MIN_POSITIVE];
+        for (i, v) in values.iter().enumerate() {
+            log.write(&record(i as u64, *v)).unwrap();
+        }
+        let back: Vec<f64> = read_records(&dir.path().join(METRICS_FILE))
+            .unwrap()
+            .into_iter()
+            .map(|r| match r {
+                Record::Val(v) => v.loss,
+                Record::Train(t) => t.loss,
+            })
+            .collect();
+        assert_eq!(
+            back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            values.map(f64::to_bits)
+        );
+        let before = std::fs::read_to_string(dir.path().join(METRICS_FILE)).unwrap();
+        // A torn last line (killed mid-write) and records past the checkpoint are dropped.
+        std::fs::write(dir.path().join(METRICS_FILE), format!("{before}{{\"kind\":\"va")).unwrap();
+        drop(MetricsLog::resume(dir.path(), 1).unwrap());
+        let after = std::fs::read_to_string(dir.path().join(METRICS_FILE)).unwrap();
+        let first_two: String = before.lines().take(2).map(|l| format!("{l}\n")).collect();
+        assert_eq!(after, first_two);
+    }
 }
