@@ -30,6 +30,8 @@ enum Command {
     Data(cli::data::DataCmd),
     /// Evaluate a checkpoint (validation loss, routing metrics) or compare two checkpoints' routing.
     Eval(cli::eval::EvalArgs),
+    /// Write a Markdown report (tables, JSON, PNG and SVG plots) over run folders.
+    Report(cli::report::ReportArgs),
     /// Initialise an MoE from a dense model folder (naive, Drop-Upcycling or
     /// granular upcycling).
     Upcycle(cli::upcycle::UpcycleArgs),
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Prepare(a) => cli::prepare::run(a),
         Command::Data(c) => cli::data::run(c),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Report(a) => cli::report::run(a),
         Command::Upcycle(a) => cli::upcycle::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Demo(a) => cli::demo::run(a),

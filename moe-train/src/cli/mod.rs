@@ -10,6 +10,7 @@ pub mod generate;
 pub mod input;
 pub mod prepare;
 pub mod progress;
+pub mod report;
 pub mod tokenizer;
 pub mod train;
 pub mod upcycle;
