@@ -75,6 +75,6 @@ pub fn run(args: DemoArgs) -> Result<()> {
             get(moe_train::demo::plan::DOMAIN_B)
         );
     }
-    println!("report: {}", summary.report.join("summary.md").display());
+    println!("report: {}", summary.report.join("report.md").display());
     Ok(())
 }

@@ -47,7 +47,7 @@ pub enum DemoEvent<'a> {
 pub struct DemoSummary {
     /// run name → domain → final validation loss.
     pub final_loss: BTreeMap<String, BTreeMap<String, f64>>,
-    /// The report folder.
+    /// The report folder (`report.md` with its JSON and plots).
     pub report: PathBuf,
     /// The runs, in plan order.
     pub runs: Vec<PathBuf>,
@@ -130,10 +130,17 @@ pub fn run_demo(opts: &DemoOptions, on_event: &mut dyn FnMut(DemoEvent<'_>)) -> 
         summary.final_loss.insert(run.name.clone(), final_losses(&dir)?);
         summary.runs.push(dir);
     }
-    on_event(DemoEvent::Phase("writing the report".into()));
+    on_event(DemoEvent::Phase(
+        "writing the report (evaluating routing before and after CPT)".into(),
+    ));
     summary.report = out.join("report");
-    report::write(&summary, &planned, &data, &summary.report)?;
+    let report_opts = moe_eval::report::ReportOptions {
+        title: "moe demo: continual pre-training of MoEs and dense models, in miniature".into(),
+        data: Some(data),
+        routing_domain: Some(plan::DOMAIN_A.into()),
+        max_windows: opts.size.val_windows,
+        ..Default::default()
+    };
+    moe_eval::report::write_report(&summary.runs, &summary.report, &report_opts)?;
     Ok(summary)
 }
-
-mod report;
