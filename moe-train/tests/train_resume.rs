@@ -239,3 +239,56 @@ fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+#[test]
+fn cpt_from_an_upcycled_folder_counts_the_dense_models_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    let base = tmp.path().join("base");
+    let dense_ckpt = train(&config_text(&data, "debug-dense", BODY), &base);
+    let dense_cfg = moe_model::load_model_dir(&dense_ckpt, &moe_tensor::Device::Cpu)
+        .unwrap()
+        .config()
+        .clone();
+    let mut target = dense_cfg.switch_from_dense(4).unwrap();
+    let m = target.moe.as_mut().unwrap();
+    m.router = moe_router::RouterConfig::mixtral(4, 2);
+    let target_path = tmp.path().join("moe.toml");
+    std::fs::write(&target_path, toml::to_string(&target).unwrap()).unwrap();
+    let up = tmp.path().join("up");
+    let status = Command::new(env!("CARGO_BIN_EXE_moe"))
+        .args(["upcycle", "--method", "naive", "--from"])
+        .arg(&dense_ckpt)
+        .arg("--config")
+        .arg(&target_path)
+        .arg("--out")
+        .arg(&up)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = config_text(&data, "debug-dense", BODY).replace("preset = \"debug-dense\"", "");
+    let text = format!("{text}[init]\nfrom = \"{}\"\n", up.display());
+    let out = tmp.path().join("moe");
+    train(&text, &out);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["cpt_start_tokens"], 12 * 2 * 4 * 32, "the dense model's tokens");
+    // Naive top-k upcycling with renormalised weights starts where the dense model ended.
+    let (_, dense_val) = records(&base);
+    let (_, moe_val) = records(&out);
+    for (d, m) in dense_val
+        .iter()
+        .filter(|r| r.step == 12)
+        .zip(moe_val.iter().filter(|r| r.step == 0))
+    {
+        assert_eq!(d.domain, m.domain);
+        assert!(
+            (d.loss - m.loss).abs() < 1e-5,
+            "{}: dense {} vs upcycled {}",
+            d.domain,
+            d.loss,
+            m.loss
+        );
+    }
+}

@@ -141,6 +141,19 @@ pub fn run(a: UpcycleArgs) -> Result<()> {
         .with_context(|| format!("upcycling {} into {} ({:?})", a.from.display(), a.config, a.method))?;
     let mut files = save_model_dir(&model, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
     files.extend(copy_tokenizer_files(&a.from, &a.out)?);
+    // Provenance: lets `moe train --init-from` place the MoE after the dense
+    // model's tokens, and tells a reader how the folder was made.
+    let provenance = serde_json::json!({
+        "source": std::path::absolute(&a.from)?,
+        "method": format!("{method:?}"),
+        "router_init_std": opts.router_init_std,
+        "seed": opts.seed,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let prov_path = a.out.join(moe_train::trainer::UPCYCLE_FILE);
+    std::fs::write(&prov_path, serde_json::to_string_pretty(&provenance)?)
+        .with_context(|| format!("writing {}", prov_path.display()))?;
+    files.push(prov_path);
     let (src, dst) = (dense.config().param_count(), target.param_count());
     let m = target
         .moe

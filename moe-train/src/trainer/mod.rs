@@ -27,6 +27,8 @@ use std::sync::Arc;
 pub const CONFIG_FILE: &str = "config.toml";
 /// The run's identity file.
 pub const RUN_FILE: &str = "run.json";
+/// Provenance of a folder written by `moe upcycle` (`source`: the dense model).
+pub const UPCYCLE_FILE: &str = "upcycle.json";
 
 /// What the loop reports as it goes (for progress displays).
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 use super::checkpoint::{latest_checkpoint, OPTIMIZER_FILE, TOKENIZER_FILE};
 use super::metrics::MetricsLog;
 use super::state::{version, RunInfo, TrainerState};
-use super::{training_flops_per_token, Trainer, CONFIG_FILE, RUN_FILE};
+use super::{training_flops_per_token, Trainer, CONFIG_FILE, RUN_FILE, UPCYCLE_FILE};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
@@ -71,8 +71,25 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Where a starting checkpoint sits in token time: its own tokens plus those
-/// its run started from (read from `RUN/run.json` two levels up, when present).
+/// its run started from (read from `RUN/run.json` two levels up, when present);
+/// for an upcycled folder, those of the dense model it was made from.
 fn tokens_before(ckpt: &Path) -> u64 {
+    tokens_before_depth(ckpt, 0)
+}
+
+fn tokens_before_depth(ckpt: &Path, depth: usize) -> u64 {
+    let upcycled_from = std::fs::read_to_string(ckpt.join(UPCYCLE_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["source"].as_str().map(PathBuf::from));
+    if let Some(source) = upcycled_from {
+        // A chain of folders pointing at each other must not recurse forever.
+        return if depth < 16 {
+            tokens_before_depth(&source, depth + 1)
+        } else {
+            0
+        };
+    }
     let own = TrainerState::load(ckpt).map(|s| s.tokens).unwrap_or(0);
     let parent = ckpt
         .parent()
