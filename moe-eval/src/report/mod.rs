@@ -17,6 +17,7 @@ pub mod figures;
 mod markdown;
 pub mod plot;
 pub mod png;
+mod sections;
 pub mod table;
 
 use crate::error::{EvalError, Result};
