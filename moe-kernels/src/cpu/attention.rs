@@ -83,7 +83,7 @@ impl AttnDims {
     /// `(q, kv, lse)`.
     pub(crate) fn sizes(&self, op: &'static str) -> Result<(usize, usize, usize), KernelError> {
         assert!(
-            self.hkv > 0 && self.hq % self.hkv == 0,
+            self.hkv > 0 && self.hq.is_multiple_of(self.hkv),
             "{op}: Hq = {} is not a multiple of Hkv = {}",
             self.hq,
             self.hkv

@@ -263,7 +263,7 @@ fn check_combine<T>(
     k: usize,
     tok: (&'static str, usize),
 ) -> Result<(usize, usize), KernelError> {
-    if d == 0 || y.len() % d != 0 {
+    if d == 0 || !y.len().is_multiple_of(d) {
         return Err(KernelError::LengthMismatch {
             op,
             buffer: "y",
@@ -271,7 +271,7 @@ fn check_combine<T>(
             got: y.len(),
         });
     }
-    if k == 0 || rows.len() % k != 0 {
+    if k == 0 || !rows.len().is_multiple_of(k) {
         return Err(KernelError::LengthMismatch {
             op,
             buffer: "rows",

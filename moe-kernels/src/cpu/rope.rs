@@ -33,7 +33,7 @@ pub fn rope_tables<T: Real>(
     head_dim: usize,
     theta: f64,
 ) -> Result<(), KernelError> {
-    assert!(head_dim % 2 == 0, "rope: head_dim {head_dim} must be even");
+    assert!(head_dim.is_multiple_of(2), "rope: head_dim {head_dim} must be even");
     let half = head_dim / 2;
     let want = numel("rope_tables", &[n_pos, half])?;
     check_len("rope_tables", "cos", want, cos.len())?;
@@ -67,7 +67,7 @@ fn rotate<T: Real>(
     dh: usize,
     inverse: bool,
 ) -> Result<(), KernelError> {
-    assert!(dh % 2 == 0, "rope: head_dim {dh} must be even");
+    assert!(dh.is_multiple_of(2), "rope: head_dim {dh} must be even");
     let op = if inverse { "rope_backward" } else { "rope" };
     let len = numel(op, &[outer, t, dh])?;
     check_len(op, "x", len, x.len())?;
@@ -81,7 +81,7 @@ fn rotate<T: Real>(
     }
     // positions must be [G, T] with G dividing O.
     let groups = positions.len() / t;
-    if positions.len() % t != 0 || groups == 0 || outer % groups != 0 {
+    if !positions.len().is_multiple_of(t) || groups == 0 || !outer.is_multiple_of(groups) {
         return Err(KernelError::LengthMismatch {
             op,
             buffer: "positions",

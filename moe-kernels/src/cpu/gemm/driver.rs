@@ -222,8 +222,8 @@ struct Block<T> {
     beta: T,
 }
 
-/// Largest MR·NR of any kernel (f32 AVX2: 6×16).
-const MAX_TILE: usize = 128;
+/// Largest MR·NR of any kernel (f32 AVX-512: 12×32).
+const MAX_TILE: usize = 384;
 
 /// Runs the micro-kernel over every tile of the packed A block against B
 /// panels `panels`, clipping the ragged edge tiles through a local tile.

@@ -36,8 +36,16 @@ pub(crate) struct KernelSpec<T> {
     pub name: &'static str,
 }
 
-/// The fastest kernel this CPU supports for `T`.
+/// The fastest kernel this CPU supports for `T`: AVX-512F (f32), else
+/// AVX2+FMA, else portable. `MOE_GEMM_NO_AVX512=1` (read once) skips the
+/// AVX-512 kernel, e.g. to compare the two on one machine.
 pub(crate) fn select<T: Real>() -> KernelSpec<T> {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx512() {
+        if let Some(spec) = super::avx512::spec::<T>() {
+            return spec;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
         if let Some(spec) = super::avx2::spec::<T>() {
@@ -45,6 +53,13 @@ pub(crate) fn select<T: Real>() -> KernelSpec<T> {
         }
     }
     portable::<T>()
+}
+
+/// Whether the AVX-512 kernel may be used (CPU support, not switched off).
+#[cfg(target_arch = "x86_64")]
+fn use_avx512() -> bool {
+    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USE.get_or_init(|| super::avx512::available() && std::env::var_os("MOE_GEMM_NO_AVX512").is_none())
 }
 
 /// The portable scalar kernel; LLVM vectorises the fixed-size inner loops with

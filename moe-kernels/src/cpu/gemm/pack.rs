@@ -47,6 +47,7 @@ pub(crate) unsafe fn pack_a<T: Real>(a: RawRef<T>, i0: usize, p0: usize, mc: usi
         // columns p0..p0+kc of `a`; writes stay in this panel's kc·mr slots.
         unsafe {
             match (mr, rows == mr) {
+                (12, true) => panel_a::<T, 12>(a, i0 + ir, p0, kc, out),
                 (6, true) => panel_a::<T, 6>(a, i0 + ir, p0, kc, out),
                 (4, true) => panel_a::<T, 4>(a, i0 + ir, p0, kc, out),
                 _ => {
@@ -107,7 +108,7 @@ pub(crate) unsafe fn pack_b<T: Real>(
 ) {
     // Full panels of row-major B go row by row (one sequential read stream
     // per row of B); the rest panel by panel.
-    let full_end = if b.cs == 1 && (nr == 16 || nr == 8) {
+    let full_end = if b.cs == 1 && (nr == 32 || nr == 16 || nr == 8) {
         panels.end.min(nc / nr).max(panels.start)
     } else {
         panels.start
@@ -115,6 +116,7 @@ pub(crate) unsafe fn pack_b<T: Real>(
     // SAFETY: panels below full_end are whole NR-column panels inside the block.
     unsafe {
         match nr {
+            32 => rows_b::<T, 32>(b, p0, j0, kc, panels.start..full_end, dst),
             16 => rows_b::<T, 16>(b, p0, j0, kc, panels.start..full_end, dst),
             8 => rows_b::<T, 8>(b, p0, j0, kc, panels.start..full_end, dst),
             _ => {}

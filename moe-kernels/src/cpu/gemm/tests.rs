@@ -107,6 +107,25 @@ fn selected_kernel_matches_reference_on_threads() {
     }
 }
 
+/// Both x86 SIMD kernels, whichever `select` prefers, where this CPU has them;
+/// shapes include full 12×32 tiles and ragged edges of both.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_and_avx512_kernels_match_reference() {
+    let shapes = [(12, 32, 256), (25, 70, 300), (150, 40, 300), (12, 33, 1)];
+    for &(m, n, k) in SHAPES.iter().chain(&shapes) {
+        if super::avx512::available() {
+            let spec = super::avx512::spec::<f32>().expect("f32 kernel");
+            check_driver(spec, m, n, k, false, 1, 1e-4);
+            check_driver(spec, m, n, k, true, 2, 1e-4);
+        }
+        if super::avx2::available() {
+            let spec = super::avx2::spec::<f32>().expect("f32 kernel");
+            check_driver(spec, m, n, k, true, 2, 1e-4);
+        }
+    }
+}
+
 #[test]
 fn overlap_test_is_conservative() {
     assert!(non_overlapping(3, 4, 4, 1));
