@@ -137,6 +137,18 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time (user + system, all threads) this process has used, in seconds,
+/// from /proc/self/stat (clock ticks of 10 ms), where /proc has it.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// Runs `moe bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
     let (cfg, file_b, file_t) = resolve(&a.config)?;
@@ -169,7 +181,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .unwrap_or(threads);
     let mut times = Vec::with_capacity(a.steps);
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
+    let mut cpu_start = None;
     for step in 0..a.warmup + a.steps {
+        if step == a.warmup {
+            cpu_start = process_cpu_seconds();
+        }
         let ids: Vec<i64> = (0..b * t).map(|_| rng.below(cfg.vocab_size as u64) as i64).collect();
         let ids = Tensor::from_vec(ids, (b, t), &dev)?;
         let t0 = Instant::now();
@@ -189,6 +205,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             times.push(dt);
         }
     }
+    let cpu_per_step = match (cpu_start, process_cpu_seconds()) {
+        (Some(a0), Some(a1)) => Some((a1 - a0) / a.steps as f64),
+        _ => None,
+    };
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
@@ -210,6 +230,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "step_ms_mean": mean * 1e3,
             "step_ms_min": sorted[0] * 1e3,
             "tokens_per_s": tokens / median,
+            "cpu_ms_per_step": cpu_per_step.map(|c| c * 1e3),
+            "tokens_per_cpu_s": cpu_per_step.map(|c| tokens / c),
             "peak_rss_bytes": peak,
             "first_loss": first_loss,
             "last_loss": last_loss,
@@ -225,8 +247,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             a.steps,
             a.warmup
         );
+        let cpu = cpu_per_step.map_or("n/a".to_string(), |c| format!("{:.0} ms", c * 1e3));
         println!(
-            "step median {:.1} ms (mean {:.1}, min {:.1}): {:.0} tokens/s; peak RSS {mib}; loss {first_loss:.3} -> {last_loss:.3}",
+            "step median {:.1} ms (mean {:.1}, min {:.1}): {:.0} tokens/s; CPU time {cpu}/step; peak RSS {mib}; loss {first_loss:.3} -> {last_loss:.3}",
             median * 1e3,
             mean * 1e3,
             sorted[0] * 1e3,
