@@ -8,6 +8,7 @@
 //! width, H heads, E experts, K top-k, V vocabulary, N rows.
 
 pub mod cpu;
+pub mod cuda;
 pub mod error;
 mod real;
 

@@ -1,0 +1,140 @@
+//! Launch configurations: grid and block sizes for the kernels of this
+//! directory, and the range checks of their `int` arguments. Pure arithmetic,
+//! tested on the host; every kernel's comment names the function here that
+//! sizes its launch.
+
+/// Threads per block of the elementwise (grid-stride) kernels.
+pub const ELEMENTWISE_BLOCK: u32 = 256;
+/// Most blocks an elementwise launch uses; the grid-stride loop covers the
+/// rest (a multiple of every SM count we know, and far below the 2^31 − 1
+/// limit of `gridDim.x`).
+pub const MAX_ELEMENTWISE_GRID: u32 = 65_536;
+/// Most blocks of a row launch; rows past it are looped over by the kernel.
+pub const MAX_ROW_GRID: u32 = 1 << 20;
+/// Largest block of a row or single-block kernel (the `partial[32]` of the
+/// block reductions holds one value per warp: 1024 / 32 = 32).
+pub const MAX_BLOCK: u32 = 1024;
+/// Block of a row kernel once rows are long enough to fill it.
+pub const ROW_BLOCK: u32 = 512;
+
+/// A one-dimensional launch: `grid` blocks of `block` threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch1d {
+    /// Blocks (`gridDim.x`), at least 1.
+    pub grid: u32,
+    /// Threads per block (`blockDim.x`), a multiple of 32 in `32..=1024`.
+    pub block: u32,
+}
+
+/// Rounds `n` up to a multiple of the warp size, within `32..=MAX_BLOCK`.
+fn warp_multiple(n: usize) -> u32 {
+    let n = n.clamp(1, MAX_BLOCK as usize);
+    (n.div_ceil(32) * 32) as u32
+}
+
+/// An elementwise launch over `n` elements (one thread per element, a
+/// grid-stride loop past [`MAX_ELEMENTWISE_GRID`] blocks), or `None` for
+/// `n = 0` (nothing to launch).
+pub fn elementwise(n: usize) -> Option<Launch1d> {
+    if n == 0 {
+        return None;
+    }
+    let blocks = n
+        .div_ceil(ELEMENTWISE_BLOCK as usize)
+        .min(MAX_ELEMENTWISE_GRID as usize);
+    Some(Launch1d {
+        grid: blocks as u32,
+        block: ELEMENTWISE_BLOCK,
+    })
+}
+
+/// A row launch: one block per row of `cols` elements (rows past
+/// [`MAX_ROW_GRID`] looped over), the block the smallest warp multiple that
+/// covers the row, at most [`ROW_BLOCK`]. `None` for `rows = 0`; rows of
+/// length 0 still get a launch (their outputs must be written).
+pub fn rows(rows: usize, cols: usize) -> Option<Launch1d> {
+    if rows == 0 {
+        return None;
+    }
+    Some(Launch1d {
+        grid: rows.min(MAX_ROW_GRID as usize) as u32,
+        block: warp_multiple(cols).min(ROW_BLOCK),
+    })
+}
+
+/// A single-block launch whose threads stride over `n` items (final
+/// reductions), the block at most [`MAX_BLOCK`].
+pub fn single_block(n: usize) -> Launch1d {
+    Launch1d {
+        grid: 1,
+        block: warp_multiple(n),
+    }
+}
+
+/// `n` as a kernel `int` argument, or `None` when it exceeds `i32::MAX`.
+pub fn as_int(n: usize) -> Option<i32> {
+    i32::try_from(n).ok()
+}
+
+/// `n` as a kernel `long long` argument, or `None` when it exceeds `i64::MAX`.
+pub fn as_long(n: usize) -> Option<i64> {
+    i64::try_from(n).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elementwise_covers_every_element_once_per_thread_index() {
+        assert_eq!(elementwise(0), None);
+        assert_eq!(elementwise(1), Some(Launch1d { grid: 1, block: 256 }));
+        assert_eq!(elementwise(256), Some(Launch1d { grid: 1, block: 256 }));
+        assert_eq!(elementwise(257), Some(Launch1d { grid: 2, block: 256 }));
+        // Capped grid: the grid-stride loop covers the rest.
+        let big = elementwise(1 << 40).unwrap();
+        assert_eq!(big.grid, MAX_ELEMENTWISE_GRID);
+        for n in [1usize, 255, 256, 257, 1000, 65_536 * 256, 65_536 * 256 + 1] {
+            let l = elementwise(n).unwrap();
+            let threads = l.grid as usize * l.block as usize;
+            // Without the cap every element has its own thread; with it, each
+            // thread handles ceil(n / threads) elements.
+            assert!(threads >= n.min(MAX_ELEMENTWISE_GRID as usize * 256), "n = {n}");
+            assert!(l.grid >= 1 && l.block % 32 == 0);
+        }
+    }
+
+    #[test]
+    fn rows_use_one_block_per_row_and_warp_multiples() {
+        assert_eq!(rows(0, 10), None);
+        assert_eq!(rows(3, 0), Some(Launch1d { grid: 3, block: 32 }));
+        assert_eq!(rows(3, 1), Some(Launch1d { grid: 3, block: 32 }));
+        assert_eq!(rows(3, 33), Some(Launch1d { grid: 3, block: 64 }));
+        assert_eq!(rows(3, 500), Some(Launch1d { grid: 3, block: 512 }));
+        assert_eq!(
+            rows(3, 100_000),
+            Some(Launch1d {
+                grid: 3,
+                block: ROW_BLOCK
+            })
+        );
+        assert_eq!(rows(usize::MAX, 8).unwrap().grid, MAX_ROW_GRID);
+    }
+
+    #[test]
+    fn single_block_is_bounded_by_the_reduction_scratch() {
+        assert_eq!(single_block(0).block, 32);
+        assert_eq!(single_block(100).block, 128);
+        assert_eq!(single_block(1 << 30).block, MAX_BLOCK);
+        // block_reduce_* keep one partial per warp in 32 slots.
+        assert!(MAX_BLOCK / 32 <= 32);
+    }
+
+    #[test]
+    fn int_arguments_are_range_checked() {
+        assert_eq!(as_int(5), Some(5));
+        assert_eq!(as_int(i32::MAX as usize), Some(i32::MAX));
+        assert_eq!(as_int(i32::MAX as usize + 1), None);
+        assert_eq!(as_long(7), Some(7));
+    }
+}

@@ -1,0 +1,128 @@
+//! CUDA kernel sources and the host-side logic that needs no GPU.
+//!
+//! The kernels are `.cu` files beside this module, embedded with
+//! `include_str!`; the CUDA backend of moe-tensor compiles each
+//! [`KernelSource`] with NVRTC the first time a device needs it and caches the
+//! module per device. Every source is compiled with [`COMMON`] in front of it
+//! ([`KernelSource::full_source`]), so no source includes a header and NVRTC
+//! needs no toolkit headers.
+//!
+//! Nothing here links to CUDA: the sources, the op codes shared with them
+//! ([`ops`]), launch configuration arithmetic ([`launch`]) and the caching
+//! allocator's bucket pool ([`pool`]) are plain Rust, built and unit-tested
+//! on every machine. None of the kernels has run on a GPU yet (see the
+//! crate README).
+
+pub mod launch;
+pub mod ops;
+pub mod pool;
+mod strided_arg;
+
+pub use strided_arg::{StridedArg, MAX_RANK};
+
+/// Definitions every kernel source is compiled with (types, strided
+/// indexing, bf16 conversion, block reductions).
+pub const COMMON: &str = include_str!("common.cuh");
+
+/// One `.cu` file: its name, text and the `extern "C"` kernels it defines.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSource {
+    /// Module name (the file stem); the key of the per-device module cache.
+    pub name: &'static str,
+    /// The source text, without [`COMMON`].
+    pub source: &'static str,
+    /// Names of the `extern "C" __global__` functions it defines.
+    pub functions: &'static [&'static str],
+}
+
+impl KernelSource {
+    /// The text NVRTC compiles: [`COMMON`] followed by the source.
+    pub fn full_source(&self) -> String {
+        let mut s = String::with_capacity(COMMON.len() + self.source.len() + 1);
+        s.push_str(COMMON);
+        s.push('\n');
+        s.push_str(self.source);
+        s
+    }
+}
+
+/// Layout copies, dtype casts, fills.
+pub const STRIDED: KernelSource = KernelSource {
+    name: "strided",
+    source: include_str!("strided.cu"),
+    functions: &[
+        "copy_strided_b1",
+        "copy_strided_b2",
+        "copy_strided_b4",
+        "copy_strided_b8",
+        "cast_f32_bf16",
+        "cast_bf16_f32",
+        "cast_i64_f32",
+        "cast_u8_f32",
+        "fill_f32",
+    ],
+};
+
+/// Unary (forward and backward), broadcasting binary ops and comparisons.
+pub const ELEMENTWISE: KernelSource = KernelSource {
+    name: "elementwise",
+    source: include_str!("elementwise.cu"),
+    functions: &["unary_fwd_f32", "unary_bwd_f32", "binary_f32", "compare_f32"],
+};
+
+/// Row reductions (sum, max) over the last dim.
+pub const REDUCE: KernelSource = KernelSource {
+    name: "reduce",
+    source: include_str!("reduce.cu"),
+    functions: &["sum_rows_f32", "max_rows_f32"],
+};
+
+/// Softmax and log-softmax, forward and backward.
+pub const SOFTMAX: KernelSource = KernelSource {
+    name: "softmax",
+    source: include_str!("softmax.cu"),
+    functions: &["softmax_fwd_f32", "softmax_bwd_f32"],
+};
+
+/// RMSNorm forward and backward (dx, dw).
+pub const RMS_NORM: KernelSource = KernelSource {
+    name: "rms_norm",
+    source: include_str!("rms_norm.cu"),
+    functions: &["rms_norm_fwd_f32", "rms_norm_bwd_dx_f32", "rms_norm_bwd_dw_f32"],
+};
+
+/// Rotary embeddings (rotate_half), forward and backward in one kernel.
+pub const ROPE: KernelSource = KernelSource {
+    name: "rope",
+    source: include_str!("rope.cu"),
+    functions: &["rope_f32"],
+};
+
+/// Fused softmax cross-entropy, forward, reduction and backward.
+pub const CROSS_ENTROPY: KernelSource = KernelSource {
+    name: "cross_entropy",
+    source: include_str!("cross_entropy.cu"),
+    functions: &["ce_fwd_rows_f32", "ce_reduce_f32", "ce_bwd_f32"],
+};
+
+/// Embedding gather and its scatter-add backward.
+pub const EMBEDDING: KernelSource = KernelSource {
+    name: "embedding",
+    source: include_str!("embedding.cu"),
+    functions: &["embedding_fwd_f32", "embedding_bwd_f32"],
+};
+
+/// Every kernel source, for the module cache and the tests.
+pub const ALL: &[KernelSource] = &[
+    STRIDED,
+    ELEMENTWISE,
+    REDUCE,
+    SOFTMAX,
+    RMS_NORM,
+    ROPE,
+    CROSS_ENTROPY,
+    EMBEDDING,
+];
+
+#[cfg(test)]
+mod tests;

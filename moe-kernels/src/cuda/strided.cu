@@ -1,0 +1,34 @@
+// strided.cu: layout copies, dtype casts and fills.
+// Every kernel is elementwise over n output elements (grid-stride loop);
+// launch with launch::elementwise(n).
+
+// y[i] = x[strided_offset(s, i)]: makes any view row-major. One kernel per
+// element size, so it serves every dtype (u8, bf16/f16, f32, i64/f64).
+#define COPY_STRIDED(NAME, T)                                                       \
+    extern "C" __global__ void NAME(long long n, Strided s, const T* x, T* y) {    \
+        GRID_STRIDE_LOOP(i, n) { y[i] = x[strided_offset(s, i)]; }                 \
+    }
+COPY_STRIDED(copy_strided_b1, unsigned char)
+COPY_STRIDED(copy_strided_b2, unsigned short)
+COPY_STRIDED(copy_strided_b4, unsigned int)
+COPY_STRIDED(copy_strided_b8, unsigned long long)
+
+// Contiguous casts, x[n] -> y[n].
+extern "C" __global__ void cast_f32_bf16(long long n, const float* x, bf16_t* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = f32_to_bf16(x[i]); }
+}
+extern "C" __global__ void cast_bf16_f32(long long n, const bf16_t* x, float* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = bf16_to_f32(x[i]); }
+}
+// Integer and mask inputs to f32 (masks and indices used as weights).
+extern "C" __global__ void cast_i64_f32(long long n, const long long* x, float* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = (float)x[i]; }
+}
+extern "C" __global__ void cast_u8_f32(long long n, const unsigned char* x, float* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = (float)x[i]; }
+}
+
+// y[i] = v for i < n.
+extern "C" __global__ void fill_f32(long long n, float v, float* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = v; }
+}
