@@ -58,8 +58,21 @@ fn train(cfg_text: &str, out: &Path) -> std::path::PathBuf {
 fn resuming_from_a_middle_checkpoint_repeats_every_later_step_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
-    for preset in ["debug-granular", "tiny-switch-sinkhorn"] {
-        let text = config_text(&data, preset, BODY);
+    for preset in ["debug-granular", "tiny-switch-sinkhorn", "aux-free"] {
+        let text = if preset == "aux-free" {
+            // DeepSeek-V3 aux-loss-free routing: its expert biases are trainer
+            // state that the checkpoint must carry.
+            let mut m = moe_train::config::preset_config("debug-switch").unwrap();
+            m.vocab_size = 384;
+            m.moe.as_mut().unwrap().router = moe_router::RouterConfig::aux_free(4, 2, 1.0);
+            let mut t: toml::Table = config_text(&data, "debug-dense", BODY).parse().unwrap();
+            let mut model = toml::Table::new();
+            model.insert("config".into(), toml::Value::try_from(&m).unwrap());
+            t.insert("model".into(), toml::Value::Table(model));
+            toml::to_string(&t).unwrap()
+        } else {
+            config_text(&data, preset, BODY)
+        };
         let full = tmp.path().join(format!("{preset}-full"));
         train(&text, &full);
         let ckpts = list_checkpoints(&full).unwrap();
@@ -74,6 +87,10 @@ fn resuming_from_a_middle_checkpoint_repeats_every_later_step_exactly() {
         }
         let mut t = Trainer::start(None, &cut, true).unwrap();
         assert_eq!(t.step(), 6);
+        if preset == "aux-free" {
+            let state = moe_train::trainer::TrainerState::load(&ckpts[1].1).unwrap();
+            assert!(state.expert_bias.len() == 2 && state.expert_bias[0].iter().any(|b| *b != 0.0));
+        }
         t.run(&mut |_| {}).unwrap();
         assert_same_history(&full, &cut);
     }
