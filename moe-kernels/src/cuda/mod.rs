@@ -13,6 +13,7 @@
 //! on every machine. None of the kernels has run on a GPU yet (see the
 //! crate README).
 
+pub mod gemm_plan;
 pub mod launch;
 pub mod ops;
 pub mod pool;
