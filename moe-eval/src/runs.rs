@@ -237,11 +237,24 @@ impl Run {
         moe_model::hf::read_model_config(self.last_checkpoint()?).ok()
     }
 
-    /// A short model label: `dense` or `moe E×K` (from the newest checkpoint).
+    /// A short model label: `dense`, `MoE 8x top-1`, `MoE 31x top-3 + shared, Sinkhorn`
+    /// (from the newest checkpoint).
     pub fn model_label(&self) -> String {
         match self.model_config() {
             Some(c) => match &c.moe {
-                Some(m) => format!("MoE {}x top-{}", m.num_experts(), m.top_k()),
+                Some(m) => {
+                    let kind = match m.router.kind {
+                        moe_router::RouterKind::SoftmaxTopK(_) => "",
+                        moe_router::RouterKind::Sinkhorn(_) => ", Sinkhorn",
+                        moe_router::RouterKind::AuxFree(_) => ", aux-free",
+                    };
+                    let shared = if m.shared_intermediate_size > 0 {
+                        " + shared"
+                    } else {
+                        ""
+                    };
+                    format!("MoE {}x top-{}{shared}{kind}", m.num_experts(), m.top_k())
+                }
                 None => "dense".into(),
             },
             None if self.train.iter().any(|t| !t.moe.is_empty()) => "MoE".into(),

@@ -117,9 +117,9 @@ fn co_activation_is_conditional_share() {
         [2.0 / 3.0, 1.0 / 3.0, 1.0, 0.0],
         [0.0, 0.0, 0.0, 0.0],
     ];
-    for i in 0..4 {
-        for j in 0..4 {
-            close(co.p[i][j], want[i][j]);
+    for (got, want) in co.p.iter().zip(want) {
+        for (g, w) in got.iter().zip(want) {
+            close(*g, w);
         }
     }
     assert!(co_activation(&trace_a(), 0)

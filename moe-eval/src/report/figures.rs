@@ -23,15 +23,16 @@ fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
 }
 
 /// Dashed markers where CPT runs start (one per distinct token position).
-fn cpt_markers(runs: &[Run]) -> Vec<(f64, String)> {
+fn cpt_markers(runs: &[&Run]) -> Vec<(f64, String)> {
     let mut xs: Vec<u64> = runs.iter().filter(|r| r.is_cpt()).map(|r| r.offset()).collect();
     xs.sort_unstable();
     xs.dedup();
     xs.into_iter().map(|x| (x as f64, "CPT start".to_string())).collect()
 }
 
-/// Validation loss of `domain` over tokens seen (CPT runs placed after their parent).
-pub fn loss_curve(runs: &[Run], domain: &str) -> Figure {
+/// Validation loss of `domain` over tokens seen (CPT runs placed after their
+/// parent); `group` (a model label, or empty) is added to the title.
+pub fn loss_curve(runs: &[&Run], domain: &str, group: &str) -> Figure {
     let series = runs
         .iter()
         .map(|r| Series {
@@ -46,7 +47,11 @@ pub fn loss_curve(runs: &[Run], domain: &str) -> Figure {
         .filter(|s| !s.points.is_empty())
         .collect();
     Figure::Line(LineChart {
-        title: format!("Validation loss on {domain}"),
+        title: if group.is_empty() {
+            format!("Validation loss on {domain}")
+        } else {
+            format!("Validation loss on {domain}: {group}")
+        },
         x_label: "training tokens seen (CPT runs continue from their parent)".into(),
         y_label: "cross-entropy (nats/token)".into(),
         series,
@@ -56,9 +61,10 @@ pub fn loss_curve(runs: &[Run], domain: &str) -> Figure {
 
 /// Maximum Routing Imbalance logged during training: per layer when few
 /// lines result, else the mean over each run's MoE layers.
-pub fn mri_curve(runs: &[Run]) -> Option<Figure> {
+pub fn mri_curve(runs: &[&Run], group: &str) -> Option<Figure> {
     let moe: Vec<&Run> = runs
         .iter()
+        .copied()
         .filter(|r| r.train.iter().any(|t| !t.moe.is_empty()))
         .collect();
     if moe.is_empty() {
@@ -108,7 +114,11 @@ pub fn mri_curve(runs: &[Run]) -> Option<Figure> {
         }
     }
     Some(Figure::Line(LineChart {
-        title: "Maximum Routing Imbalance during training".into(),
+        title: if group.is_empty() {
+            "Maximum Routing Imbalance during training".into()
+        } else {
+            format!("Maximum Routing Imbalance during training: {group}")
+        },
         x_label: "training tokens seen".into(),
         y_label: "MRI (K/E = balanced, 1 = one expert takes every token)".into(),
         series,

@@ -291,43 +291,51 @@ fn draw_heatmaps<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &HeatmapF
     root.present().map_err(e)
 }
 
+/// Horizontal bars (labels on the left, one bar per row, first bar on top);
+/// panels stacked vertically.
 fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[BarPanel]) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
-    let areas = root.split_evenly((1, panels.len().max(1)));
+    let areas = root.split_evenly((panels.len().max(1), 1));
     for (area, p) in areas.iter().zip(panels) {
         let n = p.bars.len().max(1);
-        let (lo, hi) = range(p.bars.iter().map(|b| b.1).chain([0.0]), 0.12);
+        let (lo, hi) = range(p.bars.iter().map(|b| b.1).chain([0.0]), 0.15);
+        let labels: Vec<String> = p.bars.iter().map(|b| b.0.clone()).collect();
+        let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as u32 * 7 + 16;
         let mut chart = ChartBuilder::on(area)
             .caption(&p.title, (FAMILY, 18))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, lo..hi)
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(label_width.clamp(60, 420))
+            .build_cartesian_2d(lo..hi, -0.5f64..n as f64 - 0.5)
             .map_err(e)?;
+        let on_row = |v: f64| (v - v.round()).abs() < 1e-6 && v >= 0.0;
         chart
             .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_desc(&p.y_label)
-            .y_label_formatter(&|v| format!("{:.3}", v + 0.0))
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&move |v| {
+                if !on_row(*v) {
+                    return String::new();
+                }
+                labels
+                    .get(n.saturating_sub(1 + v.round() as usize))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .x_desc(&p.y_label)
+            .x_label_formatter(&|v| format!("{:.3}", v + 0.0))
             .label_style((FAMILY, 13))
             .draw()
             .map_err(e)?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
-                BLACK,
-            )))
-            .map_err(e)?;
-        for (i, (label, v, c)) in p.bars.iter().enumerate() {
-            let x = i as f64;
-            let bar = Rectangle::new([(x - 0.35, 0.0), (x + 0.35, *v)], colour(*c).filled());
+        let zero = PathElement::new(vec![(0.0, -0.5), (0.0, n as f64 - 0.5)], BLACK);
+        chart.draw_series(std::iter::once(zero)).map_err(e)?;
+        for (i, (_, v, c)) in p.bars.iter().enumerate() {
+            let y = (n - 1 - i) as f64;
+            let bar = Rectangle::new([(0.0, y - 0.35), (*v, y + 0.35)], colour(*c).filled());
             chart.draw_series(std::iter::once(bar)).map_err(e)?;
-            let ty = if *v >= 0.0 { *v } else { 0.0 };
-            let text = Text::new(format!("{v:+.3}"), (x - 0.2, ty + (hi - lo) * 0.06), (FAMILY, 13));
+            let tx = v.max(0.0) + (hi - lo) * 0.01;
+            let text = Text::new(format!("{v:+.3}"), (tx, y + 0.15), (FAMILY, 13));
             chart.draw_series(std::iter::once(text)).map_err(e)?;
-            let name = Text::new(label.clone(), (x - 0.35, lo + (hi - lo) * 0.05), (FAMILY, 12));
-            chart.draw_series(std::iter::once(name)).map_err(e)?;
         }
     }
     root.present().map_err(e)

@@ -62,6 +62,25 @@ pub(super) fn runs_section(w: &mut Writer, runs: &[Run]) -> Result<()> {
     w.table(&t, "runs.json", &rows)
 }
 
+/// At most this many runs share one loss or MRI figure; more are split by model.
+const RUNS_PER_FIGURE: usize = 8;
+
+/// All runs as one group (label ""), or, when there are many, one group per model label.
+pub(super) fn groups(runs: &[Run]) -> Vec<(String, Vec<&Run>)> {
+    if runs.len() <= RUNS_PER_FIGURE {
+        return vec![(String::new(), runs.iter().collect())];
+    }
+    let mut out: Vec<(String, Vec<&Run>)> = Vec::new();
+    for r in runs {
+        let label = r.model_label();
+        match out.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, g)) => g.push(r),
+            None => out.push((label, vec![r])),
+        }
+    }
+    out
+}
+
 pub(super) fn domains_of(runs: &[Run]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for d in runs.iter().flat_map(|r| r.val_domains()) {
@@ -99,7 +118,14 @@ pub(super) fn losses_section(w: &mut Writer, runs: &[Run], domains: &[String]) -
             "Validation loss on {d} over training tokens; dashed lines mark where CPT runs start (they continue \
              their parent's curve)."
         );
-        w.figure(&loss_curve(runs, d), &format!("loss_{}", slug(d)), &cap)?;
+        for (label, group) in groups(runs) {
+            let stem = if label.is_empty() {
+                format!("loss_{}", slug(d))
+            } else {
+                format!("loss_{}_{}", slug(d), slug(&label))
+            };
+            w.figure(&loss_curve(&group, d, &label), &stem, &cap)?;
+        }
     }
     Ok(())
 }
@@ -308,13 +334,24 @@ pub(super) fn routing_section(
 }
 
 pub(super) fn training_sections(w: &mut Writer, runs: &[Run], domains: &[String]) -> Result<()> {
-    if let Some(fig) = mri_curve(runs) {
-        w.text("## Routing balance during training\n");
-        w.figure(
-            &fig,
-            "mri",
-            "Maximum Routing Imbalance of each training step (lower is more balanced).",
-        )?;
+    let mut heading = false;
+    for (label, group) in groups(runs) {
+        if let Some(fig) = mri_curve(&group, &label) {
+            if !heading {
+                w.text("## Routing balance during training\n");
+                heading = true;
+            }
+            let stem = if label.is_empty() {
+                "mri".to_string()
+            } else {
+                format!("mri_{}", slug(&label))
+            };
+            w.figure(
+                &fig,
+                &stem,
+                "Maximum Routing Imbalance of each training step (lower is more balanced).",
+            )?;
+        }
     }
     w.text("## Sample efficiency\n");
     w.text(
