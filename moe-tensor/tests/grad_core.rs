@@ -135,6 +135,21 @@ fn matmul_matches_finite_differences_with_batches_and_transposes() {
     let a = randn(&mut rng, &[3, 2, 4, 5]);
     let b = randn(&mut rng, &[2, 3, 5, 2]);
     gradcheck(|xs| xs[0].permute(&[1, 0, 2, 3])?.matmul(&xs[1]), &[a, b]).unwrap();
+    // [.., m, k] · [k, n] with a contiguous lhs folds into one GEMM: the values
+    // equal the per-batch products, gradients check, non-contiguous lhs too.
+    let a = randn(&mut rng, &[2, 3, 4]);
+    let b = randn(&mut rng, &[4, 5]);
+    gradcheck(|xs| xs[0].matmul(&xs[1]), &[a.clone(), b.clone()]).unwrap();
+    gradcheck(|xs| xs[0].transpose(0, 1)?.matmul(&xs[1]), &[a.clone(), b.clone()]).unwrap();
+    let y = a.matmul(&b).unwrap();
+    assert_eq!(y.dims(), &[2, 3, 5]);
+    for i in 0..2 {
+        let yi = a.narrow(0, i, 1).unwrap().squeeze(0).unwrap().matmul(&b).unwrap();
+        assert_eq!(
+            y.narrow(0, i, 1).unwrap().squeeze(0).unwrap().to_vec::<f64>().unwrap(),
+            yi.to_vec::<f64>().unwrap()
+        );
+    }
 }
 
 type Case = dyn Fn(&[Tensor]) -> moe_tensor::Result<Tensor>;

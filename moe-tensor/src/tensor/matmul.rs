@@ -155,6 +155,16 @@ impl Tensor {
                 rhs: rhs.device(),
             });
         }
+        if rhs.rank() == 2 && self.rank() > 2 && self.is_contiguous() {
+            // [.., m, k] · [k, n]: the leading dims fold into the rows, so this is
+            // one GEMM of (Π lead · m) rows rather than a batch sharing one B, and
+            // the backward's dB is one GEMM over all rows instead of a batch of
+            // them and a reduction over the batch (same values forward).
+            let rows: usize = ad[..ad.len() - 1].iter().product();
+            let mut out_shape = ad[..ad.len() - 1].to_vec();
+            out_shape.push(n);
+            return self.reshape((rows, k))?.matmul(rhs)?.reshape(out_shape);
+        }
         let batch = Shape::from(&ad[..ad.len() - 2]).broadcast_with(&Shape::from(&bd[..bd.len() - 2]), op)?;
         let mut a_full = batch.dims().to_vec();
         a_full.extend([m, k]);
