@@ -27,3 +27,8 @@ pub use error::{EvalError, Result};
 pub use loss::{domain_loss, DomainLoss};
 pub use eval::{compare_checkpoints, evaluate_checkpoint, CheckpointEval, EvalOptions, RoutingComparison};
 pub use report::{write_report, ReportOptions, ReportSummary};
+
+/// The README's Rust example compiles as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
