@@ -57,22 +57,22 @@ pub fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x + 0.0)
 }
 
-/// A file-name-safe form of `name`.
+/// A file-name-safe form of `name`: lowercase ASCII letters, digits, `-`,
+/// and single `_` for anything else.
 pub fn slug(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut s = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.is_empty() && !s.ends_with('_') {
+            s.push('_');
+        }
+    }
+    let s = s.trim_end_matches('_');
     if s.is_empty() {
         "unnamed".into()
     } else {
-        s
+        s.to_string()
     }
 }
 
@@ -91,5 +91,10 @@ mod tests {
         assert_eq!(pct(0.05), "5.0%");
         assert_eq!(pct(-0.0), "0.0%");
         assert_eq!(slug("moe cpt/a"), "moe_cpt_a");
+        assert_eq!(
+            slug("MoE 31x top-3 + shared, Sinkhorn"),
+            "moe_31x_top-3_shared_sinkhorn"
+        );
+        assert_eq!(slug("_x_"), "x");
     }
 }
