@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
+pub mod gated;
 pub mod gemm;
 pub mod grouped_gemm;
 pub mod index;

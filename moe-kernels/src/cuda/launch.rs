@@ -100,7 +100,7 @@ mod tests {
             // Without the cap every element has its own thread; with it, each
             // thread handles ceil(n / threads) elements.
             assert!(threads >= n.min(MAX_ELEMENTWISE_GRID as usize * 256), "n = {n}");
-            assert!(l.grid >= 1 && l.block % 32 == 0);
+            assert!(l.grid >= 1 && l.block.is_multiple_of(32));
         }
     }
 
