@@ -2,12 +2,14 @@
 //! with GELU) in one pass forward and one pass backward, instead of three ops
 //! and three intermediate buffers.
 
+use super::index::kernel_err;
 use super::unary::UnaryOp;
 use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
 use crate::storage::Storage;
 use crate::{Error, Result, Tensor};
 use moe_kernels::cpu::elementwise;
+use moe_kernels::cpu::gated as gated_kernels;
 use moe_kernels::Real;
 use rayon::prelude::*;
 
@@ -57,7 +59,15 @@ impl BackwardOp for GatedBackward {
                 lhs: gate.dtype(),
                 rhs: up.dtype(),
             })?;
-            let (dg, du) = gated_backward(self.act, &gv[og..og + n], &xv[ox..ox + n], &uv[ou..ou + n]);
+            let (gv, xv, uv) = (&gv[og..og + n], &xv[ox..ox + n], &uv[ou..ou + n]);
+            let (dg, du) = if self.act == UnaryOp::Silu {
+                // SwiGLU: the vectorised kernel, σ computed once per element.
+                let (mut dg, mut du) = (vec![T::default(); n], vec![T::default(); n]);
+                gated_kernels::silu_mul_backward(&mut dg, &mut du, gv, xv, uv).map_err(kernel_err("gated_act"))?;
+                (dg, du)
+            } else {
+                gated_backward(self.act, gv, xv, uv)
+            };
             grads = Some((T::into_storage(dg), T::into_storage(du)));
             Ok(())
         })?;
@@ -85,8 +95,18 @@ impl Tensor {
         super::binary::check_binary(op, self, up)?;
         let out = {
             let (ga, gb) = (self.read_storage(), up.read_storage());
+            let fused_silu = act == UnaryOp::Silu && self.is_contiguous() && up.is_contiguous();
+            let n = self.elem_count();
+            let (oa, ob) = (self.layout().offset(), up.layout().offset());
             crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
-                let y = elementwise::binary(va, self.strided(), vb, up.strided(), |x: T, u: T| act.f(x) * u);
+                let y = if fused_silu {
+                    let mut y = vec![T::default(); n];
+                    gated_kernels::silu_mul_forward(&mut y, &va[oa..oa + n], &vb[ob..ob + n])
+                        .map_err(kernel_err(op))?;
+                    y
+                } else {
+                    elementwise::binary(va, self.strided(), vb, up.strided(), |x: T, u: T| act.f(x) * u)
+                };
                 Ok(T::into_storage(y))
             })?
         };
