@@ -41,6 +41,15 @@ pub enum Error {
     #[error("device {device:?} is not available: {msg}")]
     DeviceUnavailable { device: Device, msg: String },
 
+    /// The op has no implementation on this device yet (nothing is copied to
+    /// the host behind the caller's back: move the tensor with `to_device`).
+    #[error("{op}: not implemented on {device:?}")]
+    NotImplementedOnDevice { op: &'static str, device: Device },
+
+    /// The CUDA driver, NVRTC or cuBLAS reported an error.
+    #[error("{op}: CUDA error: {msg}")]
+    Cuda { op: &'static str, msg: String },
+
     /// An index points outside the indexed dimension.
     #[error("{op}: index {index} out of range for a dimension of size {size}")]
     IndexOutOfRange { op: &'static str, index: i64, size: usize },

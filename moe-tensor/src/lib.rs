@@ -18,7 +18,9 @@
 //! gradient checker every op is tested with.
 
 pub mod backprop;
+pub mod cuda_backend;
 mod device;
+pub mod device_check;
 pub mod dtype;
 mod error;
 mod host_alloc;

@@ -1,7 +1,7 @@
 //! Where the bytes live. `Storage` is the only place that matches on devices;
 //! `CpuStorage` holds one typed vector per dtype.
 
-use crate::{DType, Device, Error, Result};
+use crate::{DType, Device, Result};
 use half::{bf16, f16};
 
 /// Host memory of one dtype.
@@ -71,44 +71,56 @@ impl CpuStorage {
 #[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    /// Device memory of the CUDA backend (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda_backend::CudaStorage),
 }
 
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => s.device(),
         }
     }
 
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => s.dtype(),
         }
     }
 
-    /// The CPU buffer, or an error naming `op` when the data lives elsewhere.
-    pub fn cpu(&self, _op: &'static str) -> Result<&CpuStorage> {
+    /// The CPU buffer, or `NotImplementedOnDevice` naming `op` when the data
+    /// lives elsewhere (every op without a CUDA path ends here).
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn cpu(&self, op: &'static str) -> Result<&CpuStorage> {
         match self {
             Storage::Cpu(s) => Ok(s),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Err(crate::Error::NotImplementedOnDevice { op, device: s.device() }),
         }
     }
 
     /// Mutable CPU buffer (optimiser updates, in-place copies).
-    pub fn cpu_mut(&mut self, _op: &'static str) -> Result<&mut CpuStorage> {
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn cpu_mut(&mut self, op: &'static str) -> Result<&mut CpuStorage> {
         match self {
             Storage::Cpu(s) => Ok(s),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Err(crate::Error::NotImplementedOnDevice { op, device: s.device() }),
         }
     }
 }
 
-/// Fails for devices this build cannot allocate on.
+/// Fails for devices this build or machine cannot allocate on (for CUDA:
+/// no feature, no driver, no such ordinal, or a context that fails to start).
 pub(crate) fn check_device(device: &Device) -> Result<()> {
     match device {
         Device::Cpu => Ok(()),
-        Device::Cuda(_) => Err(Error::DeviceUnavailable {
-            device: *device,
-            msg: "this build has no CUDA backend".into(),
-        }),
+        Device::Cuda(ordinal) => crate::cuda_backend::check_device(*ordinal),
     }
 }
 

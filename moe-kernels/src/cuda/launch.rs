@@ -14,6 +14,9 @@ pub const MAX_ROW_GRID: u32 = 1 << 20;
 /// Largest block of a row or single-block kernel (the `partial[32]` of the
 /// block reductions holds one value per warp: 1024 / 32 = 32).
 pub const MAX_BLOCK: u32 = 1024;
+// block_reduce_* in common.cuh keep one partial per warp in 32 slots.
+const _: () = assert!(MAX_BLOCK / 32 <= 32 && MAX_BLOCK.is_multiple_of(32) && ROW_BLOCK <= MAX_BLOCK);
+
 /// Block of a row kernel once rows are long enough to fill it.
 pub const ROW_BLOCK: u32 = 512;
 
@@ -126,8 +129,6 @@ mod tests {
         assert_eq!(single_block(0).block, 32);
         assert_eq!(single_block(100).block, 128);
         assert_eq!(single_block(1 << 30).block, MAX_BLOCK);
-        // block_reduce_* keep one partial per warp in 32 slots.
-        assert!(MAX_BLOCK / 32 <= 32);
     }
 
     #[test]

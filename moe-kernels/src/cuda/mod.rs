@@ -58,6 +58,8 @@ pub const STRIDED: KernelSource = KernelSource {
         "copy_strided_b8",
         "cast_f32_bf16",
         "cast_bf16_f32",
+        "cast_f64_f32",
+        "cast_f32_f64",
         "cast_i64_f32",
         "cast_u8_f32",
         "fill_f32",

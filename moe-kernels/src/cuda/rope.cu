@@ -5,17 +5,21 @@
 // with cos/sin = table[pos[t], i]. Backward is the same kernel with
 // sign = -1 (rotation by the opposite angle), forward uses sign = +1.
 //
-// x, y: contiguous [outer, t, dh]; pos: [t] positions (checked on the host
-// to be in [0, max_pos)); cos, sin: [max_pos, half].
-// One thread per (o, t, i < half): launch::elementwise(outer * t * half).
-extern "C" __global__ void rope_f32(long long outer, int t, int half, float sign, const long long* pos,
-                                    const float* cos_t, const float* sin_t, const float* x, float* y) {
+// x, y: contiguous [outer, t, dh]; pos: [groups, t] positions (checked on
+// the host to be in [0, max_pos)), leading row o using position row
+// o / rows_per_group (rows_per_group = outer / groups); cos, sin:
+// [max_pos, half]. One thread per (o, t, i < half):
+// launch::elementwise(outer * t * half).
+extern "C" __global__ void rope_f32(long long outer, int t, int half, long long rows_per_group, float sign,
+                                    const long long* pos, const float* cos_t, const float* sin_t,
+                                    const float* x, float* y) {
     long long n = outer * t * half;
     GRID_STRIDE_LOOP(j, n) {
         long long i = j % half;        // pair index within the head vector
-        long long row = j / half;      // (o, t) flattened
+        long long row = j / half;      // (o, tt) flattened
         long long tt = row % t;        // position slot
-        long long p = pos[tt];
+        long long o = row / t;         // leading row
+        long long p = pos[(o / rows_per_group) * t + tt];
         float c = cos_t[p * half + i];
         float s = sign * sin_t[p * half + i];
         long long base = row * 2 * half;

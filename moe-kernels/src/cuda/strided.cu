@@ -20,6 +20,12 @@ extern "C" __global__ void cast_f32_bf16(long long n, const float* x, bf16_t* y)
 extern "C" __global__ void cast_bf16_f32(long long n, const bf16_t* x, float* y) {
     GRID_STRIDE_LOOP(i, n) { y[i] = bf16_to_f32(x[i]); }
 }
+extern "C" __global__ void cast_f64_f32(long long n, const double* x, float* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = (float)x[i]; }
+}
+extern "C" __global__ void cast_f32_f64(long long n, const float* x, double* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = (double)x[i]; }
+}
 // Integer and mask inputs to f32 (masks and indices used as weights).
 extern "C" __global__ void cast_i64_f32(long long n, const long long* x, float* y) {
     GRID_STRIDE_LOOP(i, n) { y[i] = (float)x[i]; }

@@ -18,6 +18,19 @@ enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// The op's code in the CUDA kernels.
+    fn cuda_code(self) -> i32 {
+        use moe_kernels::cuda::ops::binary as b;
+        match self {
+            BinaryOp::Add => b::ADD,
+            BinaryOp::Sub => b::SUB,
+            BinaryOp::Mul => b::MUL,
+            BinaryOp::Div => b::DIV,
+            BinaryOp::Maximum => b::MAXIMUM,
+            BinaryOp::Minimum => b::MINIMUM,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -120,6 +133,15 @@ impl Tensor {
         let shape = check_binary(name, self, rhs)?;
         let la = self.layout().broadcast_as(&shape)?;
         let lb = rhs.layout().broadcast_as(&shape)?;
+        if !self.device().is_cpu() {
+            let out = crate::cuda_backend::binary(self, &la, rhs, &lb, op.cuda_code())?;
+            let back = BinaryBackward {
+                op,
+                a: self.clone(),
+                b: rhs.clone(),
+            };
+            return Ok(Tensor::from_op(out, shape, back));
+        }
         let out = {
             let (ga, gb) = (self.read_storage(), rhs.read_storage());
             crate::map_float2!(ga.cpu(name)?, gb.cpu(name)?, name, |va, vb: T| {

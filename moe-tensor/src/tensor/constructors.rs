@@ -5,6 +5,15 @@ use crate::storage::{check_device, CpuStorage, Storage};
 use crate::{DType, Device, Error, Result, Shape, Tensor};
 use moe_kernels::cpu::strided;
 
+/// Host data placed on `device`: kept on the CPU, or uploaded (the explicit
+/// host-to-device copy a constructor for a CUDA device asks for).
+fn place(s: CpuStorage, device: &Device) -> Result<Storage> {
+    match device {
+        Device::Cpu => Ok(Storage::Cpu(s)),
+        Device::Cuda(ordinal) => crate::cuda_backend::upload(&s, *ordinal),
+    }
+}
+
 impl Tensor {
     /// A tensor owning `data`, laid out row-major in `shape`.
     pub fn from_vec<T: WithDType>(data: Vec<T>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
@@ -18,7 +27,7 @@ impl Tensor {
                 shape,
             });
         }
-        Ok(Tensor::from_storage(Storage::Cpu(T::into_storage(data)), shape))
+        Ok(Tensor::from_storage(place(T::into_storage(data), device)?, shape))
     }
 
     /// A tensor copying `data`.
@@ -44,7 +53,7 @@ impl Tensor {
             DType::F32 => CpuStorage::F32(vec![value as f32; n]),
             DType::F64 => CpuStorage::F64(vec![value; n]),
         };
-        Ok(Tensor::from_storage(Storage::Cpu(s), shape))
+        Ok(Tensor::from_storage(place(s, device)?, shape))
     }
 
     pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
@@ -79,11 +88,21 @@ impl Tensor {
                 })
             }
         };
-        Ok(Tensor::from_storage(Storage::Cpu(s), Shape::from(n)))
+        Ok(Tensor::from_storage(place(s, device)?, Shape::from(n)))
     }
 
     /// The elements in logical (row-major) order; `T` must match the dtype.
+    /// For a CUDA tensor this is an explicit read back to the host (it waits
+    /// for the device's queued work).
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
+        if !self.device().is_cpu() {
+            let host = crate::cuda_backend::download(self)?;
+            return T::slice(&host).map(<[T]>::to_vec).ok_or(Error::DTypeMismatch {
+                op: "to_vec",
+                lhs: self.dtype(),
+                rhs: T::DTYPE,
+            });
+        }
         let guard = self.read_storage();
         let cpu = guard.cpu("to_vec")?;
         let data = T::slice(cpu).ok_or(Error::DTypeMismatch {

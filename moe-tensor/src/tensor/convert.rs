@@ -3,7 +3,7 @@
 use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
 use crate::storage::{CpuStorage, Storage};
-use crate::{DType, Result, Tensor};
+use crate::{DType, Device, Result, Tensor};
 use moe_kernels::cpu::elementwise;
 
 /// Copies the logical elements of `t` (any layout) into a fresh row-major buffer.
@@ -75,12 +75,27 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let s = contiguous_storage(self)?;
+        let s = if self.device().is_cpu() {
+            Storage::Cpu(contiguous_storage(self)?)
+        } else {
+            crate::cuda_backend::contiguous(self)?
+        };
         Ok(Tensor::from_op(
-            Storage::Cpu(s),
+            s,
             self.shape().clone(),
             ContiguousBackward { x: self.clone() },
         ))
+    }
+
+    /// This tensor on `device`: itself when already there, else a contiguous
+    /// copy (CPU → CUDA uploads, CUDA → CPU downloads and waits for the
+    /// device). Moves between devices are always explicit: no op copies data
+    /// to another device by itself. Differentiable (the gradient moves back).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if *device == self.device() {
+            return Ok(self.clone());
+        }
+        crate::cuda_backend::to_device(self, device)
     }
 
     /// Converts the element type (through f64, so f32 → f64 → f32 is exact).
@@ -88,6 +103,15 @@ impl Tensor {
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
             return Ok(self.clone());
+        }
+        if !self.device().is_cpu() {
+            let s = crate::cuda_backend::to_dtype(self, dtype)?;
+            let shape = self.shape().clone();
+            return Ok(if dtype.is_float() && self.dtype().is_float() {
+                Tensor::from_op(s, shape, ToDTypeBackward { x: self.clone() })
+            } else {
+                Tensor::from_storage(s, shape)
+            });
         }
         let s = {
             let guard = self.read_storage();

@@ -96,6 +96,10 @@ impl Tensor {
                 rhs: targets.shape().clone(),
             });
         }
+        if !self.device().is_cpu() {
+            let mean = reduction == Reduction::Mean;
+            return crate::cuda_backend::cross_entropy_op(&self.contiguous()?, targets, ignore_index, mean);
+        }
         let ids = index_values(OP, self, targets)?;
         let x = self.contiguous()?;
         float_call!(x.dtype(), OP, forward(x, ids, ignore_index, reduction))

@@ -48,6 +48,9 @@ impl Tensor {
                 msg: format!("weight must be [V, D], got {:?}", self.shape()),
             });
         }
+        if !self.device().is_cpu() {
+            return crate::cuda_backend::embedding_op(self, ids);
+        }
         let (v, d) = (self.dims()[0], self.dims()[1]);
         let idx = index_values(op, self, ids)?;
         let out = with_contiguous(self, op, |s, off| {

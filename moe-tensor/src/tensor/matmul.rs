@@ -172,16 +172,18 @@ impl Tensor {
         b_full.extend([k, n]);
         let la = self.layout().broadcast_as(&Shape::from(a_full))?;
         let lb = rhs.layout().broadcast_as(&Shape::from(b_full))?;
-        let out = {
+        let out = if self.device().is_cpu() {
             let (ga, gb) = (self.read_storage(), rhs.read_storage());
-            crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
+            Storage::Cpu(crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
                 Ok(T::into_storage(run(va, &la, vb, &lb, batch.dims(), m, n, k)))
-            })?
+            })?)
+        } else {
+            crate::cuda_backend::matmul(self, &la, rhs, &lb, batch.dims(), m, n, k)?
         };
         let mut out_shape = batch.dims().to_vec();
         out_shape.extend([m, n]);
         Ok(Tensor::from_op(
-            Storage::Cpu(out),
+            out,
             Shape::from(out_shape),
             MatmulBackward {
                 a: self.clone(),

@@ -253,6 +253,9 @@ impl Tensor {
             op: "assign",
             msg: "destination must be contiguous".into(),
         })?;
+        if !self.device().is_cpu() {
+            return crate::cuda_backend::assign(self, range, src);
+        }
         let data = convert::contiguous_storage(src)?;
         let mut guard = self.write_storage();
         match (guard.cpu_mut("assign")?, &data) {

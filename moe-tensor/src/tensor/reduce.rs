@@ -102,14 +102,19 @@ impl Tensor {
     /// Sum over `dims` (negative dims count from the end), keeping them as size 1 if `keepdim`.
     pub fn sum(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let dims = resolve_dims(self, dims, "sum")?;
-        let (out, keep_shape) = sum_dims_storage(self, &dims)?;
+        let (out, keep_shape) = if self.device().is_cpu() {
+            let (out, keep_shape) = sum_dims_storage(self, &dims)?;
+            (Storage::Cpu(out), keep_shape)
+        } else {
+            crate::cuda_backend::sum_dims(self, &dims)?
+        };
         let shape = if keepdim {
             keep_shape.clone()
         } else {
             drop_dims(&keep_shape, &dims)
         };
         Ok(Tensor::from_op(
-            Storage::Cpu(out),
+            out,
             shape,
             SumBackward {
                 x: self.clone(),

@@ -28,6 +28,13 @@ impl BackwardOp for RmsNormBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = g.contiguous()?;
+        if !g.device().is_cpu() {
+            let (dx, dw) = crate::cuda_backend::rms_norm_backward(&g, &self.x, &self.w, &self.rstd)?;
+            return Ok(vec![
+                Some(Tensor::from_storage(dx, self.x.shape().clone())),
+                Some(Tensor::from_storage(dw, self.w.shape().clone())),
+            ]);
+        }
         let (dx, dw) = float_call!(self.x.dtype(), OP, backward(self, &g))?;
         Ok(vec![Some(dx), Some(dw)])
     }
@@ -89,6 +96,16 @@ impl Tensor {
             });
         }
         let (x, w) = (self.contiguous()?, weight.contiguous()?);
+        if !x.device().is_cpu() {
+            let n: usize = x.dims()[..x.rank() - 1].iter().product();
+            let (y, rstd) = crate::cuda_backend::rms_norm(&x, &w, eps)?;
+            let back = RmsNormBackward {
+                x: x.clone(),
+                w,
+                rstd: Tensor::from_storage(rstd, Shape::from(vec![n])),
+            };
+            return Ok(Tensor::from_op(y, x.shape().clone(), back));
+        }
         float_call!(x.dtype(), OP, forward(&x, &w, eps))
     }
 }

@@ -112,6 +112,8 @@ impl Rope {
 /// Everything forward and backward need besides the data.
 struct Plan {
     positions: Vec<i64>,
+    /// Rows of `positions` (`[groups, t]`).
+    groups: usize,
     outer: usize,
     t: usize,
     dh: usize,
@@ -132,6 +134,11 @@ impl BackwardOp for RopeBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = g.contiguous()?;
+        if !g.device().is_cpu() {
+            let p = &self.plan;
+            let dx = crate::cuda_backend::rope(&g, &p.positions, p.groups, &self.rope.cos, &self.rope.sin, -1.0)?;
+            return Ok(vec![Some(Tensor::from_storage(dx, g.shape().clone()))]);
+        }
         let dx = float_call!(g.dtype(), OP, inverse(&g, &self.rope, &self.plan))?;
         Ok(vec![Some(dx)])
     }
@@ -249,11 +256,23 @@ impl Tensor {
         }
         let plan = Plan {
             positions,
+            groups,
             outer,
             t,
             dh,
         };
         let x = self.contiguous()?;
+        if !x.device().is_cpu() {
+            let p = &plan;
+            let y = crate::cuda_backend::rope(&x, &p.positions, p.groups, &rope.cos, &rope.sin, 1.0)?;
+            let shape = x.shape().clone();
+            let back = RopeBackward {
+                x,
+                rope: rope.clone(),
+                plan,
+            };
+            return Ok(Tensor::from_op(y, shape, back));
+        }
         float_call!(x.dtype(), OP, forward(x, rope, plan))
     }
 }

@@ -42,6 +42,10 @@ impl BackwardOp for SoftmaxBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = g.contiguous()?;
+        if !g.device().is_cpu() {
+            let dx = crate::cuda_backend::softmax_backward(&self.y, &g, self.log)?;
+            return Ok(vec![Some(Tensor::from_storage(dx, self.y.shape().clone()))]);
+        }
         let dx = float_call!(self.y.dtype(), self.name(), backward(&self.y, &g, self.log))?;
         Ok(vec![Some(dx)])
     }
@@ -101,13 +105,23 @@ impl Tensor {
         check_float(op, self)?;
         let d = self.shape().resolve_dim(dim, op)?;
         let last = self.rank() - 1;
+        let fwd = |x: &Tensor| -> Result<Tensor> {
+            if x.device().is_cpu() {
+                return float_call!(x.dtype(), op, forward_last(x, log));
+            }
+            let out = crate::cuda_backend::softmax(x, log)?;
+            let xc = x.clone();
+            Ok(Tensor::from_op_saving_output(out, x.shape().clone(), |y| {
+                SoftmaxBackward { x: xc, y, log }
+            }))
+        };
         if d == last {
             let x = self.contiguous()?;
-            return float_call!(x.dtype(), op, forward_last(&x, log));
+            return fwd(&x);
         }
         let (a, b) = (d as isize, last as isize);
         let x = self.transpose(a, b)?.contiguous()?;
-        let y = float_call!(x.dtype(), op, forward_last(&x, log))?;
+        let y = fwd(&x)?;
         y.transpose(a, b)
     }
 }

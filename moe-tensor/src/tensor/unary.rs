@@ -177,6 +177,10 @@ impl BackwardOp for UnaryBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let (g, x, y) = (g.contiguous()?, self.x.contiguous()?, self.y.contiguous()?);
+        if !x.device().is_cpu() {
+            let dx = crate::cuda_backend::unary_backward(&g, &x, &y, self.op)?;
+            return Ok(vec![Some(Tensor::from_storage(dx, self.x.shape().clone()))]);
+        }
         let (gs, xs, ys) = (g.read_storage(), x.read_storage(), y.read_storage());
         let op = self.op;
         let name = op.name();
@@ -201,20 +205,20 @@ impl Tensor {
     /// Applies an elementwise [`UnaryOp`] (differentiable; f32/f64 only).
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
         let name = op.name();
-        let out = {
+        let out = if self.device().is_cpu() {
             let guard = self.read_storage();
-            crate::map_float!(guard.cpu(name)?, name, |v: T| {
+            Storage::Cpu(crate::map_float!(guard.cpu(name)?, name, |v: T| {
                 Ok(T::into_storage(elementwise::unary(v, self.strided(), |x: T| op.f(x))))
-            })?
+            })?)
+        } else {
+            crate::cuda_backend::unary(self, op)?
         };
         // Backward gets the output too (it shares storage, no copy), so every
         // derivative can use whichever of x and y is cheaper.
         let x = self.clone();
-        Ok(Tensor::from_op_saving_output(
-            Storage::Cpu(out),
-            self.shape().clone(),
-            |y| UnaryBackward { op, x, y },
-        ))
+        Ok(Tensor::from_op_saving_output(out, self.shape().clone(), |y| {
+            UnaryBackward { op, x, y }
+        }))
     }
 
     pub fn neg(&self) -> Result<Tensor> {

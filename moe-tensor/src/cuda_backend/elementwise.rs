@@ -1,0 +1,204 @@
+//! Layout copies, dtype casts, unary and broadcasting binary ops on CUDA
+//! (kernels: strided.cu, elementwise.cu). Compute is f32; copies serve every
+//! dtype.
+
+use super::device::{cuda_err, CudaDev};
+use super::launch::{config, long, strided, DevStrided};
+use super::memory::{cuda_of, CudaStorage};
+use crate::storage::Storage;
+use crate::{DType, Error, Layout, Result, Tensor, UnaryOp};
+use cudarc::driver::PushKernelArg;
+use moe_kernels::cuda::launch::{elementwise as ew, Launch1d};
+use moe_kernels::cuda::{ops, ELEMENTWISE, STRIDED};
+use std::sync::Arc;
+
+/// Errors unless `dtype` is f32, the compute type of the CUDA kernels.
+pub(crate) fn check_f32(op: &'static str, dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 => Ok(()),
+        dtype => Err(Error::UnsupportedDType { op, dtype }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_kernel<T>(
+    dev: &Arc<CudaDev>,
+    name: &str,
+    l: Launch1d,
+    n: i64,
+    sx: DevStrided,
+    x: &CudaStorage,
+    out: &mut CudaStorage,
+) -> Result<()> {
+    const OP: &str = "contiguous";
+    let f = dev.function(&STRIDED, name)?;
+    let xv = x.view::<T>(0..x.len(), OP)?;
+    let mut yv = out.view_mut::<T>(OP)?;
+    let mut b = dev.stream.launch_builder(&f);
+    b.arg(&n).arg(&sx).arg(&xv).arg(&mut yv);
+    // SAFETY: copy_strided_bN(long long n, Strided s, const T* x, T* y):
+    // the view's offsets stay inside x (the layout lies within its storage)
+    // and y holds n elements.
+    unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
+    Ok(())
+}
+
+/// A fresh row-major copy of `t`'s logical elements (always a copy, even
+/// for a contiguous `t`), any dtype.
+pub(crate) fn contiguous(t: &Tensor) -> Result<Storage> {
+    let guard = t.read_storage();
+    Ok(Storage::Cuda(copy_layout(cuda_of(&guard, "contiguous")?, t.layout())?))
+}
+
+/// The elements of `x` seen through `layout`, copied row-major.
+pub(crate) fn copy_layout(x: &CudaStorage, layout: &Layout) -> Result<CudaStorage> {
+    const OP: &str = "contiguous";
+    let dev = x.dev().clone();
+    let n = layout.shape().elem_count();
+    let mut out = CudaStorage::alloc(&dev, x.dtype(), n, OP)?;
+    if let Some(l) = ew(n) {
+        let (sx, nn) = (strided(layout, OP)?, long(n, OP)?);
+        match x.dtype().size_in_bytes() {
+            1 => copy_kernel::<u8>(&dev, "copy_strided_b1", l, nn, sx, x, &mut out)?,
+            2 => copy_kernel::<u16>(&dev, "copy_strided_b2", l, nn, sx, x, &mut out)?,
+            4 => copy_kernel::<u32>(&dev, "copy_strided_b4", l, nn, sx, x, &mut out)?,
+            _ => copy_kernel::<u64>(&dev, "copy_strided_b8", l, nn, sx, x, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
+fn cast_kernel<S, D>(name: &str, t: &Tensor, to: DType) -> Result<Storage> {
+    const OP: &str = "to_dtype";
+    let t = t.contiguous()?;
+    let (n, off) = (t.elem_count(), t.layout().offset());
+    let guard = t.read_storage();
+    let x = cuda_of(&guard, OP)?;
+    let dev = x.dev().clone();
+    let mut out = CudaStorage::alloc(&dev, to, n, OP)?;
+    if let Some(l) = ew(n) {
+        let f = dev.function(&STRIDED, name)?;
+        let nn = long(n, OP)?;
+        let xv = x.view::<S>(off..off + n, OP)?;
+        let mut yv = out.view_mut::<D>(OP)?;
+        let mut b = dev.stream.launch_builder(&f);
+        b.arg(&nn).arg(&xv).arg(&mut yv);
+        // SAFETY: cast_*(long long n, const S* x, D* y), both n elements.
+        unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
+    }
+    Ok(Storage::Cuda(out))
+}
+
+/// `t` converted to `dtype`: f32 ↔ bf16 (round to nearest even), f32 ↔ f64, and i64 or
+/// u8 → f32; other pairs are `UnsupportedDType` for now.
+pub(crate) fn to_dtype(t: &Tensor, dtype: DType) -> Result<Storage> {
+    match (t.dtype(), dtype) {
+        (DType::F32, DType::BF16) => cast_kernel::<f32, u16>("cast_f32_bf16", t, dtype),
+        (DType::BF16, DType::F32) => cast_kernel::<u16, f32>("cast_bf16_f32", t, dtype),
+        (DType::F64, DType::F32) => cast_kernel::<f64, f32>("cast_f64_f32", t, dtype),
+        (DType::F32, DType::F64) => cast_kernel::<f32, f64>("cast_f32_f64", t, dtype),
+        (DType::I64, DType::F32) => cast_kernel::<i64, f32>("cast_i64_f32", t, dtype),
+        (DType::U8, DType::F32) => cast_kernel::<u8, f32>("cast_u8_f32", t, dtype),
+        (_, to) => Err(Error::UnsupportedDType {
+            op: "to_dtype on CUDA (f32<->bf16, f32<->f64, i64->f32, u8->f32 so far)",
+            dtype: to,
+        }),
+    }
+}
+
+/// Kernel code and constants (p0, p1) of a unary op.
+fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
+    use ops::unary as u;
+    match op {
+        UnaryOp::Neg => (u::NEG, 0.0, 0.0),
+        UnaryOp::Exp => (u::EXP, 0.0, 0.0),
+        UnaryOp::Log => (u::LOG, 0.0, 0.0),
+        UnaryOp::Sqrt => (u::SQRT, 0.0, 0.0),
+        UnaryOp::Recip => (u::RECIP, 0.0, 0.0),
+        UnaryOp::Abs => (u::ABS, 0.0, 0.0),
+        UnaryOp::Sigmoid => (u::SIGMOID, 0.0, 0.0),
+        UnaryOp::Silu => (u::SILU, 0.0, 0.0),
+        UnaryOp::GeluTanh => (u::GELU_TANH, 0.0, 0.0),
+        UnaryOp::GeluErf => (u::GELU_ERF, 0.0, 0.0),
+        UnaryOp::Relu => (u::RELU, 0.0, 0.0),
+        UnaryOp::Tanh => (u::TANH, 0.0, 0.0),
+        UnaryOp::Powf(p) => (u::POWF, p as f32, 0.0),
+        UnaryOp::Affine { mul, add } => (u::AFFINE, mul as f32, add as f32),
+    }
+}
+
+/// `op` applied to every element of `x` (any layout), f32.
+pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Result<Storage> {
+    const OP: &str = "unary";
+    check_f32(OP, x.dtype())?;
+    let (code, p0, p1) = unary_code(op);
+    let guard = x.read_storage();
+    let xs = cuda_of(&guard, OP)?;
+    let dev = xs.dev().clone();
+    let n = x.elem_count();
+    let mut out = CudaStorage::alloc(&dev, DType::F32, n, OP)?;
+    if let Some(l) = ew(n) {
+        let f = dev.function(&ELEMENTWISE, "unary_fwd_f32")?;
+        let (nn, sx) = (long(n, OP)?, strided(x.layout(), OP)?);
+        let xv = xs.view::<f32>(0..xs.len(), OP)?;
+        let mut yv = out.view_mut::<f32>(OP)?;
+        let mut b = dev.stream.launch_builder(&f);
+        b.arg(&nn).arg(&code).arg(&p0).arg(&p1).arg(&sx).arg(&xv).arg(&mut yv);
+        // SAFETY: unary_fwd_f32(long long n, int op, float p0, float p1,
+        // Strided sx, const float* x, float* y); y holds n elements.
+        unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
+    }
+    Ok(Storage::Cuda(out))
+}
+
+/// `g · op'(x, y)` for contiguous f32 `g`, `x` and `y = op(x)` of one shape.
+pub(crate) fn unary_backward(g: &Tensor, x: &Tensor, y: &Tensor, op: UnaryOp) -> Result<Storage> {
+    const OP: &str = "unary_backward";
+    check_f32(OP, x.dtype())?;
+    let (code, p0, _) = unary_code(op);
+    let n = x.elem_count();
+    let (gs, xs, ys) = (g.read_storage(), x.read_storage(), y.read_storage());
+    let (gc, xc, yc) = (cuda_of(&gs, OP)?, cuda_of(&xs, OP)?, cuda_of(&ys, OP)?);
+    let dev = xc.dev().clone();
+    let mut out = CudaStorage::alloc(&dev, DType::F32, n, OP)?;
+    if let Some(l) = ew(n) {
+        let f = dev.function(&ELEMENTWISE, "unary_bwd_f32")?;
+        let nn = long(n, OP)?;
+        let at = |t: &Tensor| t.layout().offset()..t.layout().offset() + n;
+        let (gv, xv, yv) = (
+            gc.view::<f32>(at(g), OP)?,
+            xc.view::<f32>(at(x), OP)?,
+            yc.view::<f32>(at(y), OP)?,
+        );
+        let mut dv = out.view_mut::<f32>(OP)?;
+        let mut b = dev.stream.launch_builder(&f);
+        b.arg(&nn).arg(&code).arg(&p0).arg(&gv).arg(&xv).arg(&yv).arg(&mut dv);
+        // SAFETY: unary_bwd_f32(long long n, int op, float p0, const float* g,
+        // const float* x, const float* y, float* dx), all n elements.
+        unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
+    }
+    Ok(Storage::Cuda(out))
+}
+
+/// `a op b` with both layouts already broadcast to the output shape, f32.
+pub(crate) fn binary(a: &Tensor, la: &Layout, b: &Tensor, lb: &Layout, code: i32) -> Result<Storage> {
+    const OP: &str = "binary";
+    check_f32(OP, a.dtype())?;
+    let n = la.shape().elem_count();
+    let (ga, gb) = (a.read_storage(), b.read_storage());
+    let (ac, bc) = (cuda_of(&ga, OP)?, cuda_of(&gb, OP)?);
+    let dev = ac.dev().clone();
+    let mut out = CudaStorage::alloc(&dev, DType::F32, n, OP)?;
+    if let Some(l) = ew(n) {
+        let f = dev.function(&ELEMENTWISE, "binary_f32")?;
+        let (nn, sa, sb) = (long(n, OP)?, strided(la, OP)?, strided(lb, OP)?);
+        let (av, bv) = (ac.view::<f32>(0..ac.len(), OP)?, bc.view::<f32>(0..bc.len(), OP)?);
+        let mut ov = out.view_mut::<f32>(OP)?;
+        let mut bld = dev.stream.launch_builder(&f);
+        bld.arg(&nn).arg(&code).arg(&sa).arg(&av).arg(&sb).arg(&bv).arg(&mut ov);
+        // SAFETY: binary_f32(long long n, int op, Strided sa, const float* a,
+        // Strided sb, const float* b, float* out); out holds n elements.
+        unsafe { bld.launch(config(l)) }.map_err(cuda_err(OP))?;
+    }
+    Ok(Storage::Cuda(out))
+}

@@ -1,0 +1,60 @@
+//! The CUDA backend: device memory, kernels and cuBLAS behind the `cuda`
+//! feature, and a stub with the same functions when the feature is off.
+//!
+//! The op files in `tensor/` call the functions re-exported here when a
+//! tensor's device is not the CPU; each takes tensors whose storage is
+//! `Storage::Cuda` and returns new device storage, never touching the host
+//! except where its doc says so (uploads, downloads, the index checks of
+//! embedding and cross-entropy). Ops without a CUDA path fail in
+//! `Storage::cpu` with `Error::NotImplementedOnDevice`.
+//!
+//! Layout: `device.rs` (per-device context, one stream, cuBLAS handle,
+//! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
+//! uploads and downloads), `launch.rs` (launch helpers), and one file per op
+//! family (`elementwise.rs`, `reduce.rs`, `gemm.rs`, `fused.rs`, `index.rs`),
+//! and `autograd.rs` for ops recorded with CUDA-only backward state.
+
+#[cfg(feature = "cuda")]
+mod autograd;
+#[cfg(feature = "cuda")]
+mod device;
+#[cfg(feature = "cuda")]
+mod elementwise;
+#[cfg(feature = "cuda")]
+mod fused;
+#[cfg(feature = "cuda")]
+mod gemm;
+#[cfg(feature = "cuda")]
+mod index;
+#[cfg(feature = "cuda")]
+mod launch;
+#[cfg(feature = "cuda")]
+mod memory;
+#[cfg(feature = "cuda")]
+mod reduce;
+
+#[cfg(feature = "cuda")]
+pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device};
+#[cfg(feature = "cuda")]
+pub(crate) use device::check_device;
+#[cfg(feature = "cuda")]
+pub use device::{device_info, pool_stats};
+#[cfg(feature = "cuda")]
+pub(crate) use elementwise::{binary, contiguous, to_dtype, unary, unary_backward};
+#[cfg(feature = "cuda")]
+pub(crate) use fused::{rms_norm, rms_norm_backward, rope, softmax, softmax_backward};
+#[cfg(feature = "cuda")]
+pub(crate) use gemm::matmul;
+#[cfg(feature = "cuda")]
+pub use memory::CudaStorage;
+#[cfg(feature = "cuda")]
+pub(crate) use memory::{assign, download, upload};
+#[cfg(feature = "cuda")]
+pub(crate) use reduce::sum_dims;
+
+#[cfg(not(feature = "cuda"))]
+mod stub;
+#[cfg(not(feature = "cuda"))]
+pub(crate) use stub::*;
+#[cfg(not(feature = "cuda"))]
+pub use stub::{device_info, pool_stats};

@@ -1,0 +1,96 @@
+//! The CUDA backend's functions in a build without the `cuda` feature: the
+//! same signatures, each failing with `DeviceUnavailable`. No tensor can be
+//! on a CUDA device in such a build (`check_device` refuses), so only
+//! `check_device` and `device_info` are reached in practice.
+
+#![allow(clippy::too_many_arguments)]
+
+use crate::storage::{CpuStorage, Storage};
+use crate::{DType, Device, Error, Layout, Result, Shape, Tensor, UnaryOp};
+use moe_kernels::cuda::pool::PoolStats;
+
+fn off<T>(ordinal: usize) -> Result<T> {
+    Err(Error::DeviceUnavailable {
+        device: Device::Cuda(ordinal),
+        msg: "this build has no CUDA backend (enable the `cuda` feature)".into(),
+    })
+}
+
+pub(crate) fn check_device(ordinal: usize) -> Result<()> {
+    off(ordinal)
+}
+/// Name and compute capability of CUDA device `ordinal`; always an error
+/// without the `cuda` feature.
+pub fn device_info(ordinal: usize) -> Result<String> {
+    off(ordinal)
+}
+/// The caching allocator's counters; always an error without the feature.
+pub fn pool_stats(ordinal: usize) -> Result<PoolStats> {
+    off(ordinal)
+}
+pub(crate) fn upload(_: &CpuStorage, ordinal: usize) -> Result<Storage> {
+    off(ordinal)
+}
+pub(crate) fn to_device(_: &Tensor, device: &Device) -> Result<Tensor> {
+    match device {
+        Device::Cuda(i) => off(*i),
+        Device::Cpu => off(0),
+    }
+}
+pub(crate) fn download(_: &Tensor) -> Result<CpuStorage> {
+    off(0)
+}
+pub(crate) fn assign(_: &Tensor, _: std::ops::Range<usize>, _: &Tensor) -> Result<()> {
+    off(0)
+}
+pub(crate) fn contiguous(_: &Tensor) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn to_dtype(_: &Tensor, _: DType) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn unary(_: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn unary_backward(_: &Tensor, _: &Tensor, _: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn binary(_: &Tensor, _: &Layout, _: &Tensor, _: &Layout, _: i32) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn matmul(
+    _: &Tensor,
+    _: &Layout,
+    _: &Tensor,
+    _: &Layout,
+    _: &[usize],
+    _: usize,
+    _: usize,
+    _: usize,
+) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn sum_dims(_: &Tensor, _: &[usize]) -> Result<(Storage, Shape)> {
+    off(0)
+}
+pub(crate) fn softmax(_: &Tensor, _: bool) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn softmax_backward(_: &Tensor, _: &Tensor, _: bool) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn rms_norm(_: &Tensor, _: &Tensor, _: f64) -> Result<(Storage, Storage)> {
+    off(0)
+}
+pub(crate) fn rms_norm_backward(_: &Tensor, _: &Tensor, _: &Tensor, _: &Tensor) -> Result<(Storage, Storage)> {
+    off(0)
+}
+pub(crate) fn rope(_: &Tensor, _: &[i64], _: usize, _: &Tensor, _: &Tensor, _: f32) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn cross_entropy_op(_: &Tensor, _: &Tensor, _: i64, _: bool) -> Result<Tensor> {
+    off(0)
+}
+pub(crate) fn embedding_op(_: &Tensor, _: &Tensor) -> Result<Tensor> {
+    off(0)
+}

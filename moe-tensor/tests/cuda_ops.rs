@@ -1,0 +1,400 @@
+//! Every op with a CUDA path, compared with the CPU on every available
+//! accelerator (forward and backward, through `device_check`). Without a
+//! CUDA device (no `cuda` feature, no driver, no GPU) each test prints
+//! "no CUDA device: <reason>; skipping <test>" and passes.
+//!
+//! Tolerances (see `Tolerance`): elementwise f32 `F32` (1e-5 relative),
+//! reductions, softmax, norms, matmul `F32_REDUCE` (1e-4 relative), bf16
+//! matmul `BF16` (2e-2 relative); layout copies, casts and moves are exact.
+
+use moe_tensor::device_check::{accelerators_or_skip, compare_with_cpu, Tolerance};
+use moe_tensor::init::Rng;
+use moe_tensor::{DType, Device, Error, Reduction, Result, Rope, Tensor, UnaryOp};
+
+/// A view-then-copy under test.
+type ViewOp = fn(&Tensor) -> Result<Tensor>;
+
+const EXACT: Tolerance = Tolerance { rtol: 0.0, atol: 0.0 };
+
+fn randn(rng: &mut Rng, dims: &[usize]) -> Tensor {
+    rng.normal(dims.to_vec(), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn positive(rng: &mut Rng, dims: &[usize]) -> Tensor {
+    rng.uniform(dims.to_vec(), 0.5, 2.0, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn ids(v: Vec<i64>, dims: &[usize]) -> Tensor {
+    Tensor::from_vec(v, dims.to_vec(), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn moves_round_trip_every_dtype_exactly() -> Result<()> {
+    for dev in accelerators_or_skip("moves_round_trip_every_dtype_exactly") {
+        let f = Tensor::from_vec(vec![1.5f32, -2.0, 3.25, 0.0, 7.0, -1e-3], (2, 3), &Device::Cpu)?;
+        for dtype in [DType::F32, DType::F64, DType::BF16, DType::F16, DType::I64, DType::U8] {
+            let x = f.abs()?.to_dtype(dtype)?;
+            let back = x.to_device(&dev)?.to_device(&Device::Cpu)?;
+            assert_eq!(back.dtype(), dtype);
+            assert_eq!(back.to_vec_f64()?, x.to_vec_f64()?, "{dtype:?}");
+        }
+        // Constructors on the device and reading back.
+        let d = Tensor::from_vec(vec![1i64, 2, 3], 3, &dev)?;
+        assert_eq!(d.device(), dev);
+        assert_eq!(d.to_vec::<i64>()?, vec![1, 2, 3]);
+        assert_eq!(
+            Tensor::full(2.5, (2, 2), DType::F32, &dev)?.to_vec::<f32>()?,
+            vec![2.5; 4]
+        );
+        assert_eq!(
+            Tensor::arange(4, DType::F32, &dev)?.to_vec::<f32>()?,
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
+        assert!(matches!(d.to_vec::<f32>(), Err(Error::DTypeMismatch { .. })));
+    }
+    Ok(())
+}
+
+#[test]
+fn views_become_contiguous_exactly() -> Result<()> {
+    for dev in accelerators_or_skip("views_become_contiguous_exactly") {
+        let mut rng = Rng::seed(1);
+        let x = randn(&mut rng, &[4, 5, 6]);
+        let cases: [(&str, ViewOp); 4] = [
+            ("transpose", |t| t.transpose(0, 2)?.contiguous()),
+            ("narrow", |t| t.narrow(1, 1, 3)?.contiguous()),
+            ("permute+narrow", |t| t.transpose(1, 2)?.narrow(0, 2, 2)?.contiguous()),
+            ("broadcast", |t| {
+                t.narrow(0, 0, 1)?.broadcast_as((3, 5, 6))?.contiguous()
+            }),
+        ];
+        for (name, f) in cases {
+            compare_with_cpu(name, &dev, |t| f(&t[0]), std::slice::from_ref(&x), true, EXACT)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn casts_match_the_cpu() -> Result<()> {
+    for dev in accelerators_or_skip("casts_match_the_cpu") {
+        let mut rng = Rng::seed(2);
+        let x = randn(&mut rng, &[3, 7]).mul_scalar(100.0)?;
+        // Round to nearest even on both sides, so bf16 is exact too.
+        compare_with_cpu(
+            "f32->bf16",
+            &dev,
+            |t| t[0].to_dtype(DType::BF16),
+            std::slice::from_ref(&x),
+            true,
+            EXACT,
+        )?;
+        let b = x.to_dtype(DType::BF16)?;
+        compare_with_cpu("bf16->f32", &dev, |t| t[0].to_dtype(DType::F32), &[b], false, EXACT)?;
+        let d = x.to_dtype(DType::F64)?;
+        compare_with_cpu("f64->f32", &dev, |t| t[0].to_dtype(DType::F32), &[d], false, EXACT)?;
+        let i = ids(vec![-3, 0, 5, 1 << 20], &[4]);
+        compare_with_cpu("i64->f32", &dev, |t| t[0].to_dtype(DType::F32), &[i], false, EXACT)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn unary_ops_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("unary_ops_forward_and_backward") {
+        let mut rng = Rng::seed(3);
+        let x = randn(&mut rng, &[5, 9]);
+        let p = positive(&mut rng, &[5, 9]);
+        let ops = [
+            UnaryOp::Neg,
+            UnaryOp::Exp,
+            UnaryOp::Abs,
+            UnaryOp::Sigmoid,
+            UnaryOp::Silu,
+            UnaryOp::GeluTanh,
+            UnaryOp::GeluErf,
+            UnaryOp::Relu,
+            UnaryOp::Tanh,
+            UnaryOp::Powf(2.0),
+            UnaryOp::Affine { mul: 1.5, add: -0.25 },
+        ];
+        for op in ops {
+            compare_with_cpu(
+                &format!("{op:?}"),
+                &dev,
+                |t| t[0].unary(op),
+                std::slice::from_ref(&x),
+                true,
+                Tolerance::F32,
+            )?;
+        }
+        // On a transposed view too.
+        compare_with_cpu(
+            "silu of a view",
+            &dev,
+            |t| t[0].t()?.silu(),
+            std::slice::from_ref(&x),
+            true,
+            Tolerance::F32,
+        )?;
+        for op in [UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Recip, UnaryOp::Powf(1.7)] {
+            compare_with_cpu(
+                &format!("{op:?}"),
+                &dev,
+                |t| t[0].unary(op),
+                std::slice::from_ref(&p),
+                true,
+                Tolerance::F32,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn binary_ops_broadcast_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("binary_ops_broadcast_forward_and_backward") {
+        let mut rng = Rng::seed(4);
+        let a = randn(&mut rng, &[3, 1, 4]);
+        let b = positive(&mut rng, &[2, 4]);
+        let ins = [a.clone(), b.clone()];
+        compare_with_cpu("add", &dev, |t| t[0].add(&t[1]), &ins, true, Tolerance::F32)?;
+        compare_with_cpu("sub", &dev, |t| t[0].sub(&t[1]), &ins, true, Tolerance::F32)?;
+        compare_with_cpu("mul", &dev, |t| t[0].mul(&t[1]), &ins, true, Tolerance::F32_REDUCE)?;
+        compare_with_cpu("div", &dev, |t| t[0].div(&t[1]), &ins, true, Tolerance::F32_REDUCE)?;
+        // Forward only: the backward's comparison mask (ge/le) has no CUDA path yet.
+        compare_with_cpu("maximum", &dev, |t| t[0].maximum(&t[1]), &ins, false, EXACT)?;
+        compare_with_cpu("minimum", &dev, |t| t[0].minimum(&t[1]), &ins, false, EXACT)?;
+        let other = Tensor::zeros((2, 4), DType::F32, &Device::Cpu)?;
+        let a_dev = a.to_device(&dev)?;
+        assert!(matches!(a_dev.add(&other), Err(Error::DeviceMismatch { .. })));
+    }
+    Ok(())
+}
+
+#[test]
+fn sums_and_means_over_dims() -> Result<()> {
+    for dev in accelerators_or_skip("sums_and_means_over_dims") {
+        let mut rng = Rng::seed(5);
+        let x = randn(&mut rng, &[3, 4, 5]);
+        let tol = Tolerance::F32_REDUCE;
+        compare_with_cpu(
+            "sum dim 0",
+            &dev,
+            |t| t[0].sum(&[0], false),
+            std::slice::from_ref(&x),
+            true,
+            tol,
+        )?;
+        compare_with_cpu(
+            "sum dims 1,2",
+            &dev,
+            |t| t[0].sum(&[1, 2], true),
+            std::slice::from_ref(&x),
+            true,
+            tol,
+        )?;
+        compare_with_cpu("sum_all", &dev, |t| t[0].sum_all(), std::slice::from_ref(&x), true, tol)?;
+        compare_with_cpu(
+            "mean -1",
+            &dev,
+            |t| t[0].mean(&[-1], false),
+            std::slice::from_ref(&x),
+            true,
+            tol,
+        )?;
+        compare_with_cpu(
+            "sum of a view",
+            &dev,
+            |t| t[0].transpose(0, 2)?.sum(&[1], false),
+            std::slice::from_ref(&x),
+            true,
+            tol,
+        )?;
+        // A long row: several warps and a grid-stride over the row.
+        let long = randn(&mut rng, &[2, 5000]);
+        compare_with_cpu("sum long rows", &dev, |t| t[0].sum(&[1], false), &[long], true, tol)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn matmul_f32_and_bf16() -> Result<()> {
+    for dev in accelerators_or_skip("matmul_f32_and_bf16") {
+        let mut rng = Rng::seed(6);
+        let tol = Tolerance::F32_REDUCE;
+        let a = randn(&mut rng, &[5, 7]);
+        let b = randn(&mut rng, &[7, 3]);
+        let ab = [a.clone(), b.clone()];
+        compare_with_cpu("matmul", &dev, |t| t[0].matmul(&t[1]), &ab, true, tol)?;
+        let bt = randn(&mut rng, &[3, 7]);
+        compare_with_cpu(
+            "matmul Bᵀ view",
+            &dev,
+            |t| t[0].matmul(&t[1].t()?),
+            &[a.clone(), bt],
+            true,
+            tol,
+        )?;
+        let a3 = randn(&mut rng, &[2, 5, 7]);
+        let b3 = randn(&mut rng, &[2, 7, 3]);
+        compare_with_cpu("batched", &dev, |t| t[0].matmul(&t[1]), &[a3.clone(), b3], true, tol)?;
+        compare_with_cpu("broadcast B", &dev, |t| t[0].matmul(&t[1]), &[a3, b.clone()], true, tol)?;
+        let bf = |t: &[Tensor]| t[0].to_dtype(DType::BF16)?.matmul(&t[1].to_dtype(DType::BF16)?);
+        compare_with_cpu("matmul bf16", &dev, bf, &ab, false, Tolerance::BF16)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn softmax_and_log_softmax() -> Result<()> {
+    for dev in accelerators_or_skip("softmax_and_log_softmax") {
+        let mut rng = Rng::seed(7);
+        let x = randn(&mut rng, &[4, 6, 33]).mul_scalar(3.0)?;
+        let tol = Tolerance::F32_REDUCE;
+        compare_with_cpu(
+            "softmax -1",
+            &dev,
+            |t| t[0].softmax(-1),
+            std::slice::from_ref(&x),
+            true,
+            tol,
+        )?;
+        compare_with_cpu(
+            "log_softmax -1",
+            &dev,
+            |t| t[0].log_softmax(-1),
+            std::slice::from_ref(&x),
+            true,
+            tol,
+        )?;
+        compare_with_cpu(
+            "softmax 1",
+            &dev,
+            |t| t[0].softmax(1),
+            std::slice::from_ref(&x),
+            true,
+            tol,
+        )?;
+        let wide = randn(&mut rng, &[3, 3000]);
+        compare_with_cpu("log_softmax wide", &dev, |t| t[0].log_softmax(-1), &[wide], true, tol)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn rms_norm_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("rms_norm_forward_and_backward") {
+        let mut rng = Rng::seed(8);
+        let x = randn(&mut rng, &[2, 3, 40]);
+        let w = positive(&mut rng, &[40]);
+        let f = |t: &[Tensor]| t[0].rms_norm(&t[1], 1e-5);
+        compare_with_cpu("rms_norm", &dev, f, &[x, w], true, Tolerance::F32_REDUCE)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn rope_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("rope_forward_and_backward") {
+        let mut rng = Rng::seed(9);
+        let x = randn(&mut rng, &[2, 3, 5, 8]);
+        let tables = |d: &Device| Rope::new(8, 16, 10_000.0, DType::F32, d);
+        let (cpu_rope, dev_rope) = (tables(&Device::Cpu)?, tables(&dev)?);
+        let f = |t: &[Tensor]| {
+            let rope = if t[0].device().is_cpu() { &cpu_rope } else { &dev_rope };
+            t[0].rope(rope, 3)
+        };
+        compare_with_cpu("rope", &dev, f, std::slice::from_ref(&x), true, Tolerance::F32)?;
+        let pos = ids(vec![0, 2, 4, 6, 8, 1, 3, 5, 7, 9], &[2, 5]);
+        let g = |t: &[Tensor]| {
+            let rope = if t[0].device().is_cpu() { &cpu_rope } else { &dev_rope };
+            t[0].rope_at(rope, &t[1])
+        };
+        compare_with_cpu("rope_at [B, T] ids", &dev, g, &[x, pos], true, Tolerance::F32)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn cross_entropy_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("cross_entropy_forward_and_backward") {
+        let mut rng = Rng::seed(10);
+        let logits = randn(&mut rng, &[2, 3, 50]).mul_scalar(2.0)?;
+        let targets = ids(vec![4, -100, 49, 0, 7, -100], &[2, 3]);
+        for red in [Reduction::Mean, Reduction::Sum] {
+            let f = |t: &[Tensor]| t[0].cross_entropy(&t[1], -100, red);
+            let ins = [logits.clone(), targets.clone()];
+            compare_with_cpu(
+                &format!("cross_entropy {red:?}"),
+                &dev,
+                f,
+                &ins,
+                true,
+                Tolerance::F32_REDUCE,
+            )?;
+        }
+        let bad = ids(vec![4, 50, 1, 0, 7, 2], &[2, 3]).to_device(&dev)?;
+        let l = logits.to_device(&dev)?;
+        assert!(matches!(
+            l.cross_entropy(&bad, -100, Reduction::Mean),
+            Err(Error::IndexOutOfRange { .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn embedding_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("embedding_forward_and_backward") {
+        let mut rng = Rng::seed(11);
+        let w = randn(&mut rng, &[10, 6]);
+        let i = ids(vec![3, 0, 3, 9, 2, 3], &[2, 3]);
+        let f = |t: &[Tensor]| t[0].embedding(&t[1]);
+        compare_with_cpu("embedding", &dev, f, &[w.clone(), i], true, Tolerance::F32)?;
+        let bad = ids(vec![1, 10], &[2]).to_device(&dev)?;
+        assert!(matches!(
+            w.to_device(&dev)?.embedding(&bad),
+            Err(Error::IndexOutOfRange { .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn assign_in_place_and_unported_ops_name_themselves() -> Result<()> {
+    for dev in accelerators_or_skip("assign_in_place_and_unported_ops_name_themselves") {
+        let dst = Tensor::zeros((2, 3), DType::F32, &dev)?;
+        let src = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], (3, 2), &Device::Cpu)?;
+        dst.assign(&src.t()?.to_device(&dev)?)?;
+        assert_eq!(dst.to_vec::<f32>()?, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        // Self-assignment from a view of its own storage is safe.
+        dst.assign(&dst.narrow(0, 1, 1)?.broadcast_as((2, 3))?)?;
+        assert_eq!(dst.to_vec::<f32>()?, vec![2.0, 4.0, 6.0, 2.0, 4.0, 6.0]);
+        // An op without a CUDA path is a typed error naming it and the device.
+        match dst.cumsum(1) {
+            Err(Error::NotImplementedOnDevice { op, device }) => {
+                assert!(!op.is_empty());
+                assert_eq!(device, dev);
+            }
+            other => panic!("expected NotImplementedOnDevice, got {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn freed_buffers_are_reused_by_the_allocator() -> Result<()> {
+    for dev in accelerators_or_skip("freed_buffers_are_reused_by_the_allocator") {
+        let Device::Cuda(ordinal) = dev else { continue };
+        let x = Tensor::zeros(1000, DType::F32, &dev)?;
+        let y = x.exp()?;
+        drop(y);
+        let before = moe_tensor::cuda_backend::pool_stats(ordinal)?;
+        let z = x.exp()?;
+        let after = moe_tensor::cuda_backend::pool_stats(ordinal)?;
+        assert_eq!(after.hits, before.hits + 1, "{before:?} -> {after:?}");
+        assert_eq!(z.to_vec::<f32>()?, vec![1.0; 1000]);
+    }
+    Ok(())
+}
