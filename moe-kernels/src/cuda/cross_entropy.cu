@@ -6,9 +6,10 @@
 // One block per row (launch::rows(rows, v)):
 // lse[r] = logsumexp(logits[r]); loss_row[r] = lse[r] - logits[r, target]
 // for a valid target, 0 for an ignored one. A target that is neither in
-// [0, v) nor ignore_index sets *bad to 1 (checked by the host) and gives 0.
+// [0, v) nor ignore_index sets bad[0] = 1 and bad[1] = that target (one of
+// them if several; checked by the host) and gives 0.
 extern "C" __global__ void ce_fwd_rows_f32(int rows, int v, long long ignore, const float* logits,
-                                           const long long* targets, float* lse, float* loss_row, int* bad) {
+                                           const long long* targets, float* lse, float* loss_row, long long* bad) {
     for (int r = blockIdx.x; r < rows; r += gridDim.x) {
         const float* xr = logits + (long long)r * v;
         float m = NEG_INF_F;
@@ -25,7 +26,8 @@ extern "C" __global__ void ce_fwd_rows_f32(int rows, int v, long long ignore, co
             if (tg == ignore) {
                 loss = 0.0f;
             } else if (tg < 0 || tg >= v) {
-                *bad = 1;
+                bad[0] = 1;
+                bad[1] = tg;
             } else {
                 loss = l - xr[tg];
             }

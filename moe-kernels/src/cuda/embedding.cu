@@ -2,15 +2,17 @@
 // its backward (scatter-add into the table's gradient).
 
 // y[k, d] = w[ids[k], d], y: [n_ids, dim]. An id outside [0, vocab) sets
-// *bad = 1 (checked by the host) and writes 0. Launch::elementwise(n_ids * dim).
+// bad[0] = 1 and bad[1] = that id (one of them if several; checked by the
+// host) and writes 0. Launch::elementwise(n_ids * dim).
 extern "C" __global__ void embedding_fwd_f32(long long n_ids, int dim, long long vocab, const long long* ids,
-                                             const float* w, float* y, int* bad) {
+                                             const float* w, float* y, long long* bad) {
     long long n = n_ids * dim;
     GRID_STRIDE_LOOP(i, n) {
         long long k = i / dim, d = i % dim;
         long long id = ids[k];
         if (id < 0 || id >= vocab) {
-            *bad = 1;
+            bad[0] = 1;
+            bad[1] = id;
             y[i] = 0.0f;
         } else {
             y[i] = w[id * dim + d];

@@ -81,6 +81,11 @@ impl CudaDev {
             return Err(unavailable(ordinal, format!("{count} CUDA device(s) present")));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| unavailable(ordinal, format!("context: {e:?}")))?;
+        // SAFETY: every allocation, copy, kernel and cuBLAS call of this
+        // context goes through `stream` (one per device), so stream order
+        // alone orders all uses of every buffer; cudarc's per-buffer events
+        // (a record per argument per launch) would only add overhead.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx
             .new_stream()
             .map_err(|e| unavailable(ordinal, format!("stream: {e:?}")))?;

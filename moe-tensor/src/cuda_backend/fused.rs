@@ -26,22 +26,23 @@ fn elems<'a, T>(s: &'a CudaStorage, t: &Tensor, op: &'static str) -> Result<Cuda
     s.view::<T>(off..off + t.elem_count(), op)
 }
 
-/// A device-side error flag: one zeroed 4-byte word from the pool.
-fn flag(dev: &Arc<CudaDev>, op: &'static str) -> Result<CudaStorage> {
-    let mut f = CudaStorage::alloc(dev, DType::F32, 1, op)?;
+/// A device-side bad-index report: `[flag, index]`, zeroed, from the pool.
+pub(crate) fn bad_index_flag(dev: &Arc<CudaDev>, op: &'static str) -> Result<CudaStorage> {
+    let mut f = CudaStorage::alloc(dev, DType::I64, 2, op)?;
     dev.stream
-        .memset_zeros(&mut f.view_mut::<i32>(op)?)
+        .memset_zeros(&mut f.view_mut::<i64>(op)?)
         .map_err(cuda_err(op))?;
     Ok(f)
 }
 
-/// Reads a flag back (waits for the stream).
-fn flag_set(dev: &Arc<CudaDev>, f: &CudaStorage, op: &'static str) -> Result<bool> {
-    let mut host = [0i32; 1];
+/// Reads a bad-index report back (waits for the stream): the offending
+/// index if a kernel set the flag.
+pub(crate) fn bad_index(dev: &Arc<CudaDev>, f: &CudaStorage, op: &'static str) -> Result<Option<i64>> {
+    let mut host = [0i64; 2];
     dev.stream
-        .memcpy_dtoh(&f.view::<i32>(0..1, op)?, &mut host)
+        .memcpy_dtoh(&f.view::<i64>(0..2, op)?, &mut host)
         .map_err(cuda_err(op))?;
-    Ok(host[0] != 0)
+    Ok((host[0] != 0).then_some(host[1]))
 }
 
 /// Softmax (`log = false`) or log-softmax over the last dim of `x`.
@@ -264,7 +265,7 @@ pub(crate) fn cross_entropy(
     let mut lse = CudaStorage::alloc(&dev, DType::F32, rows, OP)?;
     let mut loss_row = CudaStorage::alloc(&dev, DType::F32, rows, OP)?;
     let mut stats = CudaStorage::alloc(&dev, DType::F32, 2, OP)?;
-    let mut bad = flag(&dev, OP)?;
+    let mut bad = bad_index_flag(&dev, OP)?;
     let (r, vv, m) = (int(rows, OP, "rows")?, int(v, OP, "vocabulary")?, mean as i32);
     let tv = elems::<i64>(tc, &targets, OP)?;
     if let Some(l) = launch::rows(rows, v) {
@@ -273,7 +274,7 @@ pub(crate) fn cross_entropy(
         let (mut lv, mut rv, mut bv) = (
             lse.view_mut::<f32>(OP)?,
             loss_row.view_mut::<f32>(OP)?,
-            bad.view_mut::<i32>(OP)?,
+            bad.view_mut::<i64>(OP)?,
         );
         let mut b = dev.stream.launch_builder(&f);
         b.arg(&r)
@@ -286,7 +287,7 @@ pub(crate) fn cross_entropy(
             .arg(&mut bv);
         // SAFETY: ce_fwd_rows_f32(int rows, int v, long long ignore,
         // const float* logits, const long long* targets, float* lse,
-        // float* loss_row, int* bad): logits rows*v, the rest rows (bad 1).
+        // float* loss_row, long long* bad): logits rows*v, the rest rows (bad 2).
         unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
     }
     {
@@ -300,12 +301,8 @@ pub(crate) fn cross_entropy(
         // one block striding over the rows.
         unsafe { b.launch(config(launch::single_block(rows))) }.map_err(cuda_err(OP))?;
     }
-    if flag_set(&dev, &bad, OP)? {
-        return Err(Error::IndexOutOfRange {
-            op: OP,
-            index: -1,
-            size: v,
-        });
+    if let Some(index) = bad_index(&dev, &bad, OP)? {
+        return Err(Error::IndexOutOfRange { op: OP, index, size: v });
     }
     // The loss is stats[0]: a one-element copy keeps `stats` for backward.
     let mut loss = CudaStorage::alloc(&dev, DType::F32, 1, OP)?;

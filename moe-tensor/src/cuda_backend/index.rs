@@ -2,6 +2,7 @@
 
 use super::device::cuda_err;
 use super::elementwise::check_f32;
+use super::fused::{bad_index, bad_index_flag};
 use super::launch::{config, int, long};
 use super::memory::{cuda_of, CudaStorage};
 use crate::storage::Storage;
@@ -23,10 +24,7 @@ pub(crate) fn embedding(w: &Tensor, ids: &Tensor) -> Result<Storage> {
     let (wc, ic) = (cuda_of(&ws, OP)?, cuda_of(&is, OP)?);
     let dev = wc.dev().clone();
     let mut out = CudaStorage::alloc(&dev, DType::F32, n * d, OP)?;
-    let mut bad = CudaStorage::alloc(&dev, DType::F32, 1, OP)?;
-    dev.stream
-        .memset_zeros(&mut bad.view_mut::<i32>(OP)?)
-        .map_err(cuda_err(OP))?;
+    let mut bad = bad_index_flag(&dev, OP)?;
     if let Some(l) = launch::elementwise(n * d) {
         let f = dev.function(&EMBEDDING, "embedding_fwd_f32")?;
         let (nn, dd, vv) = (long(n, OP)?, int(d, OP, "embedding width")?, long(v, OP)?);
@@ -34,24 +32,16 @@ pub(crate) fn embedding(w: &Tensor, ids: &Tensor) -> Result<Storage> {
         let iv = ic.view::<i64>(io..io + n, OP)?;
         let wo = w.layout().offset();
         let wv = wc.view::<f32>(wo..wo + v * d, OP)?;
-        let (mut ov, mut bv) = (out.view_mut::<f32>(OP)?, bad.view_mut::<i32>(OP)?);
+        let (mut ov, mut bv) = (out.view_mut::<f32>(OP)?, bad.view_mut::<i64>(OP)?);
         let mut b = dev.stream.launch_builder(&f);
         b.arg(&nn).arg(&dd).arg(&vv).arg(&iv).arg(&wv).arg(&mut ov).arg(&mut bv);
         // SAFETY: embedding_fwd_f32(long long n_ids, int dim, long long vocab,
-        // const long long* ids, const float* w, float* y, int* bad); ids are
+        // const long long* ids, const float* w, float* y, long long* bad); ids are
         // bounds-checked in the kernel before indexing w.
         unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
     }
-    let mut host = [0i32; 1];
-    dev.stream
-        .memcpy_dtoh(&bad.view::<i32>(0..1, OP)?, &mut host)
-        .map_err(cuda_err(OP))?;
-    if host[0] != 0 {
-        return Err(Error::IndexOutOfRange {
-            op: OP,
-            index: -1,
-            size: v,
-        });
+    if let Some(index) = bad_index(&dev, &bad, OP)? {
+        return Err(Error::IndexOutOfRange { op: OP, index, size: v });
     }
     Ok(Storage::Cuda(out))
 }
