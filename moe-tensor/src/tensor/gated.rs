@@ -93,11 +93,20 @@ impl Tensor {
             });
         }
         super::binary::check_binary(op, self, up)?;
+        // SiLU gating runs the vectorised kernel on contiguous values: copying
+        // strided views (e.g. the halves of a fused gate/up projection) first is
+        // much cheaper than the scalar strided path. Only values are read here;
+        // the recorded inputs stay `self` and `up`.
+        let fused_silu = act == UnaryOp::Silu;
+        let (gate_c, up_c) = if fused_silu {
+            crate::no_grad(|| Ok::<_, Error>((self.contiguous()?, up.contiguous()?)))?
+        } else {
+            (self.clone(), up.clone())
+        };
         let out = {
-            let (ga, gb) = (self.read_storage(), up.read_storage());
-            let fused_silu = act == UnaryOp::Silu && self.is_contiguous() && up.is_contiguous();
+            let (ga, gb) = (gate_c.read_storage(), up_c.read_storage());
             let n = self.elem_count();
-            let (oa, ob) = (self.layout().offset(), up.layout().offset());
+            let (oa, ob) = (gate_c.layout().offset(), up_c.layout().offset());
             crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
                 let y = if fused_silu {
                     let mut y = vec![T::default(); n];
