@@ -11,6 +11,9 @@ use moe_tensor::device_check::{accelerators_or_skip, compare_with_cpu, Tolerance
 use moe_tensor::init::Rng;
 use moe_tensor::{DType, Device, Error, Reduction, Result, Rope, Tensor, UnaryOp};
 
+/// A comparison under test.
+type CmpOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
+
 /// A view-then-copy under test.
 type ViewOp = fn(&Tensor) -> Result<Tensor>;
 
@@ -162,9 +165,25 @@ fn binary_ops_broadcast_forward_and_backward() -> Result<()> {
         compare_with_cpu("sub", &dev, |t| t[0].sub(&t[1]), &ins, true, Tolerance::F32)?;
         compare_with_cpu("mul", &dev, |t| t[0].mul(&t[1]), &ins, true, Tolerance::F32_REDUCE)?;
         compare_with_cpu("div", &dev, |t| t[0].div(&t[1]), &ins, true, Tolerance::F32_REDUCE)?;
-        // Forward only: the backward's comparison mask (ge/le) has no CUDA path yet.
-        compare_with_cpu("maximum", &dev, |t| t[0].maximum(&t[1]), &ins, false, EXACT)?;
-        compare_with_cpu("minimum", &dev, |t| t[0].minimum(&t[1]), &ins, false, EXACT)?;
+        compare_with_cpu("maximum", &dev, |t| t[0].maximum(&t[1]), &ins, true, Tolerance::F32)?;
+        compare_with_cpu("minimum", &dev, |t| t[0].minimum(&t[1]), &ins, true, Tolerance::F32)?;
+        for (name, f) in [
+            ("ge", Tensor::ge as CmpOp),
+            ("lt", Tensor::lt),
+            ("eq", Tensor::eq),
+            ("ne", Tensor::ne),
+        ] {
+            // Ties included: `a` against itself broadcast.
+            compare_with_cpu(name, &dev, |t| f(&t[0], &t[1]), &ins, false, EXACT)?;
+            compare_with_cpu(
+                name,
+                &dev,
+                |t| f(&t[0], &t[0].t()?.t()?),
+                std::slice::from_ref(&a),
+                false,
+                EXACT,
+            )?;
+        }
         let other = Tensor::zeros((2, 4), DType::F32, &Device::Cpu)?;
         let a_dev = a.to_device(&dev)?;
         assert!(matches!(a_dev.add(&other), Err(Error::DeviceMismatch { .. })));

@@ -24,6 +24,13 @@
 #define BOP_MAXIMUM 4
 #define BOP_MINIMUM 5
 
+#define CMP_EQ 0
+#define CMP_NE 1
+#define CMP_LT 2
+#define CMP_LE 3
+#define CMP_GT 4
+#define CMP_GE 5
+
 #define SQRT_2_OVER_PI 0.7978845608028654f
 #define GELU_C 0.044715f
 #define FRAC_1_SQRT_2 0.7071067811865476f
@@ -134,11 +141,23 @@ extern "C" __global__ void binary_f32(long long n, int op, Strided sa, const flo
     GRID_STRIDE_LOOP(i, n) { out[i] = binary_f(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]); }
 }
 
-// mask[i] = a[view_a(i)] >= b[view_b(i)] (ge = 1) or <= (ge = 0), as u8.
-extern "C" __global__ void compare_f32(long long n, int ge, Strided sa, const float* a, Strided sb,
+__device__ __forceinline__ bool compare_f(int op, float x, float z) {
+    switch (op) {
+        case CMP_EQ: return x == z;
+        case CMP_NE: return x != z;
+        case CMP_LT: return x < z;
+        case CMP_LE: return x <= z;
+        case CMP_GT: return x > z;
+        case CMP_GE: return x >= z;
+        default: return false;
+    }
+}
+
+// mask[i] = a[view_a(i)] <op> b[view_b(i)] as u8 (1 = true), both views
+// broadcast to the output shape, mask row-major [n].
+extern "C" __global__ void compare_f32(long long n, int op, Strided sa, const float* a, Strided sb,
                                        const float* b, unsigned char* mask) {
     GRID_STRIDE_LOOP(i, n) {
-        float x = a[strided_offset(sa, i)], z = b[strided_offset(sb, i)];
-        mask[i] = (unsigned char)(ge ? (x >= z) : (x <= z));
+        mask[i] = (unsigned char)compare_f(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]);
     }
 }

@@ -36,6 +36,25 @@ pub mod unary {
     ];
 }
 
+/// Comparison codes (`CMP_*`).
+pub mod compare {
+    pub const EQ: i32 = 0;
+    pub const NE: i32 = 1;
+    pub const LT: i32 = 2;
+    pub const LE: i32 = 3;
+    pub const GT: i32 = 4;
+    pub const GE: i32 = 5;
+    /// Every code with its `.cu` name, for the agreement test.
+    pub const ALL: &[(&str, i32)] = &[
+        ("CMP_EQ", EQ),
+        ("CMP_NE", NE),
+        ("CMP_LT", LT),
+        ("CMP_LE", LE),
+        ("CMP_GT", GT),
+        ("CMP_GE", GE),
+    ];
+}
+
 /// Binary op codes (`BOP_*`).
 pub mod binary {
     pub const ADD: i32 = 0;

@@ -101,13 +101,17 @@ fn defines(src: &str) -> Vec<(String, i32)> {
 #[test]
 fn op_codes_match_the_cuda_defines() {
     let defs = defines(ELEMENTWISE.source);
-    for &(name, code) in ops::unary::ALL.iter().chain(ops::binary::ALL) {
+    for &(name, code) in ops::unary::ALL.iter().chain(ops::binary::ALL).chain(ops::compare::ALL) {
         let found: Vec<i32> = defs.iter().filter(|(n, _)| n == name).map(|(_, v)| *v).collect();
         assert_eq!(found, vec![code], "{name}");
     }
     let uop = defs.iter().filter(|(n, _)| n.starts_with("UOP_")).count();
     let bop = defs.iter().filter(|(n, _)| n.starts_with("BOP_")).count();
-    assert_eq!((uop, bop), (ops::unary::ALL.len(), ops::binary::ALL.len()));
+    let cmp = defs.iter().filter(|(n, _)| n.starts_with("CMP_")).count();
+    assert_eq!(
+        (uop, bop, cmp),
+        (ops::unary::ALL.len(), ops::binary::ALL.len(), ops::compare::ALL.len())
+    );
 }
 
 #[test]

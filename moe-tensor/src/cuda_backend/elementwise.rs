@@ -180,6 +180,30 @@ pub(crate) fn unary_backward(g: &Tensor, x: &Tensor, y: &Tensor, op: UnaryOp) ->
     Ok(Storage::Cuda(out))
 }
 
+/// The u8 mask `a <cmp> b` (`cmp` a `moe_kernels::cuda::ops::compare`
+/// code) with both layouts already broadcast to the output shape, f32.
+pub(crate) fn compare(a: &Tensor, la: &Layout, b: &Tensor, lb: &Layout, code: i32) -> Result<Storage> {
+    const OP: &str = "compare";
+    check_f32(OP, a.dtype())?;
+    let n = la.shape().elem_count();
+    let (ga, gb) = (a.read_storage(), b.read_storage());
+    let (ac, bc) = (cuda_of(&ga, OP)?, cuda_of(&gb, OP)?);
+    let dev = ac.dev().clone();
+    let mut out = CudaStorage::alloc(&dev, DType::U8, n, OP)?;
+    if let Some(l) = ew(n) {
+        let f = dev.function(&ELEMENTWISE, "compare_f32")?;
+        let (nn, sa, sb) = (long(n, OP)?, strided(la, OP)?, strided(lb, OP)?);
+        let (av, bv) = (ac.view::<f32>(0..ac.len(), OP)?, bc.view::<f32>(0..bc.len(), OP)?);
+        let mut ov = out.view_mut::<u8>(OP)?;
+        let mut bld = dev.stream.launch_builder(&f);
+        bld.arg(&nn).arg(&code).arg(&sa).arg(&av).arg(&sb).arg(&bv).arg(&mut ov);
+        // SAFETY: compare_f32(long long n, int op, Strided sa, const float* a,
+        // Strided sb, const float* b, unsigned char* mask); mask holds n.
+        unsafe { bld.launch(config(l)) }.map_err(cuda_err(OP))?;
+    }
+    Ok(Storage::Cuda(out))
+}
+
 /// `a op b` with both layouts already broadcast to the output shape, f32.
 pub(crate) fn binary(a: &Tensor, la: &Layout, b: &Tensor, lb: &Layout, code: i32) -> Result<Storage> {
     const OP: &str = "binary";

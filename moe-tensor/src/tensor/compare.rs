@@ -17,6 +17,19 @@ enum Cmp {
 }
 
 impl Cmp {
+    /// The comparison's code in the CUDA kernels.
+    fn cuda_code(self) -> i32 {
+        use moe_kernels::cuda::ops::compare as c;
+        match self {
+            Cmp::Eq => c::EQ,
+            Cmp::Ne => c::NE,
+            Cmp::Lt => c::LT,
+            Cmp::Le => c::LE,
+            Cmp::Gt => c::GT,
+            Cmp::Ge => c::GE,
+        }
+    }
+
     fn test<T: PartialOrd>(self, a: T, b: T) -> u8 {
         (match self {
             Cmp::Eq => a == b,
@@ -35,6 +48,10 @@ impl Tensor {
         let shape = check_binary(op, self, rhs)?;
         let la = self.layout().broadcast_as(&shape)?;
         let lb = rhs.layout().broadcast_as(&shape)?;
+        if !self.device().is_cpu() {
+            let mask = crate::cuda_backend::compare(self, &la, rhs, &lb, cmp.cuda_code())?;
+            return Ok(Tensor::from_storage(mask, shape));
+        }
         let sa = Strided {
             dims: la.dims(),
             strides: la.strides(),
