@@ -251,6 +251,21 @@ fn report_on_synthetic_runs() {
             assert!(t.contains(s), "{file}: {s:?} missing");
         }
     }
+    // Sample efficiency, by hand: moe-a-b's last validation (its step 4, token 1000) sits at
+    // 1000 + 1000 tokens and 4e9 (its log) + 4e9 (moe-a's FLOPs up to token 1000) FLOPs.
+    let e: Value = serde_json::from_str(&std::fs::read_to_string(out.join("efficiency.json")).unwrap()).unwrap();
+    let s = e
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["run"] == "moe-a-b" && s["domain"] == "german")
+        .unwrap();
+    let last = s["points"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["tokens"], 2000);
+    close(&last["flops"], 8e9);
+    close(&last["loss"], 3.2);
+    assert_eq!(s["points"][0]["tokens"], 1000);
+    close(&s["points"][0]["flops"], 4e9);
     for json in &summary.json {
         serde_json::from_str::<Value>(&std::fs::read_to_string(json).unwrap()).unwrap();
     }
