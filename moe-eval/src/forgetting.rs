@@ -26,6 +26,21 @@ pub struct DomainShift {
     pub baseline: Option<f64>,
     /// `after - baseline`.
     pub gap_to_baseline: Option<f64>,
+    /// Every validation of the CPT run on this domain: the change since CPT
+    /// started at each evaluation (checkpoint) of the run.
+    pub history: Vec<ShiftPoint>,
+}
+
+/// The loss change of one domain at one evaluation of a CPT run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShiftPoint {
+    /// Tokens this run had trained on (add the run's `cpt_start_tokens` to
+    /// place it after its parent).
+    pub tokens: u64,
+    /// Validation loss.
+    pub loss: f64,
+    /// `loss - before`.
+    pub delta: f64,
 }
 
 /// One CPT run's forgetting and adaptation.
@@ -137,7 +152,17 @@ pub fn cpt_results(runs: &[Run], skipped: &mut Vec<String>) -> Vec<CptResult> {
                 continue;
             };
             let base = baseline.and_then(|r| r.final_val(&d));
+            let history = run
+                .val_series(&d)
+                .into_iter()
+                .map(|(tokens, loss)| ShiftPoint {
+                    tokens,
+                    loss,
+                    delta: loss - b,
+                })
+                .collect();
             domains.push(DomainShift {
+                history,
                 old: old.contains(&d),
                 before: b,
                 after: a,

@@ -180,6 +180,14 @@ fn report_on_synthetic_runs() {
     assert_eq!(en["old"], true);
     close(&en["delta"], 0.4);
     close(&en["gap_to_baseline"], 0.3);
+    let h = en["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(
+        (h[0]["tokens"].as_u64(), h[1]["tokens"].as_u64()),
+        (Some(0), Some(1000))
+    );
+    close(&h[0]["delta"], 0.0);
+    close(&h[1]["delta"], 0.4);
     let de = dom(moe, "german");
     assert_eq!(de["old"], false);
     close(&de["delta"], -1.3);
