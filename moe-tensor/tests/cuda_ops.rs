@@ -259,7 +259,16 @@ fn matmul_f32_and_bf16() -> Result<()> {
         let b3 = randn(&mut rng, &[2, 7, 3]);
         compare_with_cpu("batched", &dev, |t| t[0].matmul(&t[1]), &[a3.clone(), b3], true, tol)?;
         compare_with_cpu("broadcast B", &dev, |t| t[0].matmul(&t[1]), &[a3, b.clone()], true, tol)?;
-        let bf = |t: &[Tensor]| t[0].to_dtype(DType::BF16)?.matmul(&t[1].to_dtype(DType::BF16)?);
+        // bf16 operands: cuBLAS (f32 accumulation, bf16 result) against the
+        // CPU's f32 product of the same bf16-rounded operands.
+        let bf = |t: &[Tensor]| {
+            let (a, b) = (t[0].to_dtype(DType::BF16)?, t[1].to_dtype(DType::BF16)?);
+            if t[0].device().is_cpu() {
+                a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)
+            } else {
+                a.matmul(&b)?.to_dtype(DType::F32)
+            }
+        };
         compare_with_cpu("matmul bf16", &dev, bf, &ab, false, Tolerance::BF16)?;
     }
     Ok(())

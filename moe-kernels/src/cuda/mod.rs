@@ -56,6 +56,8 @@ pub const STRIDED: KernelSource = KernelSource {
         "copy_strided_b2",
         "copy_strided_b4",
         "copy_strided_b8",
+        "scatter_strided_b4",
+        "scatter_strided_b8",
         "cast_f32_bf16",
         "cast_bf16_f32",
         "cast_f64_f32",

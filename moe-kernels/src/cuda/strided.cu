@@ -13,6 +13,16 @@ COPY_STRIDED(copy_strided_b2, unsigned short)
 COPY_STRIDED(copy_strided_b4, unsigned int)
 COPY_STRIDED(copy_strided_b8, unsigned long long)
 
+// y[strided_offset(s, i)] = x[i]: writes a row-major buffer into a view of
+// another (the backward of narrow scatters into a zeroed full-size buffer).
+// The view must not overlap itself (a narrowed region never does).
+#define SCATTER_STRIDED(NAME, T)                                                    \
+    extern "C" __global__ void NAME(long long n, Strided s, const T* x, T* y) {    \
+        GRID_STRIDE_LOOP(i, n) { y[strided_offset(s, i)] = x[i]; }                 \
+    }
+SCATTER_STRIDED(scatter_strided_b4, unsigned int)
+SCATTER_STRIDED(scatter_strided_b8, unsigned long long)
+
 // Contiguous casts, x[n] -> y[n].
 extern "C" __global__ void cast_f32_bf16(long long n, const float* x, bf16_t* y) {
     GRID_STRIDE_LOOP(i, n) { y[i] = f32_to_bf16(x[i]); }

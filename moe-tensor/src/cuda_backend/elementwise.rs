@@ -68,6 +68,59 @@ pub(crate) fn copy_layout(x: &CudaStorage, layout: &Layout) -> Result<CudaStorag
     Ok(out)
 }
 
+/// A zeroed buffer of `shape` with `g`'s elements written into the view
+/// `region` of it (the backward of `narrow`); f32 or f64.
+pub(crate) fn pad_narrowed(g: &Tensor, shape: &crate::Shape, region: &Layout) -> Result<Storage> {
+    const OP: &str = "narrow_backward";
+    let size = g.dtype().size_in_bytes();
+    if !g.dtype().is_float() || size < 4 {
+        return Err(Error::UnsupportedDType {
+            op: OP,
+            dtype: g.dtype(),
+        });
+    }
+    let src = {
+        let guard = g.read_storage();
+        copy_layout(cuda_of(&guard, OP)?, g.layout())?
+    };
+    let dev = src.dev().clone();
+    let mut out = CudaStorage::alloc(&dev, g.dtype(), shape.elem_count(), OP)?;
+    let n = g.elem_count();
+    if size == 4 {
+        dev.stream
+            .memset_zeros(&mut out.view_mut::<u32>(OP)?)
+            .map_err(cuda_err(OP))?;
+    } else {
+        dev.stream
+            .memset_zeros(&mut out.view_mut::<u64>(OP)?)
+            .map_err(cuda_err(OP))?;
+    }
+    if let Some(l) = ew(n) {
+        let (nn, sd) = (long(n, OP)?, strided(region, OP)?);
+        let name = if size == 4 {
+            "scatter_strided_b4"
+        } else {
+            "scatter_strided_b8"
+        };
+        let f = dev.function(&STRIDED, name)?;
+        if size == 4 {
+            let (xv, mut yv) = (src.view::<u32>(0..n, OP)?, out.view_mut::<u32>(OP)?);
+            let mut b = dev.stream.launch_builder(&f);
+            b.arg(&nn).arg(&sd).arg(&xv).arg(&mut yv);
+            // SAFETY: scatter_strided_b4(long long n, Strided s, const T* x, T* y):
+            // x holds n elements, the region lies inside y's `shape`.
+            unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
+        } else {
+            let (xv, mut yv) = (src.view::<u64>(0..n, OP)?, out.view_mut::<u64>(OP)?);
+            let mut b = dev.stream.launch_builder(&f);
+            b.arg(&nn).arg(&sd).arg(&xv).arg(&mut yv);
+            // SAFETY: as above, 8-byte elements.
+            unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
+        }
+    }
+    Ok(Storage::Cuda(out))
+}
+
 fn cast_kernel<S, D>(name: &str, t: &Tensor, to: DType) -> Result<Storage> {
     const OP: &str = "to_dtype";
     let t = t.contiguous()?;

@@ -199,6 +199,10 @@ impl Tensor {
     /// Zeros of `shape` with `self` written into `start..` of `dim` (narrow's backward).
     pub(crate) fn pad_narrowed(&self, shape: &Shape, dim: usize, start: usize) -> Result<Tensor> {
         let region = Layout::contiguous(shape.clone()).narrow(dim, start, self.dims()[dim])?;
+        if !self.device().is_cpu() {
+            let out = crate::cuda_backend::pad_narrowed(self, shape, &region)?;
+            return Ok(Tensor::from_storage(out, shape.clone()));
+        }
         let dst = strided::offsets(Strided {
             dims: region.dims(),
             strides: region.strides(),
