@@ -423,14 +423,17 @@ fn assign_in_place_and_unported_ops_name_themselves() -> Result<()> {
 fn freed_buffers_are_reused_by_the_allocator() -> Result<()> {
     for dev in accelerators_or_skip("freed_buffers_are_reused_by_the_allocator") {
         let Device::Cuda(ordinal) = dev else { continue };
-        let x = Tensor::zeros(1000, DType::F32, &dev)?;
-        let y = x.exp()?;
-        drop(y);
+        // 3 * 2^20 + 1 f32 = a 14 MiB bucket no other test of this binary uses
+        // (tests run on parallel threads and share the device's pool).
+        let n = (3 << 20) + 1;
+        let x = Tensor::zeros(n, DType::F32, &dev)?;
+        drop(x.exp()?);
         let before = moe_tensor::cuda_backend::pool_stats(ordinal)?;
+        assert!(before.cached_bytes >= 14 << 20, "{before:?}");
         let z = x.exp()?;
         let after = moe_tensor::cuda_backend::pool_stats(ordinal)?;
-        assert_eq!(after.hits, before.hits + 1, "{before:?} -> {after:?}");
-        assert_eq!(z.to_vec::<f32>()?, vec![1.0; 1000]);
+        assert!(after.hits > before.hits, "{before:?} -> {after:?}");
+        assert!(z.to_vec::<f32>()?.iter().all(|&v| v == 1.0));
     }
     Ok(())
 }
