@@ -192,6 +192,25 @@ fn binary_ops_broadcast_forward_and_backward() -> Result<()> {
 }
 
 #[test]
+fn where_and_masked_fill() -> Result<()> {
+    for dev in accelerators_or_skip("where_and_masked_fill") {
+        let mut rng = Rng::seed(12);
+        let a = randn(&mut rng, &[3, 4]);
+        let b = randn(&mut rng, &[4]);
+        let m = Tensor::from_vec(vec![1u8, 0, 0], (3, 1), &Device::Cpu)?;
+        let f = |t: &[Tensor]| t[0].where_cond(&t[1], &t[2]);
+        compare_with_cpu("where_cond", &dev, f, &[m.clone(), a.clone(), b], true, Tolerance::F32)?;
+        let g = |t: &[Tensor]| t[1].masked_fill(&t[0], -1e9);
+        compare_with_cpu("masked_fill", &dev, g, &[m, a], true, Tolerance::F32)?;
+        let i = ids(vec![1, 2, 3, 4], &[2, 2]);
+        let mi = Tensor::from_vec(vec![0u8, 1], 2, &Device::Cpu)?;
+        let h = |t: &[Tensor]| t[0].masked_fill(&t[1], -7.0);
+        compare_with_cpu("masked_fill i64", &dev, h, &[i, mi], false, EXACT)?;
+    }
+    Ok(())
+}
+
+#[test]
 fn sums_and_means_over_dims() -> Result<()> {
     for dev in accelerators_or_skip("sums_and_means_over_dims") {
         let mut rng = Rng::seed(5);

@@ -23,6 +23,21 @@ COPY_STRIDED(copy_strided_b8, unsigned long long)
 SCATTER_STRIDED(scatter_strided_b4, unsigned int)
 SCATTER_STRIDED(scatter_strided_b8, unsigned long long)
 
+// y[i] = m[view_m(i)] ? a[view_a(i)] : b[view_b(i)] (torch.where); all three
+// views broadcast to the output shape, y row-major [n]. By element size, so
+// it serves every dtype.
+#define WHERE_STRIDED(NAME, T)                                                               \
+    extern "C" __global__ void NAME(long long n, Strided sm, const unsigned char* m, Strided sa, \
+                                    const T* a, Strided sb, const T* b, T* y) {              \
+        GRID_STRIDE_LOOP(i, n) {                                                             \
+            y[i] = m[strided_offset(sm, i)] ? a[strided_offset(sa, i)] : b[strided_offset(sb, i)]; \
+        }                                                                                    \
+    }
+WHERE_STRIDED(where_b1, unsigned char)
+WHERE_STRIDED(where_b2, unsigned short)
+WHERE_STRIDED(where_b4, unsigned int)
+WHERE_STRIDED(where_b8, unsigned long long)
+
 // Contiguous casts, x[n] -> y[n].
 extern "C" __global__ void cast_f32_bf16(long long n, const float* x, bf16_t* y) {
     GRID_STRIDE_LOOP(i, n) { y[i] = f32_to_bf16(x[i]); }

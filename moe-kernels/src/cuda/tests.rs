@@ -12,7 +12,7 @@ fn strip_comments(s: &str) -> String {
 }
 
 /// Names of the kernels a source defines: `extern "C" __global__ void NAME(`
-/// and `COPY_STRIDED(NAME, T)` / `SCATTER_STRIDED(NAME, T)` instantiations.
+/// and `COPY_STRIDED` / `SCATTER_STRIDED` / `WHERE_STRIDED(NAME, T)` instantiations.
 fn defined_kernels(src: &str) -> Vec<String> {
     let code = strip_comments(src);
     let mut names = Vec::new();
@@ -22,7 +22,7 @@ fn defined_kernels(src: &str) -> Vec<String> {
             names.push(name);
         }
     }
-    for macro_name in ["COPY_STRIDED(", "SCATTER_STRIDED("] {
+    for macro_name in ["COPY_STRIDED(", "SCATTER_STRIDED(", "WHERE_STRIDED("] {
         for line in code.lines().filter(|l| l.starts_with(macro_name)) {
             let inner = &line[macro_name.len()..];
             names.push(inner.split(',').next().unwrap_or("").trim().to_string());

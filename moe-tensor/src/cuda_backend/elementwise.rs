@@ -121,6 +121,67 @@ pub(crate) fn pad_narrowed(g: &Tensor, shape: &crate::Shape, region: &Layout) ->
     Ok(Storage::Cuda(out))
 }
 
+#[allow(clippy::too_many_arguments)]
+fn where_kernel<T>(
+    name: &str,
+    n: usize,
+    (mask, lm): (&CudaStorage, &Layout),
+    (a, la): (&CudaStorage, &Layout),
+    (b, lb): (&CudaStorage, &Layout),
+    out: &mut CudaStorage,
+) -> Result<()> {
+    const OP: &str = "where_cond";
+    let Some(l) = ew(n) else { return Ok(()) };
+    let dev = out.dev().clone();
+    let f = dev.function(&STRIDED, name)?;
+    let (nn, sm, sa, sb) = (long(n, OP)?, strided(lm, OP)?, strided(la, OP)?, strided(lb, OP)?);
+    let mv = mask.view::<u8>(0..mask.len(), OP)?;
+    let (av, bv) = (a.view::<T>(0..a.len(), OP)?, b.view::<T>(0..b.len(), OP)?);
+    let mut yv = out.view_mut::<T>(OP)?;
+    let mut bld = dev.stream.launch_builder(&f);
+    bld.arg(&nn)
+        .arg(&sm)
+        .arg(&mv)
+        .arg(&sa)
+        .arg(&av)
+        .arg(&sb)
+        .arg(&bv)
+        .arg(&mut yv);
+    // SAFETY: where_bN(long long n, Strided sm, const u8* m, Strided sa,
+    // const T* a, Strided sb, const T* b, T* y): the views lie inside their
+    // buffers, y holds n elements.
+    unsafe { bld.launch(config(l)) }.map_err(cuda_err(OP))?;
+    Ok(())
+}
+
+/// `mask ? on_true : on_false` elementwise (u8 mask, any equal dtypes), all
+/// three layouts already broadcast to the output shape.
+pub(crate) fn where_cond(
+    mask: (&Tensor, &Layout),
+    on_true: (&Tensor, &Layout),
+    on_false: (&Tensor, &Layout),
+) -> Result<Storage> {
+    const OP: &str = "where_cond";
+    let n = mask.1.shape().elem_count();
+    let (gm, ga, gb) = (
+        mask.0.read_storage(),
+        on_true.0.read_storage(),
+        on_false.0.read_storage(),
+    );
+    let (mc, ac, bc) = (cuda_of(&gm, OP)?, cuda_of(&ga, OP)?, cuda_of(&gb, OP)?);
+    let dev = ac.dev().clone();
+    let dtype = ac.dtype();
+    let mut out = CudaStorage::alloc(&dev, dtype, n, OP)?;
+    let (m, a, b) = ((mc, mask.1), (ac, on_true.1), (bc, on_false.1));
+    match dtype.size_in_bytes() {
+        1 => where_kernel::<u8>("where_b1", n, m, a, b, &mut out)?,
+        2 => where_kernel::<u16>("where_b2", n, m, a, b, &mut out)?,
+        4 => where_kernel::<u32>("where_b4", n, m, a, b, &mut out)?,
+        _ => where_kernel::<u64>("where_b8", n, m, a, b, &mut out)?,
+    }
+    Ok(Storage::Cuda(out))
+}
+
 fn cast_kernel<S, D>(name: &str, t: &Tensor, to: DType) -> Result<Storage> {
     const OP: &str = "to_dtype";
     let t = t.contiguous()?;

@@ -93,6 +93,20 @@ impl Tensor {
             .shape()
             .broadcast_with(on_true.shape(), op)?
             .broadcast_with(on_false.shape(), op)?;
+        let back = || WhereBackward {
+            mask: self.clone(),
+            on_true: on_true.clone(),
+            on_false: on_false.clone(),
+        };
+        if !self.device().is_cpu() {
+            let (lm, la, lb) = (
+                self.layout().broadcast_as(&shape)?,
+                on_true.layout().broadcast_as(&shape)?,
+                on_false.layout().broadcast_as(&shape)?,
+            );
+            let out = crate::cuda_backend::where_cond((self, &lm), (on_true, &la), (on_false, &lb))?;
+            return Ok(Tensor::from_op(out, shape, back()));
+        }
         let m = match broadcast_storage(self, &shape)? {
             CpuStorage::U8(m) => m,
             other => {
@@ -120,12 +134,7 @@ impl Tensor {
                 })
             }
         };
-        let back = WhereBackward {
-            mask: self.clone(),
-            on_true: on_true.clone(),
-            on_false: on_false.clone(),
-        };
-        Ok(Tensor::from_op(Storage::Cpu(out), shape, back))
+        Ok(Tensor::from_op(Storage::Cpu(out), shape, back()))
     }
 
     /// `value` where the U8 `mask` is nonzero, `self` elsewhere; `mask` must
