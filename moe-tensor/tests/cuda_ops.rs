@@ -211,6 +211,28 @@ fn where_and_masked_fill() -> Result<()> {
 }
 
 #[test]
+fn cat_stack_and_narrow_backward() -> Result<()> {
+    for dev in accelerators_or_skip("cat_stack_and_narrow_backward") {
+        let mut rng = Rng::seed(13);
+        let (a, b, c) = (
+            randn(&mut rng, &[2, 3, 4]),
+            randn(&mut rng, &[2, 1, 4]),
+            randn(&mut rng, &[4, 2]),
+        );
+        let f = |t: &[Tensor]| Tensor::cat(&[&t[0], &t[1], &t[0]], 1);
+        compare_with_cpu("cat dim 1", &dev, f, &[a.clone(), b], true, EXACT)?;
+        let g = |t: &[Tensor]| Tensor::cat(&[&t[0].t()?, &t[1]], 0);
+        compare_with_cpu("cat of views", &dev, g, &[c.clone(), c.t()?.contiguous()?], true, EXACT)?;
+        let h = |t: &[Tensor]| Tensor::stack(&[&t[0], &t[0]], 0);
+        compare_with_cpu("stack", &dev, h, std::slice::from_ref(&a), true, EXACT)?;
+        let m = Tensor::from_vec(vec![1u8, 0, 1, 1], (2, 2), &Device::Cpu)?;
+        let u = |t: &[Tensor]| Tensor::cat(&[&t[0], &t[0]], 0);
+        compare_with_cpu("cat u8", &dev, u, &[m], false, EXACT)?;
+    }
+    Ok(())
+}
+
+#[test]
 fn sums_and_means_over_dims() -> Result<()> {
     for dev in accelerators_or_skip("sums_and_means_over_dims") {
         let mut rng = Rng::seed(5);

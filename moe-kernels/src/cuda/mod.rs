@@ -56,6 +56,8 @@ pub const STRIDED: KernelSource = KernelSource {
         "copy_strided_b2",
         "copy_strided_b4",
         "copy_strided_b8",
+        "scatter_strided_b1",
+        "scatter_strided_b2",
         "scatter_strided_b4",
         "scatter_strided_b8",
         "where_b1",

@@ -14,12 +14,15 @@ COPY_STRIDED(copy_strided_b4, unsigned int)
 COPY_STRIDED(copy_strided_b8, unsigned long long)
 
 // y[strided_offset(s, i)] = x[i]: writes a row-major buffer into a view of
-// another (the backward of narrow scatters into a zeroed full-size buffer).
+// another (the backward of narrow scatters into a zeroed full-size buffer;
+// cat writes each part into its slice of the output).
 // The view must not overlap itself (a narrowed region never does).
 #define SCATTER_STRIDED(NAME, T)                                                    \
     extern "C" __global__ void NAME(long long n, Strided s, const T* x, T* y) {    \
         GRID_STRIDE_LOOP(i, n) { y[strided_offset(s, i)] = x[i]; }                 \
     }
+SCATTER_STRIDED(scatter_strided_b1, unsigned char)
+SCATTER_STRIDED(scatter_strided_b2, unsigned short)
 SCATTER_STRIDED(scatter_strided_b4, unsigned int)
 SCATTER_STRIDED(scatter_strided_b8, unsigned long long)
 

@@ -68,55 +68,74 @@ pub(crate) fn copy_layout(x: &CudaStorage, layout: &Layout) -> Result<CudaStorag
     Ok(out)
 }
 
+/// Writes the row-major `src` into the view `region` of `dst` (same dtype).
+fn scatter_into(src: &CudaStorage, dst: &mut CudaStorage, region: &Layout, op: &'static str) -> Result<()> {
+    let n = region.shape().elem_count();
+    let Some(l) = ew(n) else { return Ok(()) };
+    let dev = dst.dev().clone();
+    let (nn, sd) = (long(n, op)?, strided(region, op)?);
+    fn go<T>(
+        dev: &Arc<CudaDev>,
+        name: &str,
+        (l, nn, sd): (Launch1d, i64, DevStrided),
+        src: &CudaStorage,
+        dst: &mut CudaStorage,
+        op: &'static str,
+    ) -> Result<()> {
+        let f = dev.function(&STRIDED, name)?;
+        let (xv, mut yv) = (src.view::<T>(0..src.len(), op)?, dst.view_mut::<T>(op)?);
+        let mut b = dev.stream.launch_builder(&f);
+        b.arg(&nn).arg(&sd).arg(&xv).arg(&mut yv);
+        // SAFETY: scatter_strided_bN(long long n, Strided s, const T* x, T* y):
+        // x holds n elements (a row-major copy of the region's shape), the
+        // region lies inside y.
+        unsafe { b.launch(config(l)) }.map_err(cuda_err(op))?;
+        Ok(())
+    }
+    let args = (l, nn, sd);
+    match dst.dtype().size_in_bytes() {
+        1 => go::<u8>(&dev, "scatter_strided_b1", args, src, dst, op),
+        2 => go::<u16>(&dev, "scatter_strided_b2", args, src, dst, op),
+        4 => go::<u32>(&dev, "scatter_strided_b4", args, src, dst, op),
+        _ => go::<u64>(&dev, "scatter_strided_b8", args, src, dst, op),
+    }
+}
+
 /// A zeroed buffer of `shape` with `g`'s elements written into the view
-/// `region` of it (the backward of `narrow`); f32 or f64.
+/// `region` of it (the backward of `narrow`), any dtype.
 pub(crate) fn pad_narrowed(g: &Tensor, shape: &crate::Shape, region: &Layout) -> Result<Storage> {
     const OP: &str = "narrow_backward";
-    let size = g.dtype().size_in_bytes();
-    if !g.dtype().is_float() || size < 4 {
-        return Err(Error::UnsupportedDType {
-            op: OP,
-            dtype: g.dtype(),
-        });
-    }
     let src = {
         let guard = g.read_storage();
         copy_layout(cuda_of(&guard, OP)?, g.layout())?
     };
     let dev = src.dev().clone();
     let mut out = CudaStorage::alloc(&dev, g.dtype(), shape.elem_count(), OP)?;
-    let n = g.elem_count();
-    if size == 4 {
-        dev.stream
-            .memset_zeros(&mut out.view_mut::<u32>(OP)?)
-            .map_err(cuda_err(OP))?;
-    } else {
-        dev.stream
-            .memset_zeros(&mut out.view_mut::<u64>(OP)?)
-            .map_err(cuda_err(OP))?;
-    }
-    if let Some(l) = ew(n) {
-        let (nn, sd) = (long(n, OP)?, strided(region, OP)?);
-        let name = if size == 4 {
-            "scatter_strided_b4"
-        } else {
-            "scatter_strided_b8"
+    out.zero(OP)?;
+    scatter_into(&src, &mut out, region, OP)?;
+    Ok(Storage::Cuda(out))
+}
+
+/// `tensors` (same dtype, device and dims but `d`'s) joined along dim `d`
+/// into `shape`: each part copied row-major, then written into its slice.
+pub(crate) fn cat(tensors: &[&Tensor], d: usize, shape: &crate::Shape) -> Result<Storage> {
+    const OP: &str = "cat";
+    let first = tensors.first().ok_or_else(|| super::memory::internal(OP))?;
+    let dev = {
+        let guard = first.read_storage();
+        cuda_of(&guard, OP)?.dev().clone()
+    };
+    let mut out = CudaStorage::alloc(&dev, first.dtype(), shape.elem_count(), OP)?;
+    let mut start = 0;
+    for t in tensors {
+        let len = t.dims()[d];
+        let part = {
+            let guard = t.read_storage();
+            copy_layout(cuda_of(&guard, OP)?, t.layout())?
         };
-        let f = dev.function(&STRIDED, name)?;
-        if size == 4 {
-            let (xv, mut yv) = (src.view::<u32>(0..n, OP)?, out.view_mut::<u32>(OP)?);
-            let mut b = dev.stream.launch_builder(&f);
-            b.arg(&nn).arg(&sd).arg(&xv).arg(&mut yv);
-            // SAFETY: scatter_strided_b4(long long n, Strided s, const T* x, T* y):
-            // x holds n elements, the region lies inside y's `shape`.
-            unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
-        } else {
-            let (xv, mut yv) = (src.view::<u64>(0..n, OP)?, out.view_mut::<u64>(OP)?);
-            let mut b = dev.stream.launch_builder(&f);
-            b.arg(&nn).arg(&sd).arg(&xv).arg(&mut yv);
-            // SAFETY: as above, 8-byte elements.
-            unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
-        }
+        let region = Layout::contiguous(shape.clone()).narrow(d, start, len)?;
+        scatter_into(&part, &mut out, &region, OP)?;
+        start += len;
     }
     Ok(Storage::Cuda(out))
 }

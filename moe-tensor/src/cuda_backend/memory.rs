@@ -142,6 +142,17 @@ impl CudaStorage {
         unsafe { self.buf.slice_mut().transmute_mut::<T>(len) }.ok_or_else(|| internal(op))
     }
 
+    /// Sets every element's bytes to zero (0.0, 0, false in every dtype).
+    pub(crate) fn zero(&mut self, op: &'static str) -> Result<()> {
+        let bytes = self.len * self.dtype.size_in_bytes();
+        if bytes == 0 {
+            return Ok(());
+        }
+        let dev = self.buf.dev.clone();
+        let mut all = self.buf.slice_mut().slice_mut(0..bytes);
+        dev.stream.memset_zeros(&mut all).map_err(cuda_err(op))
+    }
+
     fn check_elem<T>(&self, range: &std::ops::Range<usize>, op: &'static str) -> Result<()> {
         if std::mem::size_of::<T>() != self.dtype.size_in_bytes() || range.end > self.len || range.start > range.end {
             return Err(internal(op));

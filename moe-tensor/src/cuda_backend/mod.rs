@@ -40,7 +40,9 @@ pub(crate) use device::check_device;
 #[cfg(feature = "cuda")]
 pub use device::{device_info, pool_stats};
 #[cfg(feature = "cuda")]
-pub(crate) use elementwise::{binary, compare, contiguous, pad_narrowed, to_dtype, unary, unary_backward, where_cond};
+pub(crate) use elementwise::{
+    binary, cat, compare, contiguous, pad_narrowed, to_dtype, unary, unary_backward, where_cond,
+};
 #[cfg(feature = "cuda")]
 pub(crate) use fused::{rms_norm, rms_norm_backward, rope, softmax, softmax_backward};
 #[cfg(feature = "cuda")]

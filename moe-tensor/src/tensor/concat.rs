@@ -88,6 +88,17 @@ impl Tensor {
         }
         let (outer, _, inner) = first.shape().outer_dim_inner(d);
         let total: usize = tensors.iter().map(|t| t.dims()[d]).sum();
+        if !first.device().is_cpu() {
+            let mut dims = first.dims().to_vec();
+            dims[d] = total;
+            let shape = Shape::from(dims);
+            let out = crate::cuda_backend::cat(tensors, d, &shape)?;
+            let back = CatBackward {
+                parts: tensors.iter().map(|t| (*t).clone()).collect(),
+                dim: d,
+            };
+            return Ok(Tensor::from_op(out, shape, back));
+        }
         // Contiguous parts are borrowed, others copied once.
         let owned: Vec<Option<CpuStorage>> = tensors
             .iter()
