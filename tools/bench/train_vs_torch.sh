@@ -41,6 +41,11 @@ for r in $(seq 1 "$ROUNDS"); do
         run "moe $cfg" env RAYON_NUM_THREADS="$THREADS" "$moe" bench --config "$cfg" --steps "$STEPS" --warmup "$WARMUP"
         run "torch-eager $cfg" "$PY" tools/bench/train_peer.py --config "$cfg" --steps "$STEPS" --warmup "$WARMUP" \
             --threads "$THREADS"
+        # OpenMP's default spin-waiting collapses when another process takes a
+        # core (steps 5-10x slower); passive waiting shows torch's throughput
+        # on a shared machine.
+        run "torch-eager-passive $cfg" env OMP_WAIT_POLICY=PASSIVE "$PY" tools/bench/train_peer.py --config "$cfg" \
+            --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS"
         if [ "$COMPILE" = 1 ]; then
             run "torch-compile $cfg" "$PY" tools/bench/train_peer.py --config "$cfg" --steps "$STEPS" \
                 --warmup "$WARMUP" --threads "$THREADS" --compile
@@ -51,17 +56,20 @@ done
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 rows = [r for r in rows if r["stamp"] == sys.argv[2] and "result" in r]
-best = {}
+best, cpu = {}, {}
 for r in rows:
-    tps = r["result"]["tokens_per_s"]
-    best[r["label"]] = max(best.get(r["label"], 0.0), tps)
-print(f"\n{'implementation':<26} {'tokens/s (best round)':>22}  ratio of moe to it")
+    x = r["result"]
+    best[r["label"]] = max(best.get(r["label"], 0.0), x["tokens_per_s"])
+    cpu[r["label"]] = max(cpu.get(r["label"], 0.0), x.get("tokens_per_cpu_s") or 0.0)
+print(f"\n{'implementation':<32} {'tokens/s':>9} {'ratio':>6}  {'tokens/CPU-s':>12} {'ratio':>6}  (best round)")
 for cfg in sorted({l.split()[1] for l in best}):
-    ours = best.get(f"moe {cfg}")
-    for impl in ("moe", "torch-eager", "torch-compile"):
+    ours, ours_cpu = best.get(f"moe {cfg}"), cpu.get(f"moe {cfg}")
+    for impl in ("moe", "torch-eager", "torch-eager-passive", "torch-compile"):
         v = best.get(f"{impl} {cfg}")
         if v is None:
             continue
+        c = cpu[f"{impl} {cfg}"]
         ratio = f"{ours / v:.2f}x" if ours and impl != "moe" else ""
-        print(f"{impl + ' ' + cfg:<26} {v:>22.0f}  {ratio}")
+        cratio = f"{ours_cpu / c:.2f}x" if ours_cpu and c and impl != "moe" else ""
+        print(f"{impl + ' ' + cfg:<32} {v:>9.0f} {ratio:>6}  {c:>12.0f} {cratio:>6}")
 EOF
