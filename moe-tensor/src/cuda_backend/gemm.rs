@@ -5,7 +5,7 @@
 //! no unit stride) are copied to row-major first.
 
 use super::device::cuda_err;
-use super::elementwise::copy_layout;
+use super::layout::copy_layout;
 use super::memory::{cuda_of, CudaStorage};
 use crate::storage::Storage;
 use crate::{DType, Error, Layout, Result, Shape, Tensor};

@@ -277,7 +277,7 @@ pub(crate) fn assign(dst: &Tensor, range: std::ops::Range<usize>, src: &Tensor) 
             rhs: src.device(),
         });
     }
-    let fresh = super::elementwise::contiguous(src)?;
+    let fresh = super::layout::contiguous(src)?;
     let s = cuda_of(&fresh, OP)?;
     let mut guard = dst.write_storage();
     let d = match &mut *guard {

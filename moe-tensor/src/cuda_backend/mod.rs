@@ -11,7 +11,7 @@
 //! Layout: `device.rs` (per-device context, one stream, cuBLAS handle,
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
-//! family (`elementwise.rs`, `reduce.rs`, `gemm.rs`, `fused.rs`, `index.rs`),
+//! family (`layout.rs`, `elementwise.rs`, `reduce.rs`, `gemm.rs`, `fused.rs`, `index.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
@@ -29,6 +29,8 @@ mod index;
 #[cfg(feature = "cuda")]
 mod launch;
 #[cfg(feature = "cuda")]
+mod layout;
+#[cfg(feature = "cuda")]
 mod memory;
 #[cfg(feature = "cuda")]
 mod reduce;
@@ -40,13 +42,13 @@ pub(crate) use device::check_device;
 #[cfg(feature = "cuda")]
 pub use device::{device_info, pool_stats};
 #[cfg(feature = "cuda")]
-pub(crate) use elementwise::{
-    binary, cat, compare, contiguous, pad_narrowed, to_dtype, unary, unary_backward, where_cond,
-};
+pub(crate) use elementwise::{binary, compare, unary, unary_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use fused::{rms_norm, rms_norm_backward, rope, softmax, softmax_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use gemm::matmul;
+#[cfg(feature = "cuda")]
+pub(crate) use layout::{cat, contiguous, pad_narrowed, to_dtype, where_cond};
 #[cfg(feature = "cuda")]
 pub use memory::CudaStorage;
 #[cfg(feature = "cuda")]

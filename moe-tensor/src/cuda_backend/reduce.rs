@@ -3,8 +3,9 @@
 //! is summed by one block.
 
 use super::device::cuda_err;
-use super::elementwise::{check_f32, copy_layout};
+use super::elementwise::check_f32;
 use super::launch::{config, int};
+use super::layout::copy_layout;
 use super::memory::{cuda_of, CudaStorage};
 use crate::storage::Storage;
 use crate::{DType, Result, Shape, Tensor};
