@@ -233,6 +233,39 @@ fn cat_stack_and_narrow_backward() -> Result<()> {
 }
 
 #[test]
+fn topk_values_indices_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("topk_values_indices_and_backward") {
+        let mut rng = Rng::seed(14);
+        let x = randn(&mut rng, &[5, 3, 16]);
+        for k in [1, 2, 8, 16] {
+            let v = |t: &[Tensor]| Ok(t[0].topk(k)?.0);
+            compare_with_cpu(
+                &format!("topk {k} values"),
+                &dev,
+                v,
+                std::slice::from_ref(&x),
+                true,
+                EXACT,
+            )?;
+            let i = |t: &[Tensor]| Ok(t[0].topk(k)?.1);
+            compare_with_cpu(
+                &format!("topk {k} indices"),
+                &dev,
+                i,
+                std::slice::from_ref(&x),
+                false,
+                EXACT,
+            )?;
+        }
+        // Ties by lower index and NaN first, as on the CPU.
+        let t = Tensor::from_vec(vec![1.0f32, 3.0, f32::NAN, 3.0, -1.0, 3.0], (1, 6), &Device::Cpu)?;
+        let i = |t: &[Tensor]| Ok(t[0].topk(4)?.1);
+        compare_with_cpu("topk ties and NaN", &dev, i, &[t], false, EXACT)?;
+    }
+    Ok(())
+}
+
+#[test]
 fn sums_and_means_over_dims() -> Result<()> {
     for dev in accelerators_or_skip("sums_and_means_over_dims") {
         let mut rng = Rng::seed(5);

@@ -123,6 +123,13 @@ pub const EMBEDDING: KernelSource = KernelSource {
     functions: &["embedding_fwd_f32", "embedding_bwd_f32"],
 };
 
+/// Top-k along rows (routing) and its backward.
+pub const TOPK: KernelSource = KernelSource {
+    name: "topk",
+    source: include_str!("topk.cu"),
+    functions: &["topk_rows_f32", "topk_bwd_f32"],
+};
+
 /// Every kernel source, for the module cache and the tests.
 pub const ALL: &[KernelSource] = &[
     STRIDED,
@@ -133,6 +140,7 @@ pub const ALL: &[KernelSource] = &[
     ROPE,
     CROSS_ENTROPY,
     EMBEDDING,
+    TOPK,
 ];
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! Whole CUDA ops with their own backward records, for ops whose CPU record
 //! keeps host data (targets, ids) that stays on the device here: fused
-//! cross-entropy and embedding.
+//! cross-entropy, embedding and top-k.
 
 use super::fused::{cross_entropy, cross_entropy_backward, CrossEntropySaved};
-use super::index::{embedding, embedding_backward};
+use super::index::{embedding, embedding_backward, topk, topk_backward};
 use super::memory::{download, host_contiguous, upload};
 use crate::backprop::BackwardOp;
 use crate::storage::Storage;
@@ -138,4 +138,48 @@ pub(crate) fn embedding_op(weight: &Tensor, ids: &Tensor) -> Result<Tensor> {
         ids: ids.contiguous()?,
     };
     Ok(Tensor::from_op(out, Shape::from(dims), back))
+}
+
+struct TopkBackward {
+    x: Tensor,
+    /// `[.., k]` i64 on the device.
+    indices: Tensor,
+}
+
+impl BackwardOp for TopkBackward {
+    fn name(&self) -> &'static str {
+        "topk"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let n = self.x.dims().last().copied().unwrap_or(1);
+        let k = self.indices.dims().last().copied().unwrap_or(0);
+        let rows = self.x.elem_count().checked_div(n).unwrap_or(0);
+        let g = g.contiguous()?;
+        let dx = topk_backward(&g, &self.indices, rows, n, k)?;
+        Ok(vec![Some(Tensor::from_storage(dx, self.x.shape().clone()))])
+    }
+}
+
+/// Top-k along the last dim of f32 `x` on CUDA (`k` ≤ last dim, checked by
+/// the caller): values (recorded for backward) and i64 indices, both on the
+/// device — the routing decision never leaves it.
+pub(crate) fn topk_op(x: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+    let n = x.dims().last().copied().unwrap_or(1);
+    let rows = x.elem_count().checked_div(n).unwrap_or(0);
+    let xc = x.contiguous()?;
+    let (vals, idx) = topk(&xc, rows, n, k)?;
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = k;
+    }
+    let shape = Shape::from(dims);
+    let indices = Tensor::from_storage(idx, shape.clone());
+    let back = TopkBackward {
+        x: x.clone(),
+        indices: indices.clone(),
+    };
+    Ok((Tensor::from_op(vals, shape, back), indices))
 }

@@ -1,4 +1,5 @@
-//! Embedding gather and its scatter-add backward on CUDA (embedding.cu).
+//! Embedding gather and its scatter-add backward, and top-k along rows with
+//! its scatter backward, on CUDA (embedding.cu, topk.cu).
 
 use super::device::cuda_err;
 use super::elementwise::check_f32;
@@ -8,7 +9,7 @@ use super::memory::{cuda_of, CudaStorage};
 use crate::storage::Storage;
 use crate::{DType, Error, Result, Tensor};
 use cudarc::driver::PushKernelArg;
-use moe_kernels::cuda::{launch, EMBEDDING};
+use moe_kernels::cuda::{launch, EMBEDDING, TOPK};
 
 const OP: &str = "embedding";
 
@@ -75,4 +76,57 @@ pub(crate) fn embedding_backward(ids: &Tensor, g: &Tensor, v: usize, d: usize) -
         unsafe { b.launch(config(l)) }.map_err(cuda_err(BOP))?;
     }
     Ok(Storage::Cuda(dw))
+}
+
+/// The `k` largest entries of each row of contiguous f32 `x [rows, n]`:
+/// `(values [rows, k], indices [rows, k] i64)`, best first (CPU ranking).
+pub(crate) fn topk(x: &Tensor, rows: usize, n: usize, k: usize) -> Result<(Storage, Storage)> {
+    const TOP: &str = "topk";
+    check_f32(TOP, x.dtype())?;
+    let guard = x.read_storage();
+    let xc = cuda_of(&guard, TOP)?;
+    let dev = xc.dev().clone();
+    let mut vals = CudaStorage::alloc(&dev, DType::F32, rows * k, TOP)?;
+    let mut idx = CudaStorage::alloc(&dev, DType::I64, rows * k, TOP)?;
+    if let (Some(l), true) = (launch::elementwise(rows), k > 0) {
+        let f = dev.function(&TOPK, "topk_rows_f32")?;
+        let (r, nn, kk) = (long(rows, TOP)?, int(n, TOP, "row length")?, int(k, TOP, "k")?);
+        let off = x.layout().offset();
+        let xv = xc.view::<f32>(off..off + rows * n, TOP)?;
+        let (mut vv, mut iv) = (vals.view_mut::<f32>(TOP)?, idx.view_mut::<i64>(TOP)?);
+        let mut b = dev.stream.launch_builder(&f);
+        b.arg(&r).arg(&nn).arg(&kk).arg(&xv).arg(&mut vv).arg(&mut iv);
+        // SAFETY: topk_rows_f32(long long rows, int n, int k, const float* x,
+        // float* vals, long long* idx): x rows*n, vals and idx rows*k; k <= n
+        // (checked by the caller).
+        unsafe { b.launch(config(l)) }.map_err(cuda_err(TOP))?;
+    }
+    Ok((Storage::Cuda(vals), Storage::Cuda(idx)))
+}
+
+/// `dx [rows, n]`, zero except `dx[r, idx[r, j]] = g[r, j]`; `g` and `idx`
+/// contiguous `[rows, k]`.
+pub(crate) fn topk_backward(g: &Tensor, idx: &Tensor, rows: usize, n: usize, k: usize) -> Result<Storage> {
+    const TOP: &str = "topk_backward";
+    check_f32(TOP, g.dtype())?;
+    let (gs, is) = (g.read_storage(), idx.read_storage());
+    let (gc, ic) = (cuda_of(&gs, TOP)?, cuda_of(&is, TOP)?);
+    let dev = gc.dev().clone();
+    let mut dx = CudaStorage::alloc(&dev, DType::F32, rows * n, TOP)?;
+    dx.zero(TOP)?;
+    if let Some(l) = launch::elementwise(rows * k) {
+        let f = dev.function(&TOPK, "topk_bwd_f32")?;
+        let (r, nn, kk) = (long(rows, TOP)?, int(n, TOP, "row length")?, int(k, TOP, "k")?);
+        let (go, io) = (g.layout().offset(), idx.layout().offset());
+        let gv = gc.view::<f32>(go..go + rows * k, TOP)?;
+        let iv = ic.view::<i64>(io..io + rows * k, TOP)?;
+        let mut dv = dx.view_mut::<f32>(TOP)?;
+        let mut b = dev.stream.launch_builder(&f);
+        b.arg(&r).arg(&nn).arg(&kk).arg(&gv).arg(&iv).arg(&mut dv);
+        // SAFETY: topk_bwd_f32(long long rows, int n, int k, const float* g,
+        // const long long* idx, float* dx): g, idx rows*k; indices checked
+        // against n in the kernel.
+        unsafe { b.launch(config(l)) }.map_err(cuda_err(TOP))?;
+    }
+    Ok(Storage::Cuda(dx))
 }

@@ -36,7 +36,7 @@ mod memory;
 mod reduce;
 
 #[cfg(feature = "cuda")]
-pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device};
+pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device, topk_op};
 #[cfg(feature = "cuda")]
 pub(crate) use device::check_device;
 #[cfg(feature = "cuda")]

@@ -55,6 +55,9 @@ impl Tensor {
                 msg: format!("k = {k} exceeds the last dim of {:?}", self.shape()),
             });
         }
+        if !self.device().is_cpu() {
+            return crate::cuda_backend::topk_op(self, k);
+        }
         let rows = self.elem_count().checked_div(n).unwrap_or(0);
         let mut indices = vec![0i64; rows * k];
         let values = with_contiguous(self, op, |s, off| {
