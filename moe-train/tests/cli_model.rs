@@ -2,27 +2,16 @@
 //! transformers goldens of moe-model (logits, losses, every gradient, greedy
 //! tokens), on a tiny model of ours with a trained tokenizer, and on bad input.
 
+mod common;
+
+use common::{moe, text};
+
 use anyhow::{Context, Result};
 use moe_model::{presets::preset, save_model_dir, Decoder};
 use moe_tensor::{init::Rng, Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .expect("run moe")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use std::process::Output;
 
 fn golden_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -286,5 +275,57 @@ fn bad_input_is_a_clear_error() -> Result<()> {
     let o = moe(&["generate", "--model", &golden, "--prompt", "hello"]);
     assert!(!o.status.success() && text(&o).contains("tokenizer"), "{}", text(&o));
     assert!(!Path::new(&out).exists(), "no output is written on failure");
+    Ok(())
+}
+
+#[test]
+fn bench_reports_throughput_and_memory() -> Result<()> {
+    let o = moe(&[
+        "bench",
+        "--config",
+        "debug-switch",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert!(v["tokens_per_s"].as_f64().context("tokens_per_s")? > 0.0, "{v}");
+    assert!(v["peak_rss_bytes"].as_u64().context("peak_rss_bytes")? > 0, "{v}");
+    assert_eq!((v["batch_size"].as_u64(), v["seq_len"].as_u64()), (Some(2), Some(16)));
+    // A TOML bench file: a model table plus the batch shape.
+    let tmp = tempfile::tempdir()?;
+    let mut cfg = preset("debug-dense")?;
+    cfg.num_layers = 1;
+    let model = toml::Value::try_from(&cfg)?;
+    let mut file = toml::map::Map::new();
+    file.insert("model".into(), model);
+    file.insert("batch_size".into(), toml::Value::Integer(1));
+    file.insert("seq_len".into(), toml::Value::Integer(8));
+    let path = tmp.path().join("bench.toml");
+    std::fs::write(&path, toml::to_string(&toml::Value::Table(file))?)?;
+    let o = moe(&[
+        "bench",
+        "--config",
+        &s(&path),
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(v["params_total"].as_u64(), Some(cfg.param_count().total as u64));
+    assert_eq!((v["batch_size"].as_u64(), v["seq_len"].as_u64()), (Some(1), Some(8)));
+    // Unknown names list the known configs.
+    let o = moe(&["bench", "--config", "no-such-config"]);
+    assert!(!o.status.success() && text(&o).contains("bench-moe"), "{}", text(&o));
     Ok(())
 }
