@@ -1,22 +1,10 @@
 //! The data subcommands of the `moe` binary, end to end.
 
+mod common;
+
+use common::{moe, text};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .expect("run moe")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn write_jsonl(path: &Path, n: usize) {
     let lines: String = (0..n)

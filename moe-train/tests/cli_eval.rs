@@ -3,16 +3,13 @@
 //! run; the report's images are checked as PNG (signature, IHDR size) and
 //! SVG, and bad input gives clear errors.
 
+mod common;
+
+use common::moe;
+
 use moe_data::builtin::{build, BuiltinDomain, BuiltinOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .expect("run moe")
-}
+use std::process::Output;
 
 fn ok(o: Output) -> String {
     let text = format!(

@@ -1,27 +1,15 @@
 //! `moe upcycle` end to end: a dense Llama folder in, an MoE model folder out
 //! whose logits match the dense model's where the method promises it.
 
+mod common;
+
+use common::{moe, text};
+
 use moe_model::hf::save_hf;
 use moe_model::{load_model_dir, Decoder};
 use moe_tensor::init::Rng;
 use moe_tensor::{Device, Tensor};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn moe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moe"))
-        .args(args)
-        .output()
-        .expect("run moe")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The debug-dense shapes with std 0.1, so the FFN visibly moves the logits.
 fn dense(dir: &Path) -> Decoder {

@@ -1,9 +1,28 @@
-//! Shared fixtures of the trainer tests: a small built-in dataset and run configs.
+//! Shared fixtures of the moe-train tests: running the binary, a small
+//! built-in dataset and run configs.
 #![allow(dead_code)]
 
 use moe_data::builtin::{build, BuiltinDomain, BuiltinOptions};
 use moe_train::RunConfig;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the built `moe` binary with `args`.
+pub fn moe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moe"))
+        .args(args)
+        .output()
+        .expect("run moe")
+}
+
+/// A command's stdout and stderr together, for messages and searches.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
 
 /// Writes an English + German built-in dataset (a few hundred documents each) into `dir/data`.
 pub fn dataset(dir: &Path) -> PathBuf {
