@@ -18,14 +18,14 @@ pub mod error;
 pub mod eval;
 pub mod forgetting;
 pub mod io;
-pub mod report;
 pub mod loss;
+pub mod report;
 pub mod routing;
 pub mod runs;
 
 pub use error::{EvalError, Result};
-pub use loss::{domain_loss, DomainLoss};
 pub use eval::{compare_checkpoints, evaluate_checkpoint, CheckpointEval, EvalOptions, RoutingComparison};
+pub use loss::{domain_loss, DomainLoss};
 pub use report::{write_report, ReportOptions, ReportSummary};
 
 /// The README's Rust example compiles as a doctest.

@@ -39,8 +39,21 @@ fn quick_demo_runs_reports_and_reruns_as_a_no_op() {
     ] {
         assert!(md.contains(needle), "report.md lacks {needle}");
     }
-    let png = std::fs::read(report.join("loss_english.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // Loss curves (split by model when there are many runs) and the forgetting bars, as PNG.
+    let mut pngs: Vec<_> = std::fs::read_dir(&report)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    pngs.sort();
+    assert!(pngs.iter().any(|p| p.ends_with("forgetting.png")), "{pngs:?}");
+    assert!(
+        pngs.iter().any(|p| p.to_string_lossy().contains("loss_english")),
+        "{pngs:?}"
+    );
+    for p in &pngs {
+        assert_eq!(&std::fs::read(p).unwrap()[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
+    }
     let forgetting: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report.join("forgetting.json")).unwrap()).unwrap();
     assert!(forgetting.to_string().contains("cpt-dense-replay40"), "{forgetting}");

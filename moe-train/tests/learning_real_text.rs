@@ -101,11 +101,12 @@ min_lr = 1e-3
         .collect();
     let (first, last) = (vals[0], *vals.last().unwrap());
     // Untrained: about ln(512) = 6.24 nats. After 400 steps of 512 tokens the
-    // held-out paragraphs must be at least 1 nat (a factor e in perplexity) easier:
-    // below what a unigram model of a 512-token BPE vocabulary reaches.
+    // held-out paragraphs must be at least 0.75 nat (a factor 2.1 in perplexity)
+    // easier; at the time of writing they were 1.34 nats easier (6.25 -> 4.91).
+    // The margin leaves room for the repository's text to change.
     assert!((first - 512f64.ln()).abs() < 0.3, "initial loss {first}");
     eprintln!("validation loss {first} -> {last}");
-    assert!(last < first - 1.0, "validation loss {first} -> {last}");
+    assert!(last < first - 0.75, "validation loss {first} -> {last}");
 }
 
 #[test]
