@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tokens: usize = args.first().map_or(Ok(1_000_000), |s| s.parse())?;
     let rounds: usize = args.get(1).map_or(Ok(3), |s| s.parse())?;
-    let moe = args.get(2).map_or(true, |s| s != "dense");
+    let moe = args.get(2).is_none_or(|s| s != "dense");
     let m = model(moe)?;
     let n = tokens.div_ceil(T);
     let mut x = 1u64;

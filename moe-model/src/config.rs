@@ -164,7 +164,7 @@ impl ModelConfig {
         ] {
             need(v > 0, field, || "must be positive".into())?;
         }
-        need(self.num_heads % self.num_kv_heads == 0, "num_kv_heads", || {
+        need(self.num_heads.is_multiple_of(self.num_kv_heads), "num_kv_heads", || {
             format!("{} does not divide num_heads = {}", self.num_kv_heads, self.num_heads)
         })?;
         match self.head_dim {
@@ -172,7 +172,8 @@ impl ModelConfig {
                 format!("{h} must be positive and even (RoPE)")
             })?,
             None => need(
-                self.hidden_size % self.num_heads == 0 && (self.hidden_size / self.num_heads) % 2 == 0,
+                self.hidden_size.is_multiple_of(self.num_heads)
+                    && (self.hidden_size / self.num_heads).is_multiple_of(2),
                 "num_heads",
                 || {
                     format!(

@@ -103,7 +103,7 @@ impl ModelConfig {
     /// always on (merged into one shared FFN) and `granularity - num_shared`
     /// routed per token, so (k + shared) · F/g = F.
     pub fn granular_from_dense(&self, granularity: usize, num_routed: usize, num_shared: usize) -> Result<ModelConfig> {
-        if granularity == 0 || self.intermediate_size % granularity != 0 {
+        if granularity == 0 || !self.intermediate_size.is_multiple_of(granularity) {
             return Err(Error::config(
                 "granularity",
                 format!(

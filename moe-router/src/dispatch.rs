@@ -41,7 +41,7 @@ impl Dispatch {
     /// Plans the dispatch of `N·K` copies (`topk_ids_NK` row-major `[N, K]`),
     /// keeping those where `keep_NK` is true.
     pub fn plan(topk_ids_NK: &[i64], keep_NK: &[bool], top_k: usize, num_experts: usize) -> Result<Self> {
-        if top_k == 0 || topk_ids_NK.len() % top_k != 0 || keep_NK.len() != topk_ids_NK.len() {
+        if top_k == 0 || !topk_ids_NK.len().is_multiple_of(top_k) || keep_NK.len() != topk_ids_NK.len() {
             return Err(RouterError::Invalid {
                 what: "dispatch plan",
                 msg: format!(

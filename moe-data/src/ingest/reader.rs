@@ -84,7 +84,7 @@ impl DocumentReader {
 
     fn next_doc(&mut self) -> Result<Option<Document>> {
         loop {
-            if self.current.as_ref().map_or(true, |c| c.done) && !self.open_next()? {
+            if self.current.as_ref().is_none_or(|c| c.done) && !self.open_next()? {
                 return Ok(None);
             }
             let cur = self.current.as_mut().expect("opened above");

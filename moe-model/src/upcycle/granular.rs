@@ -95,7 +95,7 @@ pub fn plan(dense_f: usize, m: &MoeConfig, shared_init: SharedInit) -> Result<Pl
         ));
     }
     let routed = dense_f - start;
-    if f == 0 || routed % f != 0 {
+    if f == 0 || !routed.is_multiple_of(f) {
         return Err(bad(
             "moe.expert_intermediate_size",
             format!(

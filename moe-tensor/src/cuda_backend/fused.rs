@@ -184,7 +184,7 @@ pub(crate) fn rope(
         });
     }
     let t = positions.len() / groups.max(1);
-    if rows > 0 && (t == 0 || groups == 0 || rows % t != 0 || (rows / t) % groups != 0 || dh % 2 != 0) {
+    if rows > 0 && (t == 0 || groups == 0 || rows % t != 0 || !(rows / t).is_multiple_of(groups) || dh % 2 != 0) {
         return Err(Error::InvalidShape {
             op: OP,
             msg: format!(

@@ -129,7 +129,7 @@ impl Tensor {
                 rhs: k.shape().clone(),
             });
         }
-        if dims.hkv == 0 || dims.hq % dims.hkv != 0 {
+        if dims.hkv == 0 || !dims.hq.is_multiple_of(dims.hkv) {
             return Err(bad(format!(
                 "{} query heads are not a multiple of {} kv heads",
                 dims.hq, dims.hkv

@@ -34,7 +34,7 @@ impl Rope {
     /// `theta` (> 0, e.g. 10 000 for Llama 2, 500 000 for Llama 3), in `dtype`
     /// (f32 or f64, the dtype of the tensors it will rotate) on `device`.
     pub fn new(head_dim: usize, max_pos: usize, theta: f64, dtype: DType, device: &Device) -> Result<Rope> {
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(Error::InvalidShape {
                 op: "Rope::new",
                 msg: format!("head_dim must be even and positive, got {head_dim}"),
@@ -245,7 +245,7 @@ impl Tensor {
         }
         let (t, dh) = (self.dims()[rank - 2], rope.head_dim);
         let outer: usize = self.dims()[..rank - 2].iter().product();
-        if groups == 0 || (outer > 0 && outer % groups != 0) {
+        if groups == 0 || (outer > 0 && !outer.is_multiple_of(groups)) {
             return Err(Error::InvalidShape {
                 op: OP,
                 msg: format!(

@@ -94,7 +94,7 @@ impl Trainer {
             self.log.write(&Record::Train(record.clone()))?;
             on_event(Event::Step { record: &record, total });
             let step = self.step;
-            let at = |interval: u64| step == total || (interval > 0 && step % interval == 0);
+            let at = |interval: u64| step == total || (interval > 0 && step.is_multiple_of(interval));
             if at(self.cfg.eval.interval) {
                 self.evaluate(on_event)?;
             }
