@@ -142,16 +142,25 @@ fn base_config(
 /// Every run of the demo, parents before children; `runs` is `OUT/runs`.
 pub fn plan(data: &Path, runs: &Path, size: &DemoSize, families: &[Family]) -> Vec<PlannedRun> {
     let mut out = Vec::new();
-    for &family in families {
-        let name = format!("pre-{}", family.name());
-        let mut c = base_config(&name, data, size, size.pretrain_tokens, mixture(&[(DOMAIN_A, 1.0)]), 0);
-        c.model.preset = Some(format!("tiny-{}", family.name()));
-        out.push(PlannedRun {
+    // A run of `family` from random initialisation.
+    let scratch = |prefix: &str, family: Family, tokens: u64, mix: BTreeMap<String, f64>| {
+        let name = format!("{prefix}-{}", family.name());
+        let mut config = base_config(&name, data, size, tokens, mix, 0);
+        config.model.preset = Some(format!("tiny-{}", family.name()));
+        PlannedRun {
             name,
             family,
-            config: c,
+            config,
             parent: None,
-        });
+        }
+    };
+    for &family in families {
+        out.push(scratch(
+            "pre",
+            family,
+            size.pretrain_tokens,
+            mixture(&[(DOMAIN_A, 1.0)]),
+        ));
     }
     for &family in families {
         let parent = format!("pre-{}", family.name());
@@ -186,23 +195,13 @@ pub fn plan(data: &Path, runs: &Path, size: &DemoSize, families: &[Family]) -> V
         if !families.contains(&family) {
             continue;
         }
-        let name = format!("union-{}", family.name());
         let tokens = size.pretrain_tokens + size.cpt_tokens;
-        let mut c = base_config(
-            &name,
-            data,
-            size,
+        out.push(scratch(
+            "union",
+            family,
             tokens,
             mixture(&[(DOMAIN_A, 0.5), (DOMAIN_B, 0.5)]),
-            0,
-        );
-        c.model.preset = Some(format!("tiny-{}", family.name()));
-        out.push(PlannedRun {
-            name,
-            family,
-            config: c,
-            parent: None,
-        });
+        ));
     }
     out
 }
