@@ -1,7 +1,5 @@
-//! The `moe` command-line tool.
-//!
-//! Data commands are here now; training, evaluation and the demo arrive
-//! with their own issues.
+//! The `moe` command-line tool: each subcommand is a thin module in
+//! `src/cli/` over the library crates.
 
 #[path = "../cli/mod.rs"]
 mod cli;
@@ -10,9 +8,9 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// moe-cpt: pre-train, continually pre-train and study Mixture-of-Experts
-/// language models.
+/// language models. Start with `moe demo`; `moe <command> --help` explains each command.
 #[derive(Debug, Parser)]
-#[command(name = "moe", version, about, long_about = None)]
+#[command(name = "moe", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
