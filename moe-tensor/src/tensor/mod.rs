@@ -17,6 +17,7 @@ mod expert_combine;
 mod fused_util;
 mod gated;
 mod grouped_matmul;
+mod in_place;
 mod index;
 mod matmul;
 mod reduce;

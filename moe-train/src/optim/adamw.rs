@@ -9,6 +9,7 @@
 use super::AdamWConfig;
 use crate::error::{Result, TrainError};
 use moe_tensor::{DType, Device, Params, Tensor};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// The state of one parameter: its update count, moments and optional master copy.
@@ -18,6 +19,42 @@ struct ParamState {
     exp_avg: Vec<f32>,
     exp_avg_sq: Vec<f32>,
     master: Option<Vec<f32>>,
+}
+
+/// One update's scalars, rounded to f32 as PyTorch does.
+struct UpdateConsts {
+    decay: f32,
+    w1: f32,
+    b2: f32,
+    c2: f32,
+    step_size: f32,
+    inv_bc2_sqrt: f32,
+    eps: f32,
+}
+
+/// Elements per parallel chunk: large enough that scheduling is negligible.
+const CHUNK: usize = 1 << 14;
+
+impl UpdateConsts {
+    /// The AdamW update of every element, in parallel chunks; each element's
+    /// arithmetic is the same whatever the chunking, so results are bit-identical.
+    fn apply(&self, theta: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
+        theta
+            .par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((theta, m), v), g)| {
+                for i in 0..theta.len() {
+                    theta[i] *= self.decay;
+                    m[i] += self.w1 * (g[i] - m[i]);
+                    v[i] = v[i] * self.b2 + self.c2 * g[i] * g[i];
+                    let denom = v[i].sqrt() * self.inv_bc2_sqrt + self.eps;
+                    // addcdiv evaluates (value · m) / denom, in that order.
+                    theta[i] += (-self.step_size * m[i]) / denom;
+                }
+            });
+    }
 }
 
 /// AdamW over a fixed, named set of parameters.
@@ -74,36 +111,36 @@ impl AdamW {
     /// (parameters without one are left alone and their update count does not move,
     /// as in PyTorch). Gradients are not cleared.
     pub fn step(&mut self, lr: f64) -> Result<()> {
-        let (beta1, beta2, eps) = (self.config.beta1, self.config.beta2, self.config.eps as f32);
+        let (beta1, beta2) = (self.config.beta1, self.config.beta2);
         for ((name, p), st) in self.params.iter().zip(self.states.iter_mut()) {
             let Some(grad) = p.grad() else { continue };
-            let g = grad.to_dtype(DType::F32)?.to_vec::<f32>()?;
-            let mut theta = match &st.master {
-                Some(m) => m.clone(),
-                None => p.to_vec::<f32>()?,
-            };
             st.step += 1;
             let wd = self.config.weight_decay_for(name, p.rank());
-            // PyTorch turns the Python-float scalars into f32 for f32 tensors.
-            let decay = (1.0 - lr * wd) as f32;
-            let (w1, c2) = ((1.0 - beta1) as f32, (1.0 - beta2) as f32);
-            let b2 = beta2 as f32;
             let t = st.step as f64;
-            let step_size = (lr / (1.0 - beta1.powf(t))) as f32;
-            // PyTorch's CPU division by a scalar multiplies by its f32 reciprocal.
-            let inv_bc2_sqrt = 1.0 / ((1.0 - beta2.powf(t)).sqrt()) as f32;
-            for i in 0..theta.len() {
-                theta[i] *= decay;
-                let m = &mut st.exp_avg[i];
-                *m += w1 * (g[i] - *m);
-                let v = &mut st.exp_avg_sq[i];
-                *v = *v * b2 + c2 * g[i] * g[i];
-                let denom = v.sqrt() * inv_bc2_sqrt + eps;
-                // addcdiv evaluates (value · m) / denom, in that order.
-                theta[i] += (-step_size * *m) / denom;
+            let k = UpdateConsts {
+                // PyTorch turns the Python-float scalars into f32 for f32 tensors.
+                decay: (1.0 - lr * wd) as f32,
+                w1: (1.0 - beta1) as f32,
+                b2: beta2 as f32,
+                c2: (1.0 - beta2) as f32,
+                step_size: (lr / (1.0 - beta1.powf(t))) as f32,
+                // PyTorch's CPU division by a scalar multiplies by its f32 reciprocal.
+                inv_bc2_sqrt: 1.0 / ((1.0 - beta2.powf(t)).sqrt()) as f32,
+                eps: self.config.eps as f32,
+            };
+            let (m, v) = (&mut st.exp_avg, &mut st.exp_avg_sq);
+            if st.master.is_none() && p.is_contiguous_cpu_f32() && grad.is_contiguous_cpu_f32() {
+                // The common case: update the parameter where it lives.
+                grad.with_f32_slice(|g| p.update_f32_in_place(|theta| k.apply(theta, m, v, g)))??;
+                continue;
             }
-            let shape = p.dims().to_vec();
-            let new = Tensor::from_vec(theta, shape, &Device::Cpu)?;
+            let g = grad.to_dtype(DType::F32)?.to_vec::<f32>()?;
+            let mut theta = match &st.master {
+                Some(master) => master.clone(),
+                None => p.to_vec::<f32>()?,
+            };
+            k.apply(&mut theta, m, v, &g);
+            let new = Tensor::from_vec(theta, p.dims().to_vec(), &Device::Cpu)?;
             match &mut st.master {
                 Some(master) => {
                     p.assign(&new.to_dtype(p.dtype())?)?;

@@ -13,7 +13,12 @@ pub fn clip_grad_norm(params: &Params, max_norm: f64) -> Result<f64> {
     let mut sum_sq = 0.0f64;
     for (_, p) in params.iter() {
         if let Some(g) = p.grad() {
-            sum_sq += g.to_vec_f64()?.iter().map(|x| x * x).sum::<f64>();
+            // Borrowed when possible; the same f64 sum in the same order either way.
+            sum_sq += if g.is_contiguous_cpu_f32() {
+                g.with_f32_slice(|x| x.iter().map(|&x| x as f64 * x as f64).sum::<f64>())?
+            } else {
+                g.to_vec_f64()?.iter().map(|x| x * x).sum::<f64>()
+            };
         }
     }
     let norm = sum_sq.sqrt();
