@@ -2,23 +2,15 @@
 //! fsync, rename), so a report or result file is never left half-written.
 
 use crate::error::{EvalError, Result};
-use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically, creating its parent folder.
+/// Writes `bytes` to `path` atomically (moe-data's temporary file, fsync,
+/// rename), creating its parent folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| EvalError::io(parent, e))?;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| EvalError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| EvalError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| EvalError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+    Ok(moe_data::atomic::write_atomic(path, bytes)?)
 }
 
 /// Writes `value` as pretty JSON (with a final newline) to `path`, atomically.

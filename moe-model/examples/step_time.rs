@@ -4,37 +4,16 @@
 //!
 //! `cargo run -p moe-model --release --example step_time [-- STEPS]`
 
-use moe_model::config::{Activation, AuxLossForm, MoeConfig};
-use moe_model::{Decoder, ModelConfig};
-use moe_router::RouterConfig;
+use moe_model::{presets, Decoder, ModelConfig};
 use moe_tensor::init::Rng;
 use moe_tensor::{Device, Tensor};
 use std::time::Instant;
 
 fn config(moe: bool) -> ModelConfig {
-    ModelConfig {
-        vocab_size: 8192,
-        hidden_size: 256,
-        num_layers: 4,
-        num_heads: 8,
-        num_kv_heads: 8,
-        head_dim: None,
-        intermediate_size: 512,
-        activation: Activation::Swiglu,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        max_position_embeddings: 256,
-        init_std: 0.02,
-        moe: moe.then(|| MoeConfig {
-            router: RouterConfig::penalty_balanced(8, 2),
-            expert_intermediate_size: 512,
-            shared_intermediate_size: 0,
-            shared_expert_gate: false,
-            first_dense_layers: 0,
-            aux_loss_form: AuxLossForm::PerLayer,
-        }),
+    if moe {
+        presets::bench_moe()
+    } else {
+        presets::bench_dense()
     }
 }
 

@@ -75,6 +75,38 @@ pub fn debug_dense() -> ModelConfig {
     }
 }
 
+/// The training-benchmark model (`moe bench --config bench-dense`, the
+/// PyTorch peer in `tools/bench/train_peer.py`): D 256, 4 layers, 8 heads,
+/// SwiGLU FFN 512, vocabulary 8192, untied.
+pub fn bench_dense() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 8192,
+        hidden_size: 256,
+        num_layers: 4,
+        num_heads: 8,
+        num_kv_heads: 8,
+        head_dim: None,
+        intermediate_size: 512,
+        activation: Activation::Swiglu,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+        attention_bias: false,
+        max_position_embeddings: 2048,
+        init_std: 0.02,
+        moe: None,
+    }
+}
+
+/// [`bench_dense`] with every FFN an MoE of 8 experts of width 512, top-2
+/// (softmax router, Switch aux loss 0.01, z-loss 0.001).
+pub fn bench_moe() -> ModelConfig {
+    ModelConfig {
+        moe: Some(base_moe(8, 2, 512)),
+        ..bench_dense()
+    }
+}
+
 /// The paper's penalty-balanced router (softmax top-k, weights = the chosen
 /// probabilities, Megatron Switch aux loss 0.01, z-loss 0.001), dropless.
 fn base_moe(num_experts: usize, top_k: usize, width: usize) -> MoeConfig {

@@ -5,9 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use moe_model::config::{Activation, AuxLossForm, MoeConfig};
 use moe_model::{presets, Decoder, ModelConfig};
-use moe_router::RouterConfig;
 use moe_tensor::init::Rng;
 use moe_tensor::{Device, Tensor};
 use moe_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
@@ -57,48 +55,11 @@ struct BenchFile {
     seq_len: Option<usize>,
 }
 
-/// The dense bench model: D 256, 4 layers, 8 heads, FFN 512, V 8192.
-pub fn bench_dense() -> ModelConfig {
-    ModelConfig {
-        vocab_size: 8192,
-        hidden_size: 256,
-        num_layers: 4,
-        num_heads: 8,
-        num_kv_heads: 8,
-        head_dim: None,
-        intermediate_size: 512,
-        activation: Activation::Swiglu,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        max_position_embeddings: 2048,
-        init_std: 0.02,
-        moe: None,
-    }
-}
-
-/// `bench_dense` with every FFN an MoE of 8 experts of width 512, top-2
-/// (softmax router, Switch aux loss 0.01, z-loss 0.001).
-pub fn bench_moe() -> ModelConfig {
-    ModelConfig {
-        moe: Some(MoeConfig {
-            router: RouterConfig::penalty_balanced(8, 2),
-            expert_intermediate_size: 512,
-            shared_intermediate_size: 0,
-            shared_expert_gate: false,
-            first_dense_layers: 0,
-            aux_loss_form: AuxLossForm::PerLayer,
-        }),
-        ..bench_dense()
-    }
-}
-
 /// The model config and optional batch shape named by `--config`.
 fn resolve(name: &str) -> Result<(ModelConfig, Option<usize>, Option<usize>)> {
     match name {
-        "bench-dense" => return Ok((bench_dense(), None, None)),
-        "bench-moe" => return Ok((bench_moe(), None, None)),
+        "bench-dense" => return Ok((presets::bench_dense(), None, None)),
+        "bench-moe" => return Ok((presets::bench_moe(), None, None)),
         _ => {}
     }
     let path = Path::new(name);

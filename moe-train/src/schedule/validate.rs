@@ -14,18 +14,8 @@ fn lr(field: &str, value: f64) -> Result<()> {
     }
 }
 
-fn le(field: &str, value: f64, bound_name: &str, bound: f64) -> Result<()> {
-    if value <= bound {
-        Ok(())
-    } else {
-        Err(TrainError::config(
-            format!("schedule.{field}"),
-            format!("{value} is larger than {bound_name} = {bound}"),
-        ))
-    }
-}
-
-fn steps_le(field: &str, value: u64, bound_name: &str, bound: u64) -> Result<()> {
+/// `value <= bound` (learning rates or step counts), else an error naming both.
+fn le<T: PartialOrd + std::fmt::Display>(field: &str, value: T, bound_name: &str, bound: T) -> Result<()> {
     if value <= bound {
         Ok(())
     } else {
@@ -60,7 +50,7 @@ impl ScheduleConfig {
                 lr("min_lr", min_lr)?;
                 le("min_lr", min_lr, "max_lr", max_lr)?;
                 positive("total_steps", total_steps)?;
-                steps_le("warmup_steps", warmup_steps, "total_steps", total_steps)
+                le("warmup_steps", warmup_steps, "total_steps", total_steps)
             }
             Self::Rewarm {
                 start_lr,
@@ -75,7 +65,7 @@ impl ScheduleConfig {
                 le("start_lr", start_lr, "max_lr", max_lr)?;
                 le("min_lr", min_lr, "max_lr", max_lr)?;
                 positive("total_steps", total_steps)?;
-                steps_le("warmup_steps", warmup_steps, "total_steps", total_steps)
+                le("warmup_steps", warmup_steps, "total_steps", total_steps)
             }
             Self::Wsd {
                 max_lr,
@@ -90,8 +80,8 @@ impl ScheduleConfig {
                 le("min_lr", min_lr, "max_lr", max_lr)?;
                 positive("total_steps", total_steps)?;
                 let room = total_steps.saturating_sub(warmup_steps);
-                steps_le("warmup_steps", warmup_steps, "total_steps", total_steps)?;
-                steps_le("decay_steps", decay_steps, "total_steps - warmup_steps", room)
+                le("warmup_steps", warmup_steps, "total_steps", total_steps)?;
+                le("decay_steps", decay_steps, "total_steps - warmup_steps", room)
             }
             Self::Infinite {
                 max_lr,

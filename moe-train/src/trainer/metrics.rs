@@ -115,13 +115,11 @@ impl MetricsLog {
         } else {
             Vec::new()
         };
-        let tmp = path.with_extension("jsonl.tmp");
         let mut text = kept.join("\n");
         if !text.is_empty() {
             text.push('\n');
         }
-        std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| TrainError::io(&path, e))?;
+        moe_data::atomic::write_atomic(&path, text.as_bytes())?;
         let file = OpenOptions::new()
             .append(true)
             .open(&path)

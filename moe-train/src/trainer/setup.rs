@@ -8,6 +8,7 @@ use super::{training_flops_per_token, Trainer, CONFIG_FILE, RUN_FILE, UPCYCLE_FI
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
+use moe_data::atomic::write_atomic;
 use moe_data::{Dataset, Mixture, Sampler, SamplerConfig, Tokenizer, ValWindows};
 use moe_model::decoder::Ffn;
 use moe_model::Decoder;
@@ -62,12 +63,6 @@ fn folder_tokenizer_hash(dir: &Path) -> Result<Option<[u8; 32]>> {
         return Ok(None);
     }
     Ok(Some(Tokenizer::from_file(&path, None)?.hash()))
-}
-
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
 /// Where a starting checkpoint sits in token time: its own tokens plus those
@@ -253,9 +248,9 @@ impl Trainer {
             cpt_start_tokens: cfg.init.as_ref().map_or(0, |i| tokens_before(&i.from)),
             version: version(),
         };
-        write_file(&out.join(CONFIG_FILE), &cfg.to_toml())?;
+        write_atomic(&out.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
         let info_json = serde_json::to_string_pretty(&info).map_err(|e| TrainError::checkpoint(out, e.to_string()))?;
-        write_file(&out.join(RUN_FILE), &info_json)?;
+        write_atomic(&out.join(RUN_FILE), info_json.as_bytes())?;
         let log = MetricsLog::create(out)?;
         Self::assemble(cfg, out, dataset, model, optimizer, sampler, log, rng, None)
     }
@@ -265,13 +260,13 @@ impl Trainer {
         let cfg = state.config.clone();
         let dev = Device::Cpu;
         let dataset = open_dataset(&cfg, folder_tokenizer_hash(ckpt)?.as_ref())?;
+        let model = moe_model::load_model_dir(ckpt, &dev)?;
+        if Some(model.config()) != cfg.model.config.as_ref() {
+            return Err(TrainError::checkpoint(ckpt, "its model differs from the run config's"));
+        }
         if let Some(given) = given {
-            let init_model = cfg
-                .init
-                .as_ref()
-                .map(|_| moe_model::load_model_dir(ckpt, &dev))
-                .transpose()?;
-            let given = resolve(given, &dataset, init_model.as_ref())?;
+            // A CPT run's config names no model: it resolves to the checkpoint's.
+            let given = resolve(given, &dataset, cfg.init.as_ref().map(|_| &model))?;
             if given != cfg {
                 return Err(TrainError::config(
                     "config",
@@ -282,10 +277,6 @@ impl Trainer {
                     ),
                 ));
             }
-        }
-        let model = moe_model::load_model_dir(ckpt, &dev)?;
-        if Some(model.config()) != cfg.model.config.as_ref() {
-            return Err(TrainError::checkpoint(ckpt, "its model differs from the run config's"));
         }
         restore_expert_biases(&model, &state.expert_bias, ckpt)?;
         let mut optimizer = AdamW::new(model.params(), cfg.optimizer.clone())?;

@@ -121,10 +121,8 @@ impl Trainer {
                     };
                     return Err(TrainError::NonFinite { step, what, value });
                 }
-                NanPolicy::Skip => {
-                    params.zero_grad();
-                    self.skipped += 1;
-                }
+                // The gradients are discarded with everyone's below.
+                NanPolicy::Skip => self.skipped += 1,
             }
         } else {
             self.optimizer.step(lr)?;
