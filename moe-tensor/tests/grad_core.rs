@@ -6,7 +6,7 @@ mod common;
 
 use common::{randn, random_dims, uniform};
 use moe_tensor::init::Rng;
-use moe_tensor::testing::gradcheck;
+use moe_tensor::testing::{gradcheck, max_abs_diff};
 use moe_tensor::{Tensor, UnaryOp};
 
 #[test]
@@ -117,6 +117,33 @@ fn reductions_match_finite_differences() {
         gradcheck(|xs| xs[0].sum_all(), std::slice::from_ref(&x)).unwrap();
         gradcheck(|xs| xs[0].transpose(0, 1)?.mean_all(), &[x]).unwrap();
     }
+}
+
+#[test]
+fn a_weight_used_as_a_transposed_view_gets_a_contiguous_gradient() {
+    // A linear layer's `x · wᵀ`: the gradient reaches `w` in w's own layout
+    // (optimisers read it in place), with the values of dyᵀ·x, and likewise
+    // for a transposed lhs.
+    let mut rng = Rng::seed(61);
+    let x = randn(&mut rng, &[5, 4]);
+    let w = randn(&mut rng, &[3, 4]).to_param();
+    let dy = randn(&mut rng, &[5, 3]);
+    x.matmul(&w.t().unwrap()).unwrap().backward_with(&dy).unwrap();
+    let gw = w.grad().unwrap();
+    assert!(gw.is_contiguous());
+    let expected = dy.t().unwrap().matmul(&x).unwrap();
+    assert!(max_abs_diff(&gw, &expected).unwrap() < 1e-12);
+    let a = randn(&mut rng, &[4, 5]).to_param();
+    a.t()
+        .unwrap()
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .backward_with(&dy)
+        .unwrap();
+    let ga = a.grad().unwrap();
+    assert!(ga.is_contiguous());
+    let expected = w.t().unwrap().matmul(&dy.t().unwrap()).unwrap();
+    assert!(max_abs_diff(&ga, &expected).unwrap() < 1e-12);
 }
 
 #[test]

@@ -106,6 +106,35 @@ fn gradients_match_finite_differences_with_strided_operands() {
 }
 
 #[test]
+fn hf_layout_weight_gets_a_contiguous_gradient() {
+    // w stored as [E, F, D] and used as its (1, 2) transpose: the gradient
+    // arrives contiguous in [E, F, D], equal to the per-expert dyᵀ·x.
+    let mut rng = Rng::seed(15);
+    let counts = vec![2, 0, 3];
+    let x = randn(&mut rng, &[5, 4]);
+    let w_efd = randn(&mut rng, &[3, 6, 4]).to_param();
+    let dy = randn(&mut rng, &[5, 6]);
+    x.grouped_matmul(&w_efd.transpose(1, 2).unwrap(), &counts)
+        .unwrap()
+        .backward_with(&dy)
+        .unwrap();
+    let g = w_efd.grad().unwrap();
+    assert!(g.is_contiguous());
+    let mut start = 0;
+    for (e, &c) in counts.iter().enumerate() {
+        let ge = g.narrow(0, e, 1).unwrap().squeeze(0).unwrap();
+        let expected = if c == 0 {
+            ge.zeros_like().unwrap()
+        } else {
+            let dy_e = dy.narrow(0, start, c).unwrap();
+            dy_e.t().unwrap().matmul(&x.narrow(0, start, c).unwrap()).unwrap()
+        };
+        assert!(max_abs_diff(&ge, &expected).unwrap() < 1e-12, "expert {e}");
+        start += c;
+    }
+}
+
+#[test]
 fn expert_without_rows_gets_a_zero_gradient() {
     let mut rng = Rng::seed(15);
     let counts = [3, 0, 2];

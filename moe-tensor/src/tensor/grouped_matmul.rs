@@ -40,13 +40,24 @@ impl BackwardOp for GroupedMatmulBackward {
         } else {
             None
         };
-        let gw = if self.w.requires_grad() {
-            Some(grouped_weight_grad(&self.x, g, &self.counts)?)
-        } else {
+        let gw = if !self.w.requires_grad() {
             None
+        } else if is_transposed_stack(&self.w) {
+            // `w` is `w_EFD.transpose(1, 2)` (the HF layout): compute the
+            // gradient as `[E, F, D]` and hand back its transposed view, so the
+            // parameter receives a contiguous gradient.
+            Some(grouped_weight_grad(g, &self.x, &self.counts)?.transpose(1, 2)?)
+        } else {
+            Some(grouped_weight_grad(&self.x, g, &self.counts)?)
         };
         Ok(vec![gx, gw])
     }
+}
+
+/// Whether `w [E, D, F]` is the (1, 2)-transposed view of a contiguous `[E, F, D]`.
+fn is_transposed_stack(w: &Tensor) -> bool {
+    let (d, s) = (w.dims(), w.layout().strides());
+    d[1] > 1 && d[2] > 1 && s == [d[1] * d[2], 1, d[1]]
 }
 
 /// A matrix view of a rank-2 tensor's data: strides and storage offset.
@@ -73,7 +84,8 @@ fn forward<T: Real>(x: &[T], xt: &Tensor, w: &[T], wt: &Tensor, counts: &[usize]
     Ok(y)
 }
 
-/// `dw[e] = x[seg e]ᵀ · g[seg e]`, shape `[E, D, F]`; zero for empty segments.
+/// `dw[e] = x[seg e]ᵀ · g[seg e]`, shape `[E, D, F]` for `x [M, D]` and
+/// `g [M, F]`; zero for empty segments.
 fn grouped_weight_grad(x: &Tensor, g: &Tensor, counts: &[usize]) -> Result<Tensor> {
     let op = "grouped_matmul_backward";
     let (d, f) = (x.dims()[1], g.dims()[1]);

@@ -23,18 +23,34 @@ impl BackwardOp for MatmulBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         // C = A·B  ⇒  dA = dC·Bᵀ, dB = Aᵀ·dC (then undo batch broadcasting).
-        let ga = if self.a.requires_grad() {
+        // A 2-D operand that is a transposed view (a linear layer's `w.t()`)
+        // gets its gradient in its own layout, computed as (B·dCᵀ)ᵀ or
+        // (dCᵀ·A)ᵀ: the same products, and the parameter behind the view then
+        // receives a contiguous gradient that clipping and the optimiser read
+        // in place instead of copying.
+        let plain = self.a.rank() == 2 && self.b.rank() == 2 && g.rank() == 2;
+        let ga = if !self.a.requires_grad() {
+            None
+        } else if plain && is_transposed_matrix(&self.a) {
+            Some(self.b.matmul(&g.t()?)?.t()?)
+        } else {
             Some(g.matmul(&self.b.t()?)?.sum_to_shape(self.a.shape())?)
-        } else {
-            None
         };
-        let gb = if self.b.requires_grad() {
-            Some(self.a.t()?.matmul(g)?.sum_to_shape(self.b.shape())?)
-        } else {
+        let gb = if !self.b.requires_grad() {
             None
+        } else if plain && is_transposed_matrix(&self.b) {
+            Some(g.t()?.matmul(&self.a)?.t()?)
+        } else {
+            Some(self.a.t()?.matmul(g)?.sum_to_shape(self.b.shape())?)
         };
         Ok(vec![ga, gb])
     }
+}
+
+/// Whether `t` is a rank-2 column-major view: the transpose of a contiguous matrix.
+fn is_transposed_matrix(t: &Tensor) -> bool {
+    let (d, s) = (t.dims(), t.layout().strides());
+    t.rank() == 2 && d[0] > 1 && d[1] > 1 && s[0] == 1 && s[1] == d[0]
 }
 
 /// Storage offsets of each matrix in a broadcast batch, and whether they are evenly spaced.

@@ -141,6 +141,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(threads);
     let mut times = Vec::with_capacity(a.steps);
+    // Per phase: forward (with the loss), backward, clipping + optimiser.
+    let mut phases: [Vec<f64>; 3] = Default::default();
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
     let mut cpu_start = None;
     for step in 0..a.warmup + a.steps {
@@ -152,12 +154,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let t0 = Instant::now();
         params.zero_grad();
         let out = model.loss(&ids)?;
+        let t1 = Instant::now();
         out.total.backward()?;
+        let t2 = Instant::now();
         clip_grad_norm(params, 1.0)?;
         opt.step(3e-4)?;
         let loss = out.ce.to_scalar_f64()?;
         drop(out);
-        let dt = t0.elapsed().as_secs_f64();
+        let t3 = Instant::now();
+        let dt = (t3 - t0).as_secs_f64();
+        if step >= a.warmup {
+            for (acc, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+                acc.push(d.as_secs_f64());
+            }
+        }
         if step == 0 {
             first_loss = loss;
         }
@@ -173,6 +183,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
+    let [fwd, bwd, opt_ms] = phases.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    });
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     let tokens = (b * t) as f64;
     let peak = peak_rss_bytes();
@@ -190,6 +204,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "step_ms_median": median * 1e3,
             "step_ms_mean": mean * 1e3,
             "step_ms_min": sorted[0] * 1e3,
+            "forward_ms_median": fwd,
+            "backward_ms_median": bwd,
+            "optimizer_ms_median": opt_ms,
             "tokens_per_s": tokens / median,
             "cpu_ms_per_step": cpu_per_step.map(|c| c * 1e3),
             "tokens_per_cpu_s": cpu_per_step.map(|c| tokens / c),
@@ -216,6 +233,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             sorted[0] * 1e3,
             tokens / median
         );
+        println!("phase medians: forward {fwd:.1} ms, backward {bwd:.1} ms, clip + AdamW {opt_ms:.1} ms");
     }
     Ok(())
 }

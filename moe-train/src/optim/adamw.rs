@@ -45,13 +45,15 @@ impl UpdateConsts {
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((theta, m), v), g)| {
-                for i in 0..theta.len() {
-                    theta[i] *= self.decay;
-                    m[i] += self.w1 * (g[i] - m[i]);
-                    v[i] = v[i] * self.b2 + self.c2 * g[i] * g[i];
-                    let denom = v[i].sqrt() * self.inv_bc2_sqrt + self.eps;
+                // Zipped iterators (no bounds checks) let the loop vectorise;
+                // IEEE sqrt and division give the same bits in SIMD lanes.
+                for (((theta, m), v), &g) in theta.iter_mut().zip(m).zip(v).zip(g) {
+                    *theta *= self.decay;
+                    *m += self.w1 * (g - *m);
+                    *v = *v * self.b2 + self.c2 * g * g;
+                    let denom = v.sqrt() * self.inv_bc2_sqrt + self.eps;
                     // addcdiv evaluates (value · m) / denom, in that order.
-                    theta[i] += (-self.step_size * m[i]) / denom;
+                    *theta += (-self.step_size * *m) / denom;
                 }
             });
     }
