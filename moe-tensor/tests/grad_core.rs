@@ -258,3 +258,37 @@ fn fused_gated_activations_match_finite_differences_and_unfused_ops() {
     }
     assert!(gate.swiglu(&up).is_err(), "shape mismatch must be refused");
 }
+
+#[test]
+fn packed_gated_activation_matches_finite_differences_and_the_halves() {
+    // h [.., 2F]: gate then up in the last dim, as a fused gate/up projection.
+    let mut rng = Rng::seed(10);
+    let h = randn(&mut rng, &[2, 3, 8]);
+    for act in [UnaryOp::Silu, UnaryOp::GeluTanh] {
+        gradcheck(|xs| xs[0].gated_packed(act), std::slice::from_ref(&h)).unwrap();
+        // A non-contiguous input: the permuted view of a [8, 3, 2] tensor.
+        let ht = h.permute(&[2, 1, 0]).unwrap().contiguous().unwrap();
+        gradcheck(|xs| xs[0].permute(&[2, 1, 0])?.gated_packed(act), &[ht]).unwrap();
+        let packed = h.gated_packed(act).unwrap();
+        let halves = h
+            .narrow(-1, 0, 4)
+            .unwrap()
+            .gated(&h.narrow(-1, 4, 4).unwrap(), act)
+            .unwrap();
+        assert_eq!(packed.dims(), &[2, 3, 4]);
+        assert!(moe_tensor::testing::max_abs_diff(&packed, &halves).unwrap() < 1e-15);
+    }
+    // f32 through the SIMD kernel: the same values as the two-halves op.
+    let h32 = h.to_dtype(moe_tensor::DType::F32).unwrap();
+    let packed = h32.gated_packed(UnaryOp::Silu).unwrap();
+    let halves = h32
+        .narrow(-1, 0, 4)
+        .unwrap()
+        .swiglu(&h32.narrow(-1, 4, 4).unwrap())
+        .unwrap();
+    assert_eq!(packed.to_vec::<f32>().unwrap(), halves.to_vec::<f32>().unwrap());
+    assert!(
+        randn(&mut rng, &[2, 5]).gated_packed(UnaryOp::Silu).is_err(),
+        "odd width must be refused"
+    );
+}

@@ -103,6 +103,10 @@ fn all_cases(rng: &mut Rng) -> Result<Vec<GradReport>> {
         coarse,
     )?);
     out.push(gradcheck(|t| t[0].gated(&t[1], UnaryOp::Silu), &xy)?);
+    out.push(gradcheck(
+        |t| t[0].gated_packed(UnaryOp::Silu),
+        std::slice::from_ref(&x),
+    )?);
     out.push(gradcheck(|t| t[0].softmax(1), std::slice::from_ref(&x))?);
     out.push(gradcheck(|t| t[0].log_softmax(0), std::slice::from_ref(&x))?);
     let w = randn(rng, &[4]);

@@ -122,6 +122,34 @@ fn sigmoid<T: Real>(x: T) -> T {
     T::one() / (T::one() + (-x).exp())
 }
 
+/// `y = silu(g) · u` on one chunk: the SIMD f32 body, or the generic formula.
+fn fwd_chunk<T: Real>(y: &mut [T], g: &[T], u: &[T]) {
+    match (f32s_mut(y), f32s(g), f32s(u)) {
+        (Some(y), Some(g), Some(u)) => fwd_f32(y, g, u),
+        _ => {
+            for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                *y = g * sigmoid(g) * u;
+            }
+        }
+    }
+}
+
+/// The backward of [`fwd_chunk`] on one chunk.
+fn bwd_chunk<T: Real>(dg: &mut [T], du: &mut [T], dy: &[T], g: &[T], u: &[T]) {
+    match (f32s_mut(dg), f32s_mut(du), f32s(dy), f32s(g), f32s(u)) {
+        (Some(dg), Some(du), Some(dy), Some(g), Some(u)) => bwd_f32(dg, du, dy, g, u),
+        (_, _, _, _, _) => {
+            // Re-borrow as T (the f32 views above were not taken).
+            for i in 0..dg.len() {
+                let (x, d) = (g[i], dy[i]);
+                let s = sigmoid(x);
+                du[i] = d * x * s;
+                dg[i] = d * u[i] * s * (T::one() + x * (T::one() - s));
+            }
+        }
+    }
+}
+
 /// `y = silu(g) · u` elementwise over equally long slices.
 pub fn silu_mul_forward<T: Real>(y: &mut [T], g: &[T], u: &[T]) -> Result<(), KernelError> {
     let n = y.len();
@@ -129,14 +157,7 @@ pub fn silu_mul_forward<T: Real>(y: &mut [T], g: &[T], u: &[T]) -> Result<(), Ke
     check_len("silu_mul_forward", "u", n, u.len())?;
     y.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-        .for_each(|(y, (g, u))| match (f32s_mut(y), f32s(g), f32s(u)) {
-            (Some(y), Some(g), Some(u)) => fwd_f32(y, g, u),
-            _ => {
-                for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                    *y = g * sigmoid(g) * u;
-                }
-            }
-        });
+        .for_each(|(y, (g, u))| fwd_chunk(y, g, u));
     Ok(())
 }
 
@@ -150,18 +171,55 @@ pub fn silu_mul_backward<T: Real>(dg: &mut [T], du: &mut [T], dy: &[T], g: &[T],
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))
         .zip(dy.par_chunks(CHUNK).zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK))))
-        .for_each(|((dg, du), (dy, (g, u)))| {
-            match (f32s_mut(dg), f32s_mut(du), f32s(dy), f32s(g), f32s(u)) {
-                (Some(dg), Some(du), Some(dy), Some(g), Some(u)) => bwd_f32(dg, du, dy, g, u),
-                (_, _, _, _, _) => {
-                    // Re-borrow as T (the f32 views above were not taken).
-                    for i in 0..dg.len() {
-                        let (x, d) = (g[i], dy[i]);
-                        let s = sigmoid(x);
-                        du[i] = d * x * s;
-                        dg[i] = d * u[i] * s * (T::one() + x * (T::one() - s));
-                    }
-                }
+        .for_each(|((dg, du), (dy, (g, u)))| bwd_chunk(dg, du, dy, g, u));
+    Ok(())
+}
+
+/// Rows per parallel task for rows of `width` elements.
+fn rows_per_task(width: usize) -> usize {
+    (CHUNK / width.max(1)).max(1)
+}
+
+/// SwiGLU over a fused gate/up projection: each row of `h` holds `f` gate
+/// values then `f` up values, and row `r` of `y` (width `f`) is
+/// `silu(gate_r) · up_r`. Reads the halves in place: no narrowed copies.
+pub fn silu_mul_packed_forward<T: Real>(y: &mut [T], h: &[T], f: usize) -> Result<(), KernelError> {
+    if f == 0 {
+        return Ok(());
+    }
+    let rows = y.len() / f;
+    check_len("silu_mul_packed_forward", "y", rows * f, y.len())?;
+    check_len("silu_mul_packed_forward", "h", rows * 2 * f, h.len())?;
+    let per = rows_per_task(f);
+    y.par_chunks_mut(per * f)
+        .zip(h.par_chunks(per * 2 * f))
+        .for_each(|(y, h)| {
+            for (y, h) in y.chunks_mut(f).zip(h.chunks(2 * f)) {
+                let (g, u) = h.split_at(f);
+                fwd_chunk(y, g, u);
+            }
+        });
+    Ok(())
+}
+
+/// The backward of [`silu_mul_packed_forward`]: `dh` (rows of `2f`: the
+/// gate's gradient, then the up's) from `dy` (rows of `f`) and `h`.
+pub fn silu_mul_packed_backward<T: Real>(dh: &mut [T], dy: &[T], h: &[T], f: usize) -> Result<(), KernelError> {
+    if f == 0 {
+        return Ok(());
+    }
+    let rows = dy.len() / f;
+    check_len("silu_mul_packed_backward", "dy", rows * f, dy.len())?;
+    check_len("silu_mul_packed_backward", "dh", rows * 2 * f, dh.len())?;
+    check_len("silu_mul_packed_backward", "h", rows * 2 * f, h.len())?;
+    let per = rows_per_task(f);
+    dh.par_chunks_mut(per * 2 * f)
+        .zip(dy.par_chunks(per * f).zip(h.par_chunks(per * 2 * f)))
+        .for_each(|(dh, (dy, h))| {
+            for ((dh, dy), h) in dh.chunks_mut(2 * f).zip(dy.chunks(f)).zip(h.chunks(2 * f)) {
+                let (dg, du) = dh.split_at_mut(f);
+                let (g, u) = h.split_at(f);
+                bwd_chunk(dg, du, dy, g, u);
             }
         });
     Ok(())
@@ -210,5 +268,32 @@ mod tests {
         assert_eq!(y[3..], [90.0, 200.0]);
         let mut short = [0.0f32; 4];
         assert!(silu_mul_forward(&mut short, &g, &u).is_err());
+    }
+
+    #[test]
+    fn packed_rows_equal_the_flat_kernels_on_the_halves() {
+        let (rows, f) = (37, 300);
+        let h: Vec<f32> = (0..rows * 2 * f)
+            .map(|i| ((i * 31) % 997) as f32 / 80.0 - 6.0)
+            .collect();
+        let dy: Vec<f32> = (0..rows * f).map(|i| ((i * 7) % 13) as f32 / 6.0 - 1.0).collect();
+        let half = |k: usize| -> Vec<f32> { h.chunks(2 * f).flat_map(|r| r[k * f..(k + 1) * f].to_vec()).collect() };
+        let (g, u) = (half(0), half(1));
+        let (mut y, mut y_flat) = (vec![0f32; rows * f], vec![0f32; rows * f]);
+        silu_mul_packed_forward(&mut y, &h, f).unwrap();
+        silu_mul_forward(&mut y_flat, &g, &u).unwrap();
+        assert_eq!(y, y_flat);
+        let mut dh = vec![0f32; rows * 2 * f];
+        silu_mul_packed_backward(&mut dh, &dy, &h, f).unwrap();
+        let (mut dg, mut du) = (vec![0f32; rows * f], vec![0f32; rows * f]);
+        silu_mul_backward(&mut dg, &mut du, &dy, &g, &u).unwrap();
+        let packed: Vec<f32> = dg
+            .chunks(f)
+            .zip(du.chunks(f))
+            .flat_map(|(a, b)| [a, b].concat())
+            .collect();
+        assert_eq!(dh, packed);
+        assert!(silu_mul_packed_forward(&mut y[1..], &h, f).is_err());
+        assert!(silu_mul_packed_backward(&mut dh[1..], &dy, &h, f).is_err());
     }
 }

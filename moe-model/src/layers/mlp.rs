@@ -16,12 +16,22 @@ pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
 /// `act(gate) ⊙ up` as moe-tensor's fused gated op (one pass forward, one
 /// backward; the same values as [`activate`] followed by a multiply).
 pub fn gated(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
-    let op = match act {
+    gate.gated(up, gate_op(act))
+}
+
+/// `act(gate) ⊙ up` for a fused gate/up projection `h [.., 2F]` (gate values,
+/// then up values): the same values as [`gated`] on the two halves, without
+/// copying them.
+pub fn gated_packed(h: &Tensor, act: Activation) -> Result<Tensor> {
+    h.gated_packed(gate_op(act))
+}
+
+fn gate_op(act: Activation) -> UnaryOp {
+    match act {
         Activation::Swiglu => UnaryOp::Silu,
         Activation::Geglu => UnaryOp::GeluTanh,
         Activation::GegluErf => UnaryOp::GeluErf,
-    };
-    gate.gated(up, op)
+    }
 }
 
 /// A dense gated FFN (also the shared expert of an MoE block).

@@ -4,7 +4,7 @@
 //! gated by `sigmoid(x·w)`, as in Qwen2-MoE).
 
 use super::linear;
-use super::mlp::{gated, Mlp};
+use super::mlp::{gated_packed, Mlp};
 use crate::config::{Activation, AuxLossForm, ModelConfig, MoeConfig};
 use crate::decoder::{mlp_from, take};
 use crate::{Error, Result};
@@ -74,10 +74,9 @@ impl MoeBlock {
         let d = dims[dims.len() - 1];
         let x_nd = x.reshape((x.elem_count() / d, d))?;
         let route = self.router.route(&x_nd, mode)?;
-        let f = self.down_proj.dims()[2];
         let x_md = route.permute(&x_nd)?;
         let h_m2f = x_md.grouped_matmul(&self.gate_up_proj.transpose(1, 2)?, route.counts())?;
-        let g_mf = gated(&h_m2f.narrow(1, 0, f)?, &h_m2f.narrow(1, f, f)?, self.act)?;
+        let g_mf = gated_packed(&h_m2f, self.act)?;
         let y_md = g_mf.grouped_matmul(&self.down_proj.transpose(1, 2)?, route.counts())?;
         let mut y_nd = route.combine(&y_md)?;
         if let Some(shared) = &self.shared {

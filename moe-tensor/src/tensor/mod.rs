@@ -16,6 +16,7 @@ mod embedding;
 mod expert_combine;
 mod fused_util;
 mod gated;
+mod gated_packed;
 mod grouped_matmul;
 mod in_place;
 mod index;
