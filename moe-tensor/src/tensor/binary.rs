@@ -155,9 +155,15 @@ impl Tensor {
                     strides: lb.strides(),
                     offset: lb.offset(),
                 };
-                Ok(T::into_storage(elementwise::binary(va, sa, vb, sb, |x: T, y: T| {
-                    op.f(x, y)
-                })))
+                // One monomorphic closure per arithmetic op (no per-element
+                // match), so the contiguous loops vectorise.
+                Ok(T::into_storage(match op {
+                    BinaryOp::Add => elementwise::binary(va, sa, vb, sb, |x: T, y: T| x + y),
+                    BinaryOp::Sub => elementwise::binary(va, sa, vb, sb, |x: T, y: T| x - y),
+                    BinaryOp::Mul => elementwise::binary(va, sa, vb, sb, |x: T, y: T| x * y),
+                    BinaryOp::Div => elementwise::binary(va, sa, vb, sb, |x: T, y: T| x / y),
+                    _ => elementwise::binary(va, sa, vb, sb, |x: T, y: T| op.f(x, y)),
+                }))
             })?
         };
         Ok(Tensor::from_op(

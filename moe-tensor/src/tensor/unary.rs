@@ -208,7 +208,16 @@ impl Tensor {
         let out = if self.device().is_cpu() {
             let guard = self.read_storage();
             Storage::Cpu(crate::map_float!(guard.cpu(name)?, name, |v: T| {
-                Ok(T::into_storage(elementwise::unary(v, self.strided(), |x: T| op.f(x))))
+                Ok(T::into_storage(match op {
+                    // The scaling ops get a closure without the per-element
+                    // match on `op` and f64 → T conversion, so the loop
+                    // vectorises (the same arithmetic as `op.f`).
+                    UnaryOp::Affine { mul, add } => {
+                        let (m, a) = (c::<T>(mul), c::<T>(add));
+                        elementwise::unary(v, self.strided(), move |x: T| x * m + a)
+                    }
+                    _ => elementwise::unary(v, self.strided(), |x: T| op.f(x)),
+                }))
             })?)
         } else {
             crate::cuda_backend::unary(self, op)?
