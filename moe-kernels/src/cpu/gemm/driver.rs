@@ -119,6 +119,12 @@ pub(crate) unsafe fn gemm_packed<T: Real>(
     c: RawMut<T>,
     threads: usize,
 ) {
+    if threads > 1 {
+        if let Some(split) = Split::choose(m, n, threads) {
+            // SAFETY: forwarded contract; the parts write disjoint blocks of C.
+            return unsafe { gemm_split(spec, split, m, n, k, alpha, a, b, beta, c, threads) };
+        }
+    }
     // SAFETY: forwarded contract.
     let run = || unsafe { packed_body(spec, m, n, k, alpha, a, b, beta, c, threads) };
     if threads > 1 && rayon::current_thread_index().is_none() {
@@ -128,6 +134,106 @@ pub(crate) unsafe fn gemm_packed<T: Real>(
     } else {
         run();
     }
+}
+
+/// How [`gemm_split`] divides C among threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    /// Bands of rows (each thread packs its own A rows and all of B).
+    Rows,
+    /// Bands of columns (each thread packs all of A and its own B columns).
+    Cols,
+}
+
+/// Rows (or columns) per thread below which a split is not worth its
+/// duplicated packing.
+const MIN_BAND: usize = 96;
+
+impl Split {
+    /// Rows when every thread gets a band of at least [`MIN_BAND`] rows (the
+    /// duplicated B packing is then at most ~1/MIN_BAND of the work), else
+    /// columns likewise, else none.
+    fn choose(m: usize, n: usize, threads: usize) -> Option<Split> {
+        if m / threads >= MIN_BAND {
+            Some(Split::Rows)
+        } else if n / threads >= MIN_BAND {
+            Some(Split::Cols)
+        } else {
+            None
+        }
+    }
+}
+
+/// C split into `threads` independent single-threaded GEMMs, one band each:
+/// no barrier between packing and compute, every thread works out of its own
+/// caches, at the price of packing the shared operand once per thread.
+///
+/// # Safety
+/// As [`gemm_packed`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_split<T: Real>(
+    spec: &KernelSpec<T>,
+    split: Split,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: RawRef<T>,
+    b: RawRef<T>,
+    beta: T,
+    c: RawMut<T>,
+    threads: usize,
+) {
+    let (len, unit) = match split {
+        Split::Rows => (m, spec.mr),
+        Split::Cols => (n, spec.nr),
+    };
+    // Band edges on micro-tile multiples, so only the last band has a ragged edge.
+    let units = len.div_ceil(unit);
+    let band = |t: usize| -> std::ops::Range<usize> {
+        let r = part(units, threads, t);
+        (r.start * unit).min(len)..(r.end * unit).min(len)
+    };
+    let run = |t: usize| {
+        let r = band(t);
+        if r.is_empty() {
+            return;
+        }
+        let (m_t, n_t, a_t, b_t, c_t) = match split {
+            Split::Rows => (
+                r.len(),
+                n,
+                // SAFETY: rows r of A and C lie inside their buffers.
+                RawRef {
+                    ptr: unsafe { a.ptr.add(r.start * a.rs) },
+                    ..a
+                },
+                b,
+                RawMut {
+                    ptr: unsafe { c.base().add(r.start * c.rs) },
+                    ..c
+                },
+            ),
+            Split::Cols => (
+                m,
+                r.len(),
+                a,
+                // SAFETY: columns r of B and C lie inside their buffers.
+                RawRef {
+                    ptr: unsafe { b.ptr.add(r.start * b.cs) },
+                    ..b
+                },
+                RawMut {
+                    ptr: unsafe { c.base().add(r.start * c.cs) },
+                    ..c
+                },
+            ),
+        };
+        // SAFETY: a sub-block of the caller's valid, non-overlapping views;
+        // bands are disjoint in C.
+        unsafe { packed_body(spec, m_t, n_t, k, alpha, a_t, b_t, beta, c_t, 1) }
+    };
+    (0..threads).into_par_iter().for_each(run);
 }
 
 /// [`gemm_packed`] once on the right thread.

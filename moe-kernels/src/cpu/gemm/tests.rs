@@ -85,6 +85,10 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (150, 40, 300),
     (6, 16, 256),
     (61, 97, 520),
+    // Large enough for the driver to split C into row bands (m / threads ≥ 96),
+    // with a ragged last band; then column bands.
+    (389, 23, 70),
+    (40, 301, 50),
 ];
 
 #[test]
