@@ -152,8 +152,13 @@ const MIN_BAND: usize = 96;
 impl Split {
     /// Rows when every thread gets a band of at least [`MIN_BAND`] rows (the
     /// duplicated B packing is then at most ~1/MIN_BAND of the work), else
-    /// columns likewise, else none.
+    /// columns likewise, else none. `MOE_GEMM_NO_SPLIT=1` (read once) turns
+    /// splitting off, for comparisons.
     fn choose(m: usize, n: usize, threads: usize) -> Option<Split> {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *OFF.get_or_init(|| std::env::var_os("MOE_GEMM_NO_SPLIT").is_some()) {
+            return None;
+        }
         if m / threads >= MIN_BAND {
             Some(Split::Rows)
         } else if n / threads >= MIN_BAND {
