@@ -189,6 +189,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     });
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     let tokens = (b * t) as f64;
+    // Model FLOPs of one step (6·N per token plus attention, as the trainer
+    // logs them) over the median step time: the CPU counterpart of MFU.
+    let step_gflop = moe_train::trainer::training_flops_per_token(&cfg, t) * tokens / 1e9;
     let peak = peak_rss_bytes();
     let counts = cfg.param_count();
     if a.json {
@@ -208,6 +211,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "backward_ms_median": bwd,
             "optimizer_ms_median": opt_ms,
             "tokens_per_s": tokens / median,
+            "model_gflop_per_step": step_gflop,
+            "model_gflop_per_s": step_gflop / median,
             "cpu_ms_per_step": cpu_per_step.map(|c| c * 1e3),
             "tokens_per_cpu_s": cpu_per_step.map(|c| tokens / c),
             "peak_rss_bytes": peak,
@@ -234,6 +239,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             tokens / median
         );
         println!("phase medians: forward {fwd:.1} ms, backward {bwd:.1} ms, clip + AdamW {opt_ms:.1} ms");
+        println!(
+            "model FLOPs: {step_gflop:.1} GFLOP per step, {:.1} GFLOP/s at the median step",
+            step_gflop / median
+        );
     }
     Ok(())
 }
