@@ -299,6 +299,11 @@ fn bench_reports_throughput_and_memory() -> Result<()> {
     assert!(v["tokens_per_s"].as_f64().context("tokens_per_s")? > 0.0, "{v}");
     assert!(v["peak_rss_bytes"].as_u64().context("peak_rss_bytes")? > 0, "{v}");
     assert_eq!((v["batch_size"].as_u64(), v["seq_len"].as_u64()), (Some(2), Some(16)));
+    for phase in ["forward_ms_median", "backward_ms_median", "optimizer_ms_median"] {
+        assert!(v[phase].as_f64().context(phase)? > 0.0, "{v}");
+    }
+    let flops = moe_train::trainer::training_flops_per_token(&preset("debug-switch")?, 16) * 32.0 / 1e9;
+    assert_eq!(v["model_gflop_per_step"].as_f64(), Some(flops), "{v}");
     // A TOML bench file: a model table plus the batch shape.
     let tmp = tempfile::tempdir()?;
     let mut cfg = preset("debug-dense")?;
