@@ -74,11 +74,26 @@ pub const STRIDED: KernelSource = KernelSource {
     ],
 };
 
-/// Unary (forward and backward), broadcasting binary ops and comparisons.
+/// Unary (forward and backward), broadcasting binary ops and comparisons;
+/// gated activations `act(gate) · up` (separate or packed), forward and
+/// backward, f32 and f64.
 pub const ELEMENTWISE: KernelSource = KernelSource {
     name: "elementwise",
     source: include_str!("elementwise.cu"),
-    functions: &["unary_fwd_f32", "unary_bwd_f32", "binary_f32", "compare_f32"],
+    functions: &[
+        "unary_fwd_f32",
+        "unary_bwd_f32",
+        "binary_f32",
+        "compare_f32",
+        "gated_fwd_f32",
+        "gated_fwd_f64",
+        "gated_bwd_f32",
+        "gated_bwd_f64",
+        "gated_packed_fwd_f32",
+        "gated_packed_fwd_f64",
+        "gated_packed_bwd_f32",
+        "gated_packed_bwd_f64",
+    ],
 };
 
 /// Row reductions (sum, max) over the last dim.
