@@ -4,8 +4,10 @@
 //! "no CUDA device: <reason>; skipping <test>" and passes.
 //!
 //! Tolerances (see `Tolerance`): elementwise f32 `F32` (1e-5 relative),
-//! reductions, softmax, norms, matmul `F32_REDUCE` (1e-4 relative), bf16
-//! matmul `BF16` (2e-2 relative); layout copies, casts and moves are exact.
+//! reductions, softmax, norms, matmul and gated activations (a transcendental
+//! times two factors) `F32_REDUCE` (1e-4 relative), bf16 matmul `BF16`
+//! (2e-2 relative), f64 kernels `F64` (1e-10 relative); layout copies,
+//! casts and moves are exact.
 
 use moe_tensor::device_check::{accelerators_or_skip, compare_with_cpu, Tolerance};
 use moe_tensor::init::Rng;
@@ -18,6 +20,12 @@ type CmpOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
 type ViewOp = fn(&Tensor) -> Result<Tensor>;
 
 const EXACT: Tolerance = Tolerance { rtol: 0.0, atol: 0.0 };
+
+/// f64 kernels against the CPU's f64 (math libraries differ by an ulp or so).
+const F64: Tolerance = Tolerance {
+    rtol: 1e-10,
+    atol: 1e-12,
+};
 
 fn randn(rng: &mut Rng, dims: &[usize]) -> Tensor {
     rng.normal(dims.to_vec(), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap()
@@ -466,6 +474,65 @@ fn embedding_forward_and_backward() -> Result<()> {
                 size: 10,
                 ..
             })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn gated_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("gated_forward_and_backward") {
+        let mut rng = Rng::seed(15);
+        let (gate, up) = (randn(&mut rng, &[3, 4, 10]), randn(&mut rng, &[3, 4, 10]));
+        let tol = Tolerance::F32_REDUCE;
+        let acts = [UnaryOp::Silu, UnaryOp::GeluTanh, UnaryOp::GeluErf, UnaryOp::Relu];
+        for act in acts {
+            let f = |t: &[Tensor]| t[0].gated(&t[1], act);
+            compare_with_cpu(
+                &format!("gated {act:?}"),
+                &dev,
+                f,
+                &[gate.clone(), up.clone()],
+                true,
+                tol,
+            )?;
+            let wide = [gate.to_dtype(DType::F64)?, up.to_dtype(DType::F64)?];
+            compare_with_cpu(&format!("gated {act:?} f64"), &dev, f, &wide, true, F64)?;
+        }
+        // Views read in place: the halves of a packed projection, a transposed gate.
+        let h = randn(&mut rng, &[6, 16]);
+        let halves = |t: &[Tensor]| t[0].narrow(-1, 0, 8)?.swiglu(&t[0].narrow(-1, 8, 8)?);
+        compare_with_cpu("swiglu of narrowed halves", &dev, halves, &[h], true, tol)?;
+        let (g2, u2) = (randn(&mut rng, &[5, 7]), randn(&mut rng, &[7, 5]));
+        let tr = |t: &[Tensor]| t[0].t()?.geglu(&t[1]);
+        compare_with_cpu("geglu of a transposed gate", &dev, tr, &[g2, u2], true, tol)?;
+        // bf16 is not a gated dtype on either device.
+        let b = gate.to_dtype(DType::BF16)?.to_device(&dev)?;
+        assert!(matches!(b.swiglu(&b), Err(Error::UnsupportedDType { .. })));
+    }
+    Ok(())
+}
+
+#[test]
+fn gated_packed_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("gated_packed_forward_and_backward") {
+        let mut rng = Rng::seed(16);
+        let h = randn(&mut rng, &[2, 3, 24]);
+        for act in [UnaryOp::Silu, UnaryOp::GeluTanh] {
+            let f = |t: &[Tensor]| t[0].gated_packed(act);
+            let name = format!("gated_packed {act:?}");
+            compare_with_cpu(&name, &dev, f, std::slice::from_ref(&h), true, Tolerance::F32_REDUCE)?;
+            let wide = h.to_dtype(DType::F64)?;
+            compare_with_cpu(&format!("{name} f64"), &dev, f, &[wide], true, F64)?;
+        }
+        // A strided input is made contiguous first.
+        let ht = randn(&mut rng, &[24, 5]);
+        let f = |t: &[Tensor]| t[0].t()?.gated_packed(UnaryOp::Silu);
+        compare_with_cpu("gated_packed of a view", &dev, f, &[ht], true, Tolerance::F32_REDUCE)?;
+        let odd = Tensor::zeros((2, 5), DType::F32, &dev)?;
+        assert!(matches!(
+            odd.gated_packed(UnaryOp::Silu),
+            Err(Error::InvalidShape { .. })
         ));
     }
     Ok(())

@@ -179,6 +179,13 @@ pub(crate) fn cuda_of<'a>(s: &'a Storage, op: &'static str) -> Result<&'a CudaSt
     }
 }
 
+/// The elements of a contiguous tensor `t` (whose storage is `s`) as a
+/// typed view.
+pub(crate) fn elems<'a, T>(s: &'a CudaStorage, t: &Tensor, op: &'static str) -> Result<CudaView<'a, T>> {
+    let off = t.layout().offset();
+    s.view::<T>(off..off + t.elem_count(), op)
+}
+
 fn upload_typed<T: DeviceRepr + Copy>(dev: &Arc<CudaDev>, v: &[T], dtype: DType) -> Result<CudaStorage> {
     const OP: &str = "to_device";
     let mut s = CudaStorage::alloc(dev, dtype, v.len(), OP)?;

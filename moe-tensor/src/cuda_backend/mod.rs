@@ -11,7 +11,8 @@
 //! Layout: `device.rs` (per-device context, one stream, cuBLAS handle,
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
-//! family (`layout.rs`, `elementwise.rs`, `reduce.rs`, `gemm.rs`, `fused.rs`, `index.rs`),
+//! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `gemm.rs`,
+//! `fused.rs`, `index.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
@@ -22,6 +23,8 @@ mod device;
 mod elementwise;
 #[cfg(feature = "cuda")]
 mod fused;
+#[cfg(feature = "cuda")]
+mod gated;
 #[cfg(feature = "cuda")]
 mod gemm;
 #[cfg(feature = "cuda")]
@@ -45,6 +48,8 @@ pub use device::{device_info, pool_stats};
 pub(crate) use elementwise::{binary, compare, unary, unary_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use fused::{rms_norm, rms_norm_backward, rope, softmax, softmax_backward};
+#[cfg(feature = "cuda")]
+pub(crate) use gated::{gated, gated_backward, gated_packed, gated_packed_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use gemm::matmul;
 #[cfg(feature = "cuda")]

@@ -70,6 +70,18 @@ pub(crate) fn matmul(
 ) -> Result<Storage> {
     off(0)
 }
+pub(crate) fn gated(_: &Tensor, _: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn gated_backward(_: &Tensor, _: &Tensor, _: &Tensor, _: UnaryOp) -> Result<(Storage, Storage)> {
+    off(0)
+}
+pub(crate) fn gated_packed(_: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn gated_packed_backward(_: &Tensor, _: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
 pub(crate) fn compare(_: &Tensor, _: &Layout, _: &Tensor, _: &Layout, _: i32) -> Result<Storage> {
     off(0)
 }
