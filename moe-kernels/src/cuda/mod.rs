@@ -138,6 +138,27 @@ pub const EMBEDDING: KernelSource = KernelSource {
     functions: &["embedding_fwd_f32", "embedding_bwd_f32"],
 };
 
+/// index_select and gather along a dim (any dtype, by element size) and
+/// their deterministic backward, index_add and scatter-add (f32, f64).
+pub const SELECT: KernelSource = KernelSource {
+    name: "select",
+    source: include_str!("select.cu"),
+    functions: &[
+        "index_select_b1",
+        "index_select_b2",
+        "index_select_b4",
+        "index_select_b8",
+        "gather_b1",
+        "gather_b2",
+        "gather_b4",
+        "gather_b8",
+        "index_add_f32",
+        "index_add_f64",
+        "scatter_add_f32",
+        "scatter_add_f64",
+    ],
+};
+
 /// Top-k along rows (routing) and its backward.
 pub const TOPK: KernelSource = KernelSource {
     name: "topk",
@@ -156,6 +177,7 @@ pub const ALL: &[KernelSource] = &[
     CROSS_ENTROPY,
     EMBEDDING,
     TOPK,
+    SELECT,
 ];
 
 #[cfg(test)]
