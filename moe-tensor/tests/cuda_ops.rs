@@ -539,6 +539,82 @@ fn gated_packed_forward_and_backward() -> Result<()> {
 }
 
 #[test]
+fn index_select_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("index_select_forward_and_backward") {
+        let mut rng = Rng::seed(17);
+        // The MoE permute: token rows in expert order, tokens repeated.
+        // Backward adds in the CPU's order, so both directions are exact.
+        let x = randn(&mut rng, &[6, 8]);
+        let rows = ids(vec![0, 3, 3, 5, 1, 0, 2, 3, 4], &[9]);
+        let f = |t: &[Tensor]| t[0].index_select(0, &t[1]);
+        compare_with_cpu("index_select rows", &dev, f, &[x.clone(), rows.clone()], true, EXACT)?;
+        let wide = x.to_dtype(DType::F64)?;
+        compare_with_cpu("index_select f64", &dev, f, &[wide, rows.clone()], true, EXACT)?;
+        let x3 = randn(&mut rng, &[3, 5, 4]);
+        let sel = ids(vec![2, 0, 2], &[3]);
+        for dim in 0..3isize {
+            let g = |t: &[Tensor]| t[0].index_select(dim, &t[1]);
+            let name = format!("index_select dim {dim}");
+            compare_with_cpu(&name, &dev, g, &[x3.clone(), sel.clone()], true, EXACT)?;
+        }
+        let v = |t: &[Tensor]| t[0].transpose(0, 2)?.index_select(1, &t[1]);
+        compare_with_cpu("index_select of a view", &dev, v, &[x3, sel.clone()], true, EXACT)?;
+        let one = |t: &[Tensor]| t[0].index_select(0, &t[1]);
+        let scalar = Tensor::from_vec(vec![4i64], (), &Device::Cpu)?;
+        compare_with_cpu(
+            "index_select rank-0 index",
+            &dev,
+            one,
+            &[x.clone(), scalar],
+            true,
+            EXACT,
+        )?;
+        let data = ids((0..12).collect(), &[4, 3]);
+        compare_with_cpu("index_select i64", &dev, f, &[data, sel], false, EXACT)?;
+        // Errors as on the CPU: a bad index, an index on another device.
+        let xd = x.to_device(&dev)?;
+        let bad = ids(vec![0, 8], &[2]).to_device(&dev)?;
+        assert!(matches!(
+            xd.index_select(1, &bad),
+            Err(Error::IndexOutOfRange { index: 8, size: 8, .. })
+        ));
+        assert!(matches!(xd.index_select(0, &rows), Err(Error::DeviceMismatch { .. })));
+    }
+    Ok(())
+}
+
+#[test]
+fn gather_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("gather_forward_and_backward") {
+        let mut rng = Rng::seed(18);
+        // Router scores at the top-k ids, an id repeated within a row.
+        let scores = randn(&mut rng, &[5, 6]);
+        let top = ids(vec![1, 4, 0, 0, 5, 2, 3, 3, 2, 1], &[5, 2]);
+        let f = |t: &[Tensor]| t[0].gather(1, &t[1]);
+        compare_with_cpu("gather dim 1", &dev, f, &[scores.clone(), top.clone()], true, EXACT)?;
+        let wide = scores.to_dtype(DType::F64)?;
+        compare_with_cpu("gather f64", &dev, f, &[wide, top], true, EXACT)?;
+        // An index smaller than the source in another dim reads a narrowed view.
+        let x3 = randn(&mut rng, &[3, 5, 4]);
+        let i0 = ids((0..24).map(|i| i * 7 % 3).collect(), &[2, 3, 4]);
+        let g0 = |t: &[Tensor]| t[0].gather(0, &t[1]);
+        compare_with_cpu("gather dim 0, narrowed", &dev, g0, &[x3.clone(), i0], true, EXACT)?;
+        let i2 = ids((0..90).map(|i| (i * 5 + i / 7) % 4).collect(), &[3, 5, 6]);
+        let g2 = |t: &[Tensor]| t[0].gather(2, &t[1]);
+        compare_with_cpu("gather dim 2, k > dim", &dev, g2, &[x3.clone(), i2], true, EXACT)?;
+        let v = |t: &[Tensor]| t[0].transpose(0, 1)?.gather(1, &t[1]);
+        let iv = ids((0..30).map(|i| i % 3).collect(), &[5, 2, 3]);
+        compare_with_cpu("gather of a view", &dev, v, &[x3, iv], true, EXACT)?;
+        let bad = ids(vec![0, 6], &[1, 2]).to_device(&dev)?;
+        assert!(matches!(
+            scores.to_device(&dev)?.gather(1, &bad),
+            Err(Error::IndexOutOfRange { index: 6, size: 6, .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
 fn assign_in_place_and_unported_ops_name_themselves() -> Result<()> {
     for dev in accelerators_or_skip("assign_in_place_and_unported_ops_name_themselves") {
         let dst = Tensor::zeros((2, 3), DType::F32, &dev)?;

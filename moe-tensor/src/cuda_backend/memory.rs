@@ -196,6 +196,12 @@ fn upload_typed<T: DeviceRepr + Copy>(dev: &Arc<CudaDev>, v: &[T], dtype: DType)
     Ok(s)
 }
 
+/// Copies host indices (or offsets) to a fresh i64 device buffer of `dev`;
+/// the copy is queued on the device's stream (no wait).
+pub(crate) fn upload_i64(dev: &Arc<CudaDev>, v: &[i64]) -> Result<CudaStorage> {
+    upload_typed(dev, v, DType::I64)
+}
+
 /// Copies a host buffer to CUDA device `ordinal` (an explicit move: the only
 /// way data reaches a device).
 pub(crate) fn upload(cpu: &CpuStorage, ordinal: usize) -> Result<Storage> {

@@ -12,7 +12,7 @@
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
 //! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `gemm.rs`,
-//! `fused.rs`, `index.rs`),
+//! `fused.rs`, `index.rs`, `select.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
@@ -37,6 +37,8 @@ mod layout;
 mod memory;
 #[cfg(feature = "cuda")]
 mod reduce;
+#[cfg(feature = "cuda")]
+mod select;
 
 #[cfg(feature = "cuda")]
 pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device, topk_op};
@@ -60,6 +62,8 @@ pub use memory::CudaStorage;
 pub(crate) use memory::{assign, download, upload};
 #[cfg(feature = "cuda")]
 pub(crate) use reduce::sum_dims;
+#[cfg(feature = "cuda")]
+pub(crate) use select::{gather, index_add, index_select, scatter_add};
 
 #[cfg(not(feature = "cuda"))]
 mod stub;

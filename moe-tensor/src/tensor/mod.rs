@@ -31,6 +31,7 @@ mod view;
 mod where_cond;
 
 pub use cross_entropy::{Reduction, DEFAULT_IGNORE_INDEX};
+pub(crate) use index::kernel_err;
 pub use rope::Rope;
 pub use unary::UnaryOp;
 
