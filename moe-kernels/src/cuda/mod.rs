@@ -159,6 +159,21 @@ pub const SELECT: KernelSource = KernelSource {
     ],
 };
 
+/// The weighted combine of MoE expert rows into tokens, forward and
+/// backward (rows and weights), f32 and f64.
+pub const COMBINE: KernelSource = KernelSource {
+    name: "combine",
+    source: include_str!("combine.cu"),
+    functions: &[
+        "combine_fwd_f32",
+        "combine_fwd_f64",
+        "combine_bwd_rows_f32",
+        "combine_bwd_rows_f64",
+        "combine_bwd_weights_f32",
+        "combine_bwd_weights_f64",
+    ],
+};
+
 /// Top-k along rows (routing) and its backward.
 pub const TOPK: KernelSource = KernelSource {
     name: "topk",
@@ -178,6 +193,7 @@ pub const ALL: &[KernelSource] = &[
     EMBEDDING,
     TOPK,
     SELECT,
+    COMBINE,
 ];
 
 #[cfg(test)]
