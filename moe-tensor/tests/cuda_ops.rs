@@ -615,6 +615,34 @@ fn gather_forward_and_backward() -> Result<()> {
 }
 
 #[test]
+fn expert_combine_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("expert_combine_forward_and_backward") {
+        let mut rng = Rng::seed(19);
+        // 5 tokens, top-2 over 8 expert rows: two dropped copies (-1), row 5
+        // read twice, row 7 read by none.
+        let rows = ids(vec![0, 1, 2, -1, 3, 4, 5, 5, -1, 6], &[5, 2]);
+        let f = |t: &[Tensor]| t[0].expert_combine(&t[1], &t[2]);
+        for d in [6, 100] {
+            let y = randn(&mut rng, &[8, d]);
+            let w = positive(&mut rng, &[5, 2]);
+            let ins = [y.clone(), rows.clone(), w.clone()];
+            let name = format!("expert_combine d {d}");
+            compare_with_cpu(&name, &dev, f, &ins, true, Tolerance::F32_REDUCE)?;
+            let wide = [y.to_dtype(DType::F64)?, rows.clone(), w.to_dtype(DType::F64)?];
+            compare_with_cpu(&format!("{name} f64"), &dev, f, &wide, true, F64)?;
+        }
+        let y = randn(&mut rng, &[8, 6]).to_device(&dev)?;
+        let w = positive(&mut rng, &[5, 2]).to_device(&dev)?;
+        let bad = ids(vec![0, 1, 2, -1, 3, 8, 5, 5, -1, 6], &[5, 2]).to_device(&dev)?;
+        assert!(matches!(
+            y.expert_combine(&bad, &w),
+            Err(Error::IndexOutOfRange { index: 8, size: 8, .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
 fn assign_in_place_and_unported_ops_name_themselves() -> Result<()> {
     for dev in accelerators_or_skip("assign_in_place_and_unported_ops_name_themselves") {
         let dst = Tensor::zeros((2, 3), DType::F32, &dev)?;

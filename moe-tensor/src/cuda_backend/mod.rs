@@ -12,11 +12,13 @@
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
 //! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `gemm.rs`,
-//! `fused.rs`, `index.rs`, `select.rs`),
+//! `fused.rs`, `index.rs`, `select.rs`, `combine.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
 mod autograd;
+#[cfg(feature = "cuda")]
+mod combine;
 #[cfg(feature = "cuda")]
 mod device;
 #[cfg(feature = "cuda")]
@@ -42,6 +44,8 @@ mod select;
 
 #[cfg(feature = "cuda")]
 pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device, topk_op};
+#[cfg(feature = "cuda")]
+pub(crate) use combine::{expert_combine, expert_combine_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use device::check_device;
 #[cfg(feature = "cuda")]

@@ -95,6 +95,18 @@ pub(crate) fn gather(_: &Tensor, _: Dims3, _: &Tensor, _: usize) -> Result<Stora
 pub(crate) fn scatter_add(_: &Tensor, _: &[i64], _: Dims3, _: usize) -> Result<Storage> {
     off(0)
 }
+pub(crate) fn expert_combine(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn expert_combine_backward(
+    _: &Tensor,
+    _: &Tensor,
+    _: &[i64],
+    _: usize,
+    _: &Tensor,
+) -> Result<(Storage, Storage)> {
+    off(0)
+}
 pub(crate) fn compare(_: &Tensor, _: &Layout, _: &Tensor, _: &Layout, _: i32) -> Result<Storage> {
     off(0)
 }
