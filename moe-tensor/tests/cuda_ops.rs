@@ -643,6 +643,56 @@ fn expert_combine_forward_and_backward() -> Result<()> {
 }
 
 #[test]
+fn grouped_matmul_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("grouped_matmul_forward_and_backward") {
+        let mut rng = Rng::seed(20);
+        // Four experts, one with no rows (a zero weight gradient).
+        let counts = [3usize, 0, 4, 1];
+        let x = randn(&mut rng, &[8, 5]);
+        let w = randn(&mut rng, &[4, 5, 6]);
+        let tol = Tolerance::F32_REDUCE;
+        let f = |t: &[Tensor]| t[0].grouped_matmul(&t[1], &counts);
+        compare_with_cpu("grouped_matmul", &dev, f, &[x.clone(), w.clone()], true, tol)?;
+        let wide = [x.to_dtype(DType::F64)?, w.to_dtype(DType::F64)?];
+        compare_with_cpu("grouped_matmul f64", &dev, f, &wide, true, F64)?;
+        // Operands read through their strides: the HF [E, F, D] stack as its
+        // transpose, x as a transposed view and as a narrowed half.
+        let w_efd = randn(&mut rng, &[4, 6, 5]);
+        let hf = |t: &[Tensor]| t[0].grouped_matmul(&t[1].transpose(1, 2)?, &counts);
+        compare_with_cpu(
+            "grouped_matmul HF stack",
+            &dev,
+            hf,
+            &[x.clone(), w_efd.clone()],
+            true,
+            tol,
+        )?;
+        let xt = randn(&mut rng, &[5, 8]);
+        let tr = |t: &[Tensor]| t[0].t()?.grouped_matmul(&t[1].transpose(1, 2)?, &counts);
+        compare_with_cpu("grouped_matmul x view", &dev, tr, &[xt, w_efd.clone()], true, tol)?;
+        let h = randn(&mut rng, &[8, 10]);
+        let half = |t: &[Tensor]| t[0].narrow(1, 5, 5)?.grouped_matmul(&t[1], &counts);
+        compare_with_cpu("grouped_matmul narrowed x", &dev, half, &[h, w.clone()], true, tol)?;
+        // Layouts cuBLAS cannot read (broadcast rows) are copied; a broadcast
+        // weight (expert stride 0) is read in place.
+        let row = randn(&mut rng, &[1, 5]);
+        let bx = |t: &[Tensor]| t[0].broadcast_as((8, 5))?.grouped_matmul(&t[1], &counts);
+        compare_with_cpu("grouped_matmul broadcast x", &dev, bx, &[row, w.clone()], true, tol)?;
+        let w1 = randn(&mut rng, &[1, 5, 6]);
+        let bw = |t: &[Tensor]| t[0].grouped_matmul(&t[1].broadcast_as((4, 5, 6))?, &counts);
+        compare_with_cpu("grouped_matmul broadcast w", &dev, bw, &[x.clone(), w1], true, tol)?;
+        // The HF stack's gradient arrives contiguous in [E, F, D], as on the CPU.
+        let w_dev = w_efd.to_device(&dev)?.to_param();
+        let y = x.to_device(&dev)?.grouped_matmul(&w_dev.transpose(1, 2)?, &counts)?;
+        y.sum_all()?.backward()?;
+        let g = w_dev.grad().expect("w has a gradient");
+        assert_eq!(g.device(), dev);
+        assert!(g.is_contiguous());
+    }
+    Ok(())
+}
+
+#[test]
 fn assign_in_place_and_unported_ops_name_themselves() -> Result<()> {
     for dev in accelerators_or_skip("assign_in_place_and_unported_ops_name_themselves") {
         let dst = Tensor::zeros((2, 3), DType::F32, &dev)?;

@@ -10,7 +10,7 @@
 use super::device::{cuda_err, lock, CudaDev};
 use crate::storage::{CpuStorage, Storage};
 use crate::{DType, Device, Error, Result, Tensor};
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DeviceRepr};
 use moe_kernels::cuda::pool::bucket_bytes;
 use std::sync::Arc;
 
@@ -140,6 +140,18 @@ impl CudaStorage {
         let len = self.len;
         // SAFETY: as in `view`.
         unsafe { self.buf.slice_mut().transmute_mut::<T>(len) }.ok_or_else(|| internal(op))
+    }
+
+    /// The device address of element `elem` (`elem ≤ len`), for cuBLAS calls
+    /// that read matrix addresses from device memory. It is valid while
+    /// `self` lives, and for work queued on the device's stream before
+    /// `self` is dropped (the pool reuses buffers in stream order).
+    pub(crate) fn address_of(&self, elem: usize, op: &'static str) -> Result<u64> {
+        if elem > self.len {
+            return Err(internal(op));
+        }
+        let (base, _record) = self.buf.slice().device_ptr(&self.buf.dev.stream);
+        Ok(base + (elem * self.dtype.size_in_bytes()) as u64)
     }
 
     /// Sets every element's bytes to zero (0.0, 0, false in every dtype).

@@ -12,7 +12,7 @@
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
 //! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `gemm.rs`,
-//! `fused.rs`, `index.rs`, `select.rs`, `combine.rs`),
+//! `grouped.rs`, `fused.rs`, `index.rs`, `select.rs`, `combine.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
@@ -29,6 +29,8 @@ mod fused;
 mod gated;
 #[cfg(feature = "cuda")]
 mod gemm;
+#[cfg(feature = "cuda")]
+mod grouped;
 #[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]
@@ -58,6 +60,8 @@ pub(crate) use fused::{rms_norm, rms_norm_backward, rope, softmax, softmax_backw
 pub(crate) use gated::{gated, gated_backward, gated_packed, gated_packed_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use gemm::matmul;
+#[cfg(feature = "cuda")]
+pub(crate) use grouped::{grouped_matmul, grouped_weight_grad};
 #[cfg(feature = "cuda")]
 pub(crate) use layout::{cat, contiguous, pad_narrowed, to_dtype, where_cond};
 #[cfg(feature = "cuda")]

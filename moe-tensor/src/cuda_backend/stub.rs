@@ -107,6 +107,12 @@ pub(crate) fn expert_combine_backward(
 ) -> Result<(Storage, Storage)> {
     off(0)
 }
+pub(crate) fn grouped_matmul(_: &Tensor, _: &Tensor, _: &[usize]) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn grouped_weight_grad(_: &Tensor, _: &Tensor, _: &[usize]) -> Result<Storage> {
+    off(0)
+}
 pub(crate) fn compare(_: &Tensor, _: &Layout, _: &Tensor, _: &Layout, _: i32) -> Result<Storage> {
     off(0)
 }
