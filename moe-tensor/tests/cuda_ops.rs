@@ -4,8 +4,10 @@
 //! "no CUDA device: <reason>; skipping <test>" and passes.
 //!
 //! Tolerances (see `Tolerance`): elementwise f32 `F32` (1e-5 relative),
-//! reductions, softmax, norms, matmul `F32_REDUCE` (1e-4 relative), bf16
-//! matmul `BF16` (2e-2 relative); layout copies, casts and moves are exact.
+//! reductions, softmax, norms, matmul and gated activations (a transcendental
+//! times two factors) `F32_REDUCE` (1e-4 relative), bf16 matmul `BF16`
+//! (2e-2 relative), f64 kernels `F64` (1e-10 relative); layout copies,
+//! casts and moves are exact.
 
 use moe_tensor::device_check::{accelerators_or_skip, compare_with_cpu, Tolerance};
 use moe_tensor::init::Rng;
@@ -18,6 +20,12 @@ type CmpOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
 type ViewOp = fn(&Tensor) -> Result<Tensor>;
 
 const EXACT: Tolerance = Tolerance { rtol: 0.0, atol: 0.0 };
+
+/// f64 kernels against the CPU's f64 (math libraries differ by an ulp or so).
+const F64: Tolerance = Tolerance {
+    rtol: 1e-10,
+    atol: 1e-12,
+};
 
 fn randn(rng: &mut Rng, dims: &[usize]) -> Tensor {
     rng.normal(dims.to_vec(), 0.0, 1.0, DType::F32, &Device::Cpu).unwrap()
@@ -467,6 +475,219 @@ fn embedding_forward_and_backward() -> Result<()> {
                 ..
             })
         ));
+    }
+    Ok(())
+}
+
+#[test]
+fn gated_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("gated_forward_and_backward") {
+        let mut rng = Rng::seed(15);
+        let (gate, up) = (randn(&mut rng, &[3, 4, 10]), randn(&mut rng, &[3, 4, 10]));
+        let tol = Tolerance::F32_REDUCE;
+        let acts = [UnaryOp::Silu, UnaryOp::GeluTanh, UnaryOp::GeluErf, UnaryOp::Relu];
+        for act in acts {
+            let f = |t: &[Tensor]| t[0].gated(&t[1], act);
+            compare_with_cpu(
+                &format!("gated {act:?}"),
+                &dev,
+                f,
+                &[gate.clone(), up.clone()],
+                true,
+                tol,
+            )?;
+            let wide = [gate.to_dtype(DType::F64)?, up.to_dtype(DType::F64)?];
+            compare_with_cpu(&format!("gated {act:?} f64"), &dev, f, &wide, true, F64)?;
+        }
+        // Views read in place: the halves of a packed projection, a transposed gate.
+        let h = randn(&mut rng, &[6, 16]);
+        let halves = |t: &[Tensor]| t[0].narrow(-1, 0, 8)?.swiglu(&t[0].narrow(-1, 8, 8)?);
+        compare_with_cpu("swiglu of narrowed halves", &dev, halves, &[h], true, tol)?;
+        let (g2, u2) = (randn(&mut rng, &[5, 7]), randn(&mut rng, &[7, 5]));
+        let tr = |t: &[Tensor]| t[0].t()?.geglu(&t[1]);
+        compare_with_cpu("geglu of a transposed gate", &dev, tr, &[g2, u2], true, tol)?;
+        // bf16 is not a gated dtype on either device.
+        let b = gate.to_dtype(DType::BF16)?.to_device(&dev)?;
+        assert!(matches!(b.swiglu(&b), Err(Error::UnsupportedDType { .. })));
+    }
+    Ok(())
+}
+
+#[test]
+fn gated_packed_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("gated_packed_forward_and_backward") {
+        let mut rng = Rng::seed(16);
+        let h = randn(&mut rng, &[2, 3, 24]);
+        for act in [UnaryOp::Silu, UnaryOp::GeluTanh] {
+            let f = |t: &[Tensor]| t[0].gated_packed(act);
+            let name = format!("gated_packed {act:?}");
+            compare_with_cpu(&name, &dev, f, std::slice::from_ref(&h), true, Tolerance::F32_REDUCE)?;
+            let wide = h.to_dtype(DType::F64)?;
+            compare_with_cpu(&format!("{name} f64"), &dev, f, &[wide], true, F64)?;
+        }
+        // A strided input is made contiguous first.
+        let ht = randn(&mut rng, &[24, 5]);
+        let f = |t: &[Tensor]| t[0].t()?.gated_packed(UnaryOp::Silu);
+        compare_with_cpu("gated_packed of a view", &dev, f, &[ht], true, Tolerance::F32_REDUCE)?;
+        let odd = Tensor::zeros((2, 5), DType::F32, &dev)?;
+        assert!(matches!(
+            odd.gated_packed(UnaryOp::Silu),
+            Err(Error::InvalidShape { .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn index_select_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("index_select_forward_and_backward") {
+        let mut rng = Rng::seed(17);
+        // The MoE permute: token rows in expert order, tokens repeated.
+        // Backward adds in the CPU's order, so both directions are exact.
+        let x = randn(&mut rng, &[6, 8]);
+        let rows = ids(vec![0, 3, 3, 5, 1, 0, 2, 3, 4], &[9]);
+        let f = |t: &[Tensor]| t[0].index_select(0, &t[1]);
+        compare_with_cpu("index_select rows", &dev, f, &[x.clone(), rows.clone()], true, EXACT)?;
+        let wide = x.to_dtype(DType::F64)?;
+        compare_with_cpu("index_select f64", &dev, f, &[wide, rows.clone()], true, EXACT)?;
+        let x3 = randn(&mut rng, &[3, 5, 4]);
+        let sel = ids(vec![2, 0, 2], &[3]);
+        for dim in 0..3isize {
+            let g = |t: &[Tensor]| t[0].index_select(dim, &t[1]);
+            let name = format!("index_select dim {dim}");
+            compare_with_cpu(&name, &dev, g, &[x3.clone(), sel.clone()], true, EXACT)?;
+        }
+        let v = |t: &[Tensor]| t[0].transpose(0, 2)?.index_select(1, &t[1]);
+        compare_with_cpu("index_select of a view", &dev, v, &[x3, sel.clone()], true, EXACT)?;
+        let one = |t: &[Tensor]| t[0].index_select(0, &t[1]);
+        let scalar = Tensor::from_vec(vec![4i64], (), &Device::Cpu)?;
+        compare_with_cpu(
+            "index_select rank-0 index",
+            &dev,
+            one,
+            &[x.clone(), scalar],
+            true,
+            EXACT,
+        )?;
+        let data = ids((0..12).collect(), &[4, 3]);
+        compare_with_cpu("index_select i64", &dev, f, &[data, sel], false, EXACT)?;
+        // Errors as on the CPU: a bad index, an index on another device.
+        let xd = x.to_device(&dev)?;
+        let bad = ids(vec![0, 8], &[2]).to_device(&dev)?;
+        assert!(matches!(
+            xd.index_select(1, &bad),
+            Err(Error::IndexOutOfRange { index: 8, size: 8, .. })
+        ));
+        assert!(matches!(xd.index_select(0, &rows), Err(Error::DeviceMismatch { .. })));
+    }
+    Ok(())
+}
+
+#[test]
+fn gather_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("gather_forward_and_backward") {
+        let mut rng = Rng::seed(18);
+        // Router scores at the top-k ids, an id repeated within a row.
+        let scores = randn(&mut rng, &[5, 6]);
+        let top = ids(vec![1, 4, 0, 0, 5, 2, 3, 3, 2, 1], &[5, 2]);
+        let f = |t: &[Tensor]| t[0].gather(1, &t[1]);
+        compare_with_cpu("gather dim 1", &dev, f, &[scores.clone(), top.clone()], true, EXACT)?;
+        let wide = scores.to_dtype(DType::F64)?;
+        compare_with_cpu("gather f64", &dev, f, &[wide, top], true, EXACT)?;
+        // An index smaller than the source in another dim reads a narrowed view.
+        let x3 = randn(&mut rng, &[3, 5, 4]);
+        let i0 = ids((0..24).map(|i| i * 7 % 3).collect(), &[2, 3, 4]);
+        let g0 = |t: &[Tensor]| t[0].gather(0, &t[1]);
+        compare_with_cpu("gather dim 0, narrowed", &dev, g0, &[x3.clone(), i0], true, EXACT)?;
+        let i2 = ids((0..90).map(|i| (i * 5 + i / 7) % 4).collect(), &[3, 5, 6]);
+        let g2 = |t: &[Tensor]| t[0].gather(2, &t[1]);
+        compare_with_cpu("gather dim 2, k > dim", &dev, g2, &[x3.clone(), i2], true, EXACT)?;
+        let v = |t: &[Tensor]| t[0].transpose(0, 1)?.gather(1, &t[1]);
+        let iv = ids((0..30).map(|i| i % 3).collect(), &[5, 2, 3]);
+        compare_with_cpu("gather of a view", &dev, v, &[x3, iv], true, EXACT)?;
+        let bad = ids(vec![0, 6], &[1, 2]).to_device(&dev)?;
+        assert!(matches!(
+            scores.to_device(&dev)?.gather(1, &bad),
+            Err(Error::IndexOutOfRange { index: 6, size: 6, .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn expert_combine_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("expert_combine_forward_and_backward") {
+        let mut rng = Rng::seed(19);
+        // 5 tokens, top-2 over 8 expert rows: two dropped copies (-1), row 5
+        // read twice, row 7 read by none.
+        let rows = ids(vec![0, 1, 2, -1, 3, 4, 5, 5, -1, 6], &[5, 2]);
+        let f = |t: &[Tensor]| t[0].expert_combine(&t[1], &t[2]);
+        for d in [6, 100] {
+            let y = randn(&mut rng, &[8, d]);
+            let w = positive(&mut rng, &[5, 2]);
+            let ins = [y.clone(), rows.clone(), w.clone()];
+            let name = format!("expert_combine d {d}");
+            compare_with_cpu(&name, &dev, f, &ins, true, Tolerance::F32_REDUCE)?;
+            let wide = [y.to_dtype(DType::F64)?, rows.clone(), w.to_dtype(DType::F64)?];
+            compare_with_cpu(&format!("{name} f64"), &dev, f, &wide, true, F64)?;
+        }
+        let y = randn(&mut rng, &[8, 6]).to_device(&dev)?;
+        let w = positive(&mut rng, &[5, 2]).to_device(&dev)?;
+        let bad = ids(vec![0, 1, 2, -1, 3, 8, 5, 5, -1, 6], &[5, 2]).to_device(&dev)?;
+        assert!(matches!(
+            y.expert_combine(&bad, &w),
+            Err(Error::IndexOutOfRange { index: 8, size: 8, .. })
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn grouped_matmul_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("grouped_matmul_forward_and_backward") {
+        let mut rng = Rng::seed(20);
+        // Four experts, one with no rows (a zero weight gradient).
+        let counts = [3usize, 0, 4, 1];
+        let x = randn(&mut rng, &[8, 5]);
+        let w = randn(&mut rng, &[4, 5, 6]);
+        let tol = Tolerance::F32_REDUCE;
+        let f = |t: &[Tensor]| t[0].grouped_matmul(&t[1], &counts);
+        compare_with_cpu("grouped_matmul", &dev, f, &[x.clone(), w.clone()], true, tol)?;
+        let wide = [x.to_dtype(DType::F64)?, w.to_dtype(DType::F64)?];
+        compare_with_cpu("grouped_matmul f64", &dev, f, &wide, true, F64)?;
+        // Operands read through their strides: the HF [E, F, D] stack as its
+        // transpose, x as a transposed view and as a narrowed half.
+        let w_efd = randn(&mut rng, &[4, 6, 5]);
+        let hf = |t: &[Tensor]| t[0].grouped_matmul(&t[1].transpose(1, 2)?, &counts);
+        compare_with_cpu(
+            "grouped_matmul HF stack",
+            &dev,
+            hf,
+            &[x.clone(), w_efd.clone()],
+            true,
+            tol,
+        )?;
+        let xt = randn(&mut rng, &[5, 8]);
+        let tr = |t: &[Tensor]| t[0].t()?.grouped_matmul(&t[1].transpose(1, 2)?, &counts);
+        compare_with_cpu("grouped_matmul x view", &dev, tr, &[xt, w_efd.clone()], true, tol)?;
+        let h = randn(&mut rng, &[8, 10]);
+        let half = |t: &[Tensor]| t[0].narrow(1, 5, 5)?.grouped_matmul(&t[1], &counts);
+        compare_with_cpu("grouped_matmul narrowed x", &dev, half, &[h, w.clone()], true, tol)?;
+        // Layouts cuBLAS cannot read (broadcast rows) are copied; a broadcast
+        // weight (expert stride 0) is read in place.
+        let row = randn(&mut rng, &[1, 5]);
+        let bx = |t: &[Tensor]| t[0].broadcast_as((8, 5))?.grouped_matmul(&t[1], &counts);
+        compare_with_cpu("grouped_matmul broadcast x", &dev, bx, &[row, w.clone()], true, tol)?;
+        let w1 = randn(&mut rng, &[1, 5, 6]);
+        let bw = |t: &[Tensor]| t[0].grouped_matmul(&t[1].broadcast_as((4, 5, 6))?, &counts);
+        compare_with_cpu("grouped_matmul broadcast w", &dev, bw, &[x.clone(), w1], true, tol)?;
+        // The HF stack's gradient arrives contiguous in [E, F, D], as on the CPU.
+        let w_dev = w_efd.to_device(&dev)?.to_param();
+        let y = x.to_device(&dev)?.grouped_matmul(&w_dev.transpose(1, 2)?, &counts)?;
+        y.sum_all()?.backward()?;
+        let g = w_dev.grad().expect("w has a gradient");
+        assert_eq!(g.device(), dev);
+        assert!(g.is_contiguous());
     }
     Ok(())
 }

@@ -61,7 +61,10 @@ __device__ __forceinline__ bf16_t f32_to_bf16(float f) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Sum over the 32 lanes of a warp (float or double); every lane gets it.
+// All 32 lanes must call it.
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }

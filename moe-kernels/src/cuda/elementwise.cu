@@ -1,5 +1,10 @@
 // elementwise.cu: unary ops (forward on any view, backward on contiguous
-// buffers) and broadcasting binary ops, f32. Launch with launch::elementwise(n).
+// buffers), broadcasting binary ops and comparisons, f32; and gated
+// activations act(gate) * up (separate views, or one packed [.., 2F] buffer),
+// forward and backward, f32 and f64. Launch with launch::elementwise(n).
+//
+// The activation math is written once as templates over the element type
+// (float calls the f-suffixed CUDA functions, double the plain ones).
 //
 // Op codes: mirror moe_kernels::cuda::ops (a unit test checks the numbers).
 #define UOP_NEG 0
@@ -31,81 +36,103 @@
 #define CMP_GT 4
 #define CMP_GE 5
 
-#define SQRT_2_OVER_PI 0.7978845608028654f
-#define GELU_C 0.044715f
-#define FRAC_1_SQRT_2 0.7071067811865476f
-#define INV_SQRT_2PI 0.3989422804014327f
+#define SQRT_2_OVER_PI 0.7978845608028654
+#define GELU_C 0.044715
+#define FRAC_1_SQRT_2 0.7071067811865476
+#define INV_SQRT_2PI 0.3989422804014327
 
-// Split by sign so expf never overflows (as the CPU does).
-__device__ __forceinline__ float sigmoid_f(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
+// The math functions by element type.
+__device__ __forceinline__ float exp_t(float x) { return expf(x); }
+__device__ __forceinline__ double exp_t(double x) { return exp(x); }
+__device__ __forceinline__ float log_t(float x) { return logf(x); }
+__device__ __forceinline__ double log_t(double x) { return log(x); }
+__device__ __forceinline__ float sqrt_t(float x) { return sqrtf(x); }
+__device__ __forceinline__ double sqrt_t(double x) { return sqrt(x); }
+__device__ __forceinline__ float tanh_t(float x) { return tanhf(x); }
+__device__ __forceinline__ double tanh_t(double x) { return tanh(x); }
+__device__ __forceinline__ float erf_t(float x) { return erff(x); }
+__device__ __forceinline__ double erf_t(double x) { return erf(x); }
+__device__ __forceinline__ float abs_t(float x) { return fabsf(x); }
+__device__ __forceinline__ double abs_t(double x) { return fabs(x); }
+__device__ __forceinline__ float max_t(float x, float y) { return fmaxf(x, y); }
+__device__ __forceinline__ double max_t(double x, double y) { return fmax(x, y); }
+__device__ __forceinline__ float pow_t(float x, float p) { return powf(x, p); }
+__device__ __forceinline__ double pow_t(double x, double p) { return pow(x, p); }
+
+// Split by sign so exp never overflows (as the CPU does).
+template <typename T>
+__device__ __forceinline__ T sigmoid_f(T x) {
+    if (x >= T(0)) return T(1) / (T(1) + exp_t(-x));
+    T e = exp_t(x);
+    return e / (T(1) + e);
 }
 
 // x^p with the common integer exponents by multiplication, as on the CPU.
-__device__ __forceinline__ float pow_f(float x, float p) {
-    if (p == 2.0f) return x * x;
-    if (p == 1.0f) return x;
-    if (p == 3.0f) return x * x * x;
-    if (p == 0.5f) return sqrtf(x);
-    if (p == -1.0f) return 1.0f / x;
-    return powf(x, p);
+template <typename T>
+__device__ __forceinline__ T pow_f(T x, T p) {
+    if (p == T(2)) return x * x;
+    if (p == T(1)) return x;
+    if (p == T(3)) return x * x * x;
+    if (p == T(0.5)) return sqrt_t(x);
+    if (p == T(-1)) return T(1) / x;
+    return pow_t(x, p);
 }
 
 // p0, p1: the op's constants (Powf: p0 = exponent; Affine: p0 = mul, p1 = add).
-__device__ __forceinline__ float unary_f(int op, float x, float p0, float p1) {
+template <typename T>
+__device__ __forceinline__ T unary_f(int op, T x, T p0, T p1) {
     switch (op) {
         case UOP_NEG: return -x;
-        case UOP_EXP: return expf(x);
-        case UOP_LOG: return logf(x);
-        case UOP_SQRT: return sqrtf(x);
-        case UOP_RECIP: return 1.0f / x;
-        case UOP_ABS: return fabsf(x);
+        case UOP_EXP: return exp_t(x);
+        case UOP_LOG: return log_t(x);
+        case UOP_SQRT: return sqrt_t(x);
+        case UOP_RECIP: return T(1) / x;
+        case UOP_ABS: return abs_t(x);
         case UOP_SIGMOID: return sigmoid_f(x);
         case UOP_SILU: return x * sigmoid_f(x);
         case UOP_GELU_TANH: {
-            float u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
-            return 0.5f * x * (1.0f + tanhf(u));
+            T u = T(SQRT_2_OVER_PI) * (x + T(GELU_C) * x * x * x);
+            return T(0.5) * x * (T(1) + tanh_t(u));
         }
-        case UOP_GELU_ERF: return 0.5f * x * (1.0f + erff(x * FRAC_1_SQRT_2));
-        case UOP_RELU: return fmaxf(x, 0.0f);
-        case UOP_TANH: return tanhf(x);
+        case UOP_GELU_ERF: return T(0.5) * x * (T(1) + erf_t(x * T(FRAC_1_SQRT_2)));
+        case UOP_RELU: return max_t(x, T(0));
+        case UOP_TANH: return tanh_t(x);
         case UOP_POWF: return pow_f(x, p0);
         case UOP_AFFINE: return x * p0 + p1;
-        default: return NAN_F;  // unknown op: NaN, never silent
+        default: return T(NAN_F);  // unknown op: NaN, never silent
     }
 }
 
 // dy/dx from x and y = f(x); same formulas as UnaryOp::df on the CPU.
-__device__ __forceinline__ float unary_df(int op, float x, float y, float p0) {
+template <typename T>
+__device__ __forceinline__ T unary_df(int op, T x, T y, T p0) {
     switch (op) {
-        case UOP_NEG: return -1.0f;
+        case UOP_NEG: return T(-1);
         case UOP_EXP: return y;
-        case UOP_LOG: return 1.0f / x;
-        case UOP_SQRT: return 0.5f / y;
+        case UOP_LOG: return T(1) / x;
+        case UOP_SQRT: return T(0.5) / y;
         case UOP_RECIP: return -y * y;
-        case UOP_ABS: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-        case UOP_SIGMOID: return y * (1.0f - y);
+        case UOP_ABS: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+        case UOP_SIGMOID: return y * (T(1) - y);
         case UOP_SILU: {
-            float s = sigmoid_f(x);
-            return s * (1.0f + x * (1.0f - s));
+            T s = sigmoid_f(x);
+            return s * (T(1) + x * (T(1) - s));
         }
         case UOP_GELU_TANH: {
-            float t = tanhf(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
-            float du = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_C * x * x);
-            return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+            T t = tanh_t(T(SQRT_2_OVER_PI) * (x + T(GELU_C) * x * x * x));
+            T du = T(SQRT_2_OVER_PI) * (T(1) + T(3.0 * GELU_C) * x * x);
+            return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
         }
         case UOP_GELU_ERF: {
-            float cdf = 0.5f * (1.0f + erff(x * FRAC_1_SQRT_2));
-            float pdf = expf(-0.5f * x * x) * INV_SQRT_2PI;
+            T cdf = T(0.5) * (T(1) + erf_t(x * T(FRAC_1_SQRT_2)));
+            T pdf = exp_t(-(x * x) * T(0.5)) * T(INV_SQRT_2PI);
             return cdf + x * pdf;
         }
-        case UOP_RELU: return x > 0.0f ? 1.0f : 0.0f;
-        case UOP_TANH: return 1.0f - y * y;
-        case UOP_POWF: return p0 * pow_f(x, p0 - 1.0f);
+        case UOP_RELU: return x > T(0) ? T(1) : T(0);
+        case UOP_TANH: return T(1) - y * y;
+        case UOP_POWF: return p0 * pow_f(x, p0 - T(1));
         case UOP_AFFINE: return p0;
-        default: return NAN_F;
+        default: return T(NAN_F);
     }
 }
 
@@ -161,3 +188,88 @@ extern "C" __global__ void compare_f32(long long n, int op, Strided sa, const fl
         mask[i] = (unsigned char)compare_f(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]);
     }
 }
+
+// Gated activations: y = act(gate) * up, act a UOP_* code with its constants
+// p0, p1 (passed as double, used in the element type). The backward, with
+// a = act(gate): dgate = dy * up * act'(gate, a), dup = dy * a (as on the CPU).
+
+// gate, up: views of one shape; y row-major [n].
+template <typename T>
+__device__ void gated_fwd(long long n, int op, double p0, double p1, const Strided& sg, const T* gate,
+                          const Strided& su, const T* up, T* y) {
+    T q0 = (T)p0, q1 = (T)p1;
+    GRID_STRIDE_LOOP(i, n) { y[i] = unary_f(op, gate[strided_offset(sg, i)], q0, q1) * up[strided_offset(su, i)]; }
+}
+
+// dy, gate, up: views of one shape; dgate, dup row-major [n].
+template <typename T>
+__device__ void gated_bwd(long long n, int op, double p0, double p1, const Strided& sd, const T* dy,
+                          const Strided& sg, const T* gate, const Strided& su, const T* up, T* dgate, T* dup) {
+    T q0 = (T)p0, q1 = (T)p1;
+    GRID_STRIDE_LOOP(i, n) {
+        T x = gate[strided_offset(sg, i)], u = up[strided_offset(su, i)], g = dy[strided_offset(sd, i)];
+        T a = unary_f(op, x, q0, q1);
+        dgate[i] = g * u * unary_df(op, x, a, q0);
+        dup[i] = g * a;
+    }
+}
+
+// Packed: h row-major [rows, 2f], each row's f gate values then its f up
+// values; y and dy row-major [rows, f] with n = rows * f elements.
+template <typename T>
+__device__ void gated_packed_fwd(long long n, int f, int op, double p0, double p1, const T* h, T* y) {
+    T q0 = (T)p0, q1 = (T)p1;
+    GRID_STRIDE_LOOP(i, n) {
+        long long r = i / f, c = i - r * f;
+        const T* hr = h + r * 2 * f;
+        y[i] = unary_f(op, hr[c], q0, q1) * hr[f + c];
+    }
+}
+
+// dh row-major [rows, 2f]: both halves written, one thread per (row, c).
+template <typename T>
+__device__ void gated_packed_bwd(long long n, int f, int op, double p0, double p1, const T* dy, const T* h,
+                                 T* dh) {
+    T q0 = (T)p0, q1 = (T)p1;
+    GRID_STRIDE_LOOP(i, n) {
+        long long r = i / f, c = i - r * f;
+        const T* hr = h + r * 2 * f;
+        T* dr = dh + r * 2 * f;
+        T x = hr[c], u = hr[f + c], g = dy[i];
+        T a = unary_f(op, x, q0, q1);
+        dr[c] = g * u * unary_df(op, x, a, q0);
+        dr[f + c] = g * a;
+    }
+}
+
+#define GATED_FWD(NAME, T)                                                                            \
+    extern "C" __global__ void NAME(long long n, int op, double p0, double p1, Strided sg, const T* gate, \
+                                    Strided su, const T* up, T* y) {                                   \
+        gated_fwd<T>(n, op, p0, p1, sg, gate, su, up, y);                                             \
+    }
+GATED_FWD(gated_fwd_f32, float)
+GATED_FWD(gated_fwd_f64, double)
+
+#define GATED_BWD(NAME, T)                                                                             \
+    extern "C" __global__ void NAME(long long n, int op, double p0, double p1, Strided sd, const T* dy, \
+                                    Strided sg, const T* gate, Strided su, const T* up, T* dgate,      \
+                                    T* dup) {                                                          \
+        gated_bwd<T>(n, op, p0, p1, sd, dy, sg, gate, su, up, dgate, dup);                             \
+    }
+GATED_BWD(gated_bwd_f32, float)
+GATED_BWD(gated_bwd_f64, double)
+
+#define GATED_PACKED_FWD(NAME, T)                                                                      \
+    extern "C" __global__ void NAME(long long n, int f, int op, double p0, double p1, const T* h, T* y) { \
+        gated_packed_fwd<T>(n, f, op, p0, p1, h, y);                                                  \
+    }
+GATED_PACKED_FWD(gated_packed_fwd_f32, float)
+GATED_PACKED_FWD(gated_packed_fwd_f64, double)
+
+#define GATED_PACKED_BWD(NAME, T)                                                                  \
+    extern "C" __global__ void NAME(long long n, int f, int op, double p0, double p1, const T* dy, \
+                                    const T* h, T* dh) {                                           \
+        gated_packed_bwd<T>(n, f, op, p0, p1, dy, h, dh);                                          \
+    }
+GATED_PACKED_BWD(gated_packed_bwd_f32, float)
+GATED_PACKED_BWD(gated_packed_bwd_f64, double)

@@ -26,20 +26,21 @@ pub struct OperandPlan {
 /// when it must be copied first. cuBLAS needs `ld ≥ max(1, stored rows)`;
 /// strides of size-1 dims never matter and are replaced.
 pub fn operand(r: usize, c: usize, rs: usize, cs: usize) -> Option<OperandPlan> {
-    // A size-1 dim's stride is never used; give it the value that makes the
-    // view look row-major contiguous.
-    let cs = if c == 1 { 1 } else { cs };
-    let rs = if r == 1 { c.max(1) } else { rs };
-    if cs == 1 && rs >= c.max(1) {
+    // A size-1 dim's stride is never used: each reading gives it the value
+    // that reading needs (a single row with strided columns is a transposed
+    // column-major matrix, not a copy).
+    let (row_rs, row_cs) = (if r == 1 { c.max(1) } else { rs }, if c == 1 { 1 } else { cs });
+    if row_cs == 1 && row_rs >= c.max(1) {
         return Some(OperandPlan {
             transpose: false,
-            ld: rs,
+            ld: row_rs,
         });
     }
-    if rs == 1 && cs >= r.max(1) {
+    let (col_rs, col_cs) = (if r == 1 { 1 } else { rs }, if c == 1 { r.max(1) } else { cs });
+    if col_rs == 1 && col_cs >= r.max(1) {
         return Some(OperandPlan {
             transpose: true,
-            ld: cs,
+            ld: col_cs,
         });
     }
     None
@@ -76,8 +77,17 @@ mod tests {
     #[test]
     fn plans_read_the_transpose_of_the_view() {
         // (r, c, rs, cs): a row-major [2, 3], its transpose view [3, 2], a
-        // narrowed [2, 3] out of [2, 5], a single row and a single column.
-        for (r, c, rs, cs) in [(2, 3, 3, 1), (3, 2, 1, 3), (2, 3, 5, 1), (1, 4, 0, 1), (4, 1, 1, 7)] {
+        // narrowed [2, 3] out of [2, 5], a single row and a single column,
+        // a single row of a transposed view, a single strided column.
+        for (r, c, rs, cs) in [
+            (2, 3, 3, 1),
+            (3, 2, 1, 3),
+            (2, 3, 5, 1),
+            (1, 4, 0, 1),
+            (4, 1, 1, 7),
+            (1, 4, 9, 3),
+            (4, 1, 5, 0),
+        ] {
             let p = operand(r, c, rs, cs).unwrap_or_else(|| panic!("{r}x{c} {rs},{cs}"));
             for row in 0..r {
                 for col in 0..c {

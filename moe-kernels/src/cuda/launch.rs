@@ -51,6 +51,13 @@ pub fn elementwise(n: usize) -> Option<Launch1d> {
     })
 }
 
+/// A launch of one warp per item for `n` items (each item reduced by the
+/// 32 lanes of a warp; kernels loop over warps past the grid), or `None`
+/// for `n = 0`. Blocks are [`ELEMENTWISE_BLOCK`] threads, a warp multiple.
+pub fn warps(n: usize) -> Option<Launch1d> {
+    elementwise(n.saturating_mul(32))
+}
+
 /// A row launch: one block per row of `cols` elements (rows past
 /// [`MAX_ROW_GRID`] looped over), the block the smallest warp multiple that
 /// covers the row, at most [`ROW_BLOCK`]. `None` for `rows = 0`; rows of
@@ -105,6 +112,15 @@ mod tests {
             assert!(threads >= n.min(MAX_ELEMENTWISE_GRID as usize * 256), "n = {n}");
             assert!(l.grid >= 1 && l.block.is_multiple_of(32));
         }
+    }
+
+    #[test]
+    fn warps_give_each_item_a_warp_up_to_the_grid_cap() {
+        assert_eq!(warps(0), None);
+        assert_eq!(warps(1), Some(Launch1d { grid: 1, block: 256 }));
+        assert_eq!(warps(8), Some(Launch1d { grid: 1, block: 256 }));
+        assert_eq!(warps(9), Some(Launch1d { grid: 2, block: 256 }));
+        assert_eq!(warps(usize::MAX).unwrap().grid, MAX_ELEMENTWISE_GRID);
     }
 
     #[test]

@@ -74,11 +74,26 @@ pub const STRIDED: KernelSource = KernelSource {
     ],
 };
 
-/// Unary (forward and backward), broadcasting binary ops and comparisons.
+/// Unary (forward and backward), broadcasting binary ops and comparisons;
+/// gated activations `act(gate) · up` (separate or packed), forward and
+/// backward, f32 and f64.
 pub const ELEMENTWISE: KernelSource = KernelSource {
     name: "elementwise",
     source: include_str!("elementwise.cu"),
-    functions: &["unary_fwd_f32", "unary_bwd_f32", "binary_f32", "compare_f32"],
+    functions: &[
+        "unary_fwd_f32",
+        "unary_bwd_f32",
+        "binary_f32",
+        "compare_f32",
+        "gated_fwd_f32",
+        "gated_fwd_f64",
+        "gated_bwd_f32",
+        "gated_bwd_f64",
+        "gated_packed_fwd_f32",
+        "gated_packed_fwd_f64",
+        "gated_packed_bwd_f32",
+        "gated_packed_bwd_f64",
+    ],
 };
 
 /// Row reductions (sum, max) over the last dim.
@@ -123,6 +138,42 @@ pub const EMBEDDING: KernelSource = KernelSource {
     functions: &["embedding_fwd_f32", "embedding_bwd_f32"],
 };
 
+/// index_select and gather along a dim (any dtype, by element size) and
+/// their deterministic backward, index_add and scatter-add (f32, f64).
+pub const SELECT: KernelSource = KernelSource {
+    name: "select",
+    source: include_str!("select.cu"),
+    functions: &[
+        "index_select_b1",
+        "index_select_b2",
+        "index_select_b4",
+        "index_select_b8",
+        "gather_b1",
+        "gather_b2",
+        "gather_b4",
+        "gather_b8",
+        "index_add_f32",
+        "index_add_f64",
+        "scatter_add_f32",
+        "scatter_add_f64",
+    ],
+};
+
+/// The weighted combine of MoE expert rows into tokens, forward and
+/// backward (rows and weights), f32 and f64.
+pub const COMBINE: KernelSource = KernelSource {
+    name: "combine",
+    source: include_str!("combine.cu"),
+    functions: &[
+        "combine_fwd_f32",
+        "combine_fwd_f64",
+        "combine_bwd_rows_f32",
+        "combine_bwd_rows_f64",
+        "combine_bwd_weights_f32",
+        "combine_bwd_weights_f64",
+    ],
+};
+
 /// Top-k along rows (routing) and its backward.
 pub const TOPK: KernelSource = KernelSource {
     name: "topk",
@@ -141,6 +192,8 @@ pub const ALL: &[KernelSource] = &[
     CROSS_ENTROPY,
     EMBEDDING,
     TOPK,
+    SELECT,
+    COMBINE,
 ];
 
 #[cfg(test)]

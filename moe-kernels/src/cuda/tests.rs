@@ -12,7 +12,8 @@ fn strip_comments(s: &str) -> String {
 }
 
 /// Names of the kernels a source defines: `extern "C" __global__ void NAME(`
-/// and `COPY_STRIDED` / `SCATTER_STRIDED` / `WHERE_STRIDED(NAME, T)` instantiations.
+/// and the instantiations `MACRO(NAME, ...)` of every `#define MACRO(NAME, ...)`
+/// of the source (a macro whose first parameter is the kernel name).
 fn defined_kernels(src: &str) -> Vec<String> {
     let code = strip_comments(src);
     let mut names = Vec::new();
@@ -22,9 +23,17 @@ fn defined_kernels(src: &str) -> Vec<String> {
             names.push(name);
         }
     }
-    for macro_name in ["COPY_STRIDED(", "SCATTER_STRIDED(", "WHERE_STRIDED("] {
-        for line in code.lines().filter(|l| l.starts_with(macro_name)) {
-            let inner = &line[macro_name.len()..];
+    let kernel_macros: Vec<String> = code
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define "))
+        .filter_map(|rest| {
+            let (name, params) = rest.split_once('(')?;
+            params.starts_with("NAME").then(|| format!("{name}("))
+        })
+        .collect();
+    for macro_call in &kernel_macros {
+        for line in code.lines().filter(|l| l.starts_with(macro_call.as_str())) {
+            let inner = &line[macro_call.len()..];
             names.push(inner.split(',').next().unwrap_or("").trim().to_string());
         }
     }

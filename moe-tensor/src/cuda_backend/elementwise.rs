@@ -18,8 +18,9 @@ pub(crate) fn check_f32(op: &'static str, dtype: DType) -> Result<()> {
     }
 }
 
-/// Kernel code and constants (p0, p1) of a unary op.
-fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
+/// Kernel code and constants (p0, p1) of a unary op; the f32 kernels take
+/// the constants rounded to f32, the f64 ones as they are.
+pub(super) fn unary_code(op: UnaryOp) -> (i32, f64, f64) {
     use ops::unary as u;
     match op {
         UnaryOp::Neg => (u::NEG, 0.0, 0.0),
@@ -34,8 +35,8 @@ fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
         UnaryOp::GeluErf => (u::GELU_ERF, 0.0, 0.0),
         UnaryOp::Relu => (u::RELU, 0.0, 0.0),
         UnaryOp::Tanh => (u::TANH, 0.0, 0.0),
-        UnaryOp::Powf(p) => (u::POWF, p as f32, 0.0),
-        UnaryOp::Affine { mul, add } => (u::AFFINE, mul as f32, add as f32),
+        UnaryOp::Powf(p) => (u::POWF, p, 0.0),
+        UnaryOp::Affine { mul, add } => (u::AFFINE, mul, add),
     }
 }
 
@@ -44,6 +45,7 @@ pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Result<Storage> {
     const OP: &str = "unary";
     check_f32(OP, x.dtype())?;
     let (code, p0, p1) = unary_code(op);
+    let (p0, p1) = (p0 as f32, p1 as f32);
     let guard = x.read_storage();
     let xs = cuda_of(&guard, OP)?;
     let dev = xs.dev().clone();
@@ -68,6 +70,7 @@ pub(crate) fn unary_backward(g: &Tensor, x: &Tensor, y: &Tensor, op: UnaryOp) ->
     const OP: &str = "unary_backward";
     check_f32(OP, x.dtype())?;
     let (code, p0, _) = unary_code(op);
+    let p0 = p0 as f32;
     let n = x.elem_count();
     let (gs, xs, ys) = (g.read_storage(), x.read_storage(), y.read_storage());
     let (gc, xc, yc) = (cuda_of(&gs, OP)?, cuda_of(&xs, OP)?, cuda_of(&ys, OP)?);

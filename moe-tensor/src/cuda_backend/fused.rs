@@ -6,10 +6,10 @@
 use super::device::{cuda_err, CudaDev};
 use super::elementwise::check_f32;
 use super::launch::{config, int, long};
-use super::memory::{cuda_of, CudaStorage};
+use super::memory::{cuda_of, elems, CudaStorage};
 use crate::storage::Storage;
 use crate::{DType, Error, Result, Tensor};
-use cudarc::driver::{CudaView, PushKernelArg};
+use cudarc::driver::PushKernelArg;
 use moe_kernels::cuda::{launch, CROSS_ENTROPY, RMS_NORM, ROPE, SOFTMAX};
 use std::sync::Arc;
 
@@ -18,12 +18,6 @@ fn rows_cols(t: &Tensor) -> (usize, usize) {
     let d = t.dims();
     let c = d.last().copied().unwrap_or(1);
     (d[..d.len().saturating_sub(1)].iter().product(), c)
-}
-
-/// The elements of a contiguous tensor as a typed view of its storage.
-fn elems<'a, T>(s: &'a CudaStorage, t: &Tensor, op: &'static str) -> Result<CudaView<'a, T>> {
-    let off = t.layout().offset();
-    s.view::<T>(off..off + t.elem_count(), op)
 }
 
 /// A device-side bad-index report: `[flag, index]`, zeroed, from the pool.

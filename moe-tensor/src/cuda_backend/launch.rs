@@ -56,3 +56,17 @@ pub(crate) fn long(n: usize, op: &'static str) -> Result<i64> {
         msg: format!("{n} elements exceed i64"),
     })
 }
+
+/// Calls `$f::<f32>("f32", args..)` or `$f::<f64>("f64", args..)` by
+/// `$dtype` (the suffix names the kernel's instance for that type); other
+/// dtypes are `UnsupportedDType` for `$op`.
+macro_rules! float_kernel {
+    ($dtype:expr, $op:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $dtype {
+            $crate::DType::F32 => $f::<f32>("f32", $($arg),*),
+            $crate::DType::F64 => $f::<f64>("f64", $($arg),*),
+            dtype => Err($crate::Error::UnsupportedDType { op: $op, dtype }),
+        }
+    };
+}
+pub(crate) use float_kernel;

@@ -10,7 +10,7 @@
 use super::device::{cuda_err, lock, CudaDev};
 use crate::storage::{CpuStorage, Storage};
 use crate::{DType, Device, Error, Result, Tensor};
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DeviceRepr};
 use moe_kernels::cuda::pool::bucket_bytes;
 use std::sync::Arc;
 
@@ -142,6 +142,18 @@ impl CudaStorage {
         unsafe { self.buf.slice_mut().transmute_mut::<T>(len) }.ok_or_else(|| internal(op))
     }
 
+    /// The device address of element `elem` (`elem ≤ len`), for cuBLAS calls
+    /// that read matrix addresses from device memory. It is valid while
+    /// `self` lives, and for work queued on the device's stream before
+    /// `self` is dropped (the pool reuses buffers in stream order).
+    pub(crate) fn address_of(&self, elem: usize, op: &'static str) -> Result<u64> {
+        if elem > self.len {
+            return Err(internal(op));
+        }
+        let (base, _record) = self.buf.slice().device_ptr(&self.buf.dev.stream);
+        Ok(base + (elem * self.dtype.size_in_bytes()) as u64)
+    }
+
     /// Sets every element's bytes to zero (0.0, 0, false in every dtype).
     pub(crate) fn zero(&mut self, op: &'static str) -> Result<()> {
         let bytes = self.len * self.dtype.size_in_bytes();
@@ -179,6 +191,13 @@ pub(crate) fn cuda_of<'a>(s: &'a Storage, op: &'static str) -> Result<&'a CudaSt
     }
 }
 
+/// The elements of a contiguous tensor `t` (whose storage is `s`) as a
+/// typed view.
+pub(crate) fn elems<'a, T>(s: &'a CudaStorage, t: &Tensor, op: &'static str) -> Result<CudaView<'a, T>> {
+    let off = t.layout().offset();
+    s.view::<T>(off..off + t.elem_count(), op)
+}
+
 fn upload_typed<T: DeviceRepr + Copy>(dev: &Arc<CudaDev>, v: &[T], dtype: DType) -> Result<CudaStorage> {
     const OP: &str = "to_device";
     let mut s = CudaStorage::alloc(dev, dtype, v.len(), OP)?;
@@ -187,6 +206,12 @@ fn upload_typed<T: DeviceRepr + Copy>(dev: &Arc<CudaDev>, v: &[T], dtype: DType)
         dev.stream.memcpy_htod(v, &mut dst).map_err(cuda_err(OP))?;
     }
     Ok(s)
+}
+
+/// Copies host indices (or offsets) to a fresh i64 device buffer of `dev`;
+/// the copy is queued on the device's stream (no wait).
+pub(crate) fn upload_i64(dev: &Arc<CudaDev>, v: &[i64]) -> Result<CudaStorage> {
+    upload_typed(dev, v, DType::I64)
 }
 
 /// Copies a host buffer to CUDA device `ordinal` (an explicit move: the only

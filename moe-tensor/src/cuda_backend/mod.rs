@@ -11,11 +11,14 @@
 //! Layout: `device.rs` (per-device context, one stream, cuBLAS handle,
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
-//! family (`layout.rs`, `elementwise.rs`, `reduce.rs`, `gemm.rs`, `fused.rs`, `index.rs`),
+//! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `gemm.rs`,
+//! `grouped.rs`, `fused.rs`, `index.rs`, `select.rs`, `combine.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
 mod autograd;
+#[cfg(feature = "cuda")]
+mod combine;
 #[cfg(feature = "cuda")]
 mod device;
 #[cfg(feature = "cuda")]
@@ -23,7 +26,11 @@ mod elementwise;
 #[cfg(feature = "cuda")]
 mod fused;
 #[cfg(feature = "cuda")]
+mod gated;
+#[cfg(feature = "cuda")]
 mod gemm;
+#[cfg(feature = "cuda")]
+mod grouped;
 #[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]
@@ -34,9 +41,13 @@ mod layout;
 mod memory;
 #[cfg(feature = "cuda")]
 mod reduce;
+#[cfg(feature = "cuda")]
+mod select;
 
 #[cfg(feature = "cuda")]
 pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device, topk_op};
+#[cfg(feature = "cuda")]
+pub(crate) use combine::{expert_combine, expert_combine_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use device::check_device;
 #[cfg(feature = "cuda")]
@@ -46,7 +57,11 @@ pub(crate) use elementwise::{binary, compare, unary, unary_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use fused::{rms_norm, rms_norm_backward, rope, softmax, softmax_backward};
 #[cfg(feature = "cuda")]
+pub(crate) use gated::{gated, gated_backward, gated_packed, gated_packed_backward};
+#[cfg(feature = "cuda")]
 pub(crate) use gemm::matmul;
+#[cfg(feature = "cuda")]
+pub(crate) use grouped::{grouped_matmul, grouped_weight_grad};
 #[cfg(feature = "cuda")]
 pub(crate) use layout::{cat, contiguous, pad_narrowed, to_dtype, where_cond};
 #[cfg(feature = "cuda")]
@@ -55,6 +70,8 @@ pub use memory::CudaStorage;
 pub(crate) use memory::{assign, download, upload};
 #[cfg(feature = "cuda")]
 pub(crate) use reduce::sum_dims;
+#[cfg(feature = "cuda")]
+pub(crate) use select::{gather, index_add, index_select, scatter_add};
 
 #[cfg(not(feature = "cuda"))]
 mod stub;

@@ -7,6 +7,7 @@
 
 use crate::storage::{CpuStorage, Storage};
 use crate::{DType, Device, Error, Layout, Result, Shape, Tensor, UnaryOp};
+use moe_kernels::cpu::index::Dims3;
 use moe_kernels::cuda::pool::PoolStats;
 
 fn off<T>(ordinal: usize) -> Result<T> {
@@ -68,6 +69,48 @@ pub(crate) fn matmul(
     _: usize,
     _: usize,
 ) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn gated(_: &Tensor, _: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn gated_backward(_: &Tensor, _: &Tensor, _: &Tensor, _: UnaryOp) -> Result<(Storage, Storage)> {
+    off(0)
+}
+pub(crate) fn gated_packed(_: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn gated_packed_backward(_: &Tensor, _: &Tensor, _: UnaryOp) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn index_select(_: &Tensor, _: Dims3, _: &Tensor) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn index_add(_: &Tensor, _: &[i64], _: Dims3) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn gather(_: &Tensor, _: Dims3, _: &Tensor, _: usize) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn scatter_add(_: &Tensor, _: &[i64], _: Dims3, _: usize) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn expert_combine(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn expert_combine_backward(
+    _: &Tensor,
+    _: &Tensor,
+    _: &[i64],
+    _: usize,
+    _: &Tensor,
+) -> Result<(Storage, Storage)> {
+    off(0)
+}
+pub(crate) fn grouped_matmul(_: &Tensor, _: &Tensor, _: &[usize]) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn grouped_weight_grad(_: &Tensor, _: &Tensor, _: &[usize]) -> Result<Storage> {
     off(0)
 }
 pub(crate) fn compare(_: &Tensor, _: &Layout, _: &Tensor, _: &Layout, _: i32) -> Result<Storage> {

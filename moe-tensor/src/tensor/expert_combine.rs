@@ -40,7 +40,9 @@ impl BackwardOp for ExpertCombineBackward {
         let op = "expert_combine_backward";
         let d = self.y.dims()[1];
         let g = g.contiguous()?;
-        let (dy, dw) = {
+        let (dy, dw) = if !g.device().is_cpu() {
+            crate::cuda_backend::expert_combine_backward(&self.y, &self.w, &self.rows, self.k, &g)?
+        } else {
             let (gy, gw, gg) = (self.y.read_storage(), self.w.read_storage(), g.read_storage());
             let (oy, ow, og) = (self.y.layout().offset(), self.w.layout().offset(), g.layout().offset());
             let (ny, nw, ng) = (self.y.elem_count(), self.w.elem_count(), g.elem_count());
@@ -57,20 +59,21 @@ impl BackwardOp for ExpertCombineBackward {
                 }};
             }
             use crate::storage::CpuStorage as S;
-            match (gy.cpu(op)?, gw.cpu(op)?, gg.cpu(op)?) {
+            let (dy, dw) = match (gy.cpu(op)?, gw.cpu(op)?, gg.cpu(op)?) {
                 (S::F32(y), S::F32(w), S::F32(g)) => run!(y, w, g, f32),
                 (S::F64(y), S::F64(w), S::F64(g)) => run!(y, w, g, f64),
                 (y, ..) => return Err(Error::UnsupportedDType { op, dtype: y.dtype() }),
-            }
+            };
+            (Storage::Cpu(dy), Storage::Cpu(dw))
         };
         let gy = self
             .y
             .requires_grad()
-            .then(|| Tensor::from_storage(Storage::Cpu(dy), self.y.shape().clone()));
+            .then(|| Tensor::from_storage(dy, self.y.shape().clone()));
         let gw = self
             .w
             .requires_grad()
-            .then(|| Tensor::from_storage(Storage::Cpu(dw), self.w.shape().clone()));
+            .then(|| Tensor::from_storage(dw, self.w.shape().clone()));
         Ok(vec![gy, gw])
     }
 }
@@ -121,6 +124,28 @@ fn check(y: &Tensor, rows: &Tensor, w: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// The CPU kernel's checks of the row ids, for the device path (which read
+/// them back): with `d > 0` an empty K is the kernel's length error, and a
+/// row id past the `m` rows of `y` is `IndexOutOfRange`.
+fn check_rows(ids: &[i64], m: usize, k: usize, d: usize) -> Result<()> {
+    if d > 0 && k == 0 {
+        return Err(kernel_err(OP)(KernelError::LengthMismatch {
+            op: "combine_rows",
+            buffer: "rows",
+            expected: 0,
+            got: 0,
+        }));
+    }
+    match ids.iter().find(|&&r| r >= 0 && r as u64 >= m as u64) {
+        Some(&r) => Err(Error::IndexOutOfRange {
+            op: OP,
+            index: r,
+            size: m,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Tensor {
     /// Weighted combine of expert outputs: `self` is `y_MD` (one row per kept
     /// token copy), `rows` (I64) names the row each token copy reads (a
@@ -129,11 +154,20 @@ impl Tensor {
     ///
     /// Differentiable in `self` and `weights` (a dropped copy's weight gets
     /// zero gradient; a row no copy reads gets zero). F32/F64, same dtype.
+    /// On a CUDA device `rows` is read back once to be checked (a sync).
     pub fn expert_combine(&self, rows: &Tensor, weights: &Tensor) -> Result<Tensor> {
         check(self, rows, weights)?;
         let (n, k, d) = (rows.dims()[0], rows.dims()[1], self.dims()[1]);
         let ids = rows.to_vec::<i64>()?;
         let (y, w) = (self.contiguous()?, weights.contiguous()?);
+        if !y.device().is_cpu() {
+            // The ids were read back above (one sync) to be checked here; the
+            // kernel reads the device copy.
+            check_rows(&ids, y.dims()[0], k, d)?;
+            let out = crate::cuda_backend::expert_combine(&y, rows, &w)?;
+            let back = ExpertCombineBackward { y, w, rows: ids, k };
+            return Ok(Tensor::from_op(out, Shape::from(vec![n, d]), back));
+        }
         let out = {
             let (gy, gw) = (y.read_storage(), w.read_storage());
             let (oy, ow) = (y.layout().offset(), w.layout().offset());

@@ -48,6 +48,15 @@ impl BackwardOp for GatedBackward {
         vec![&self.gate, &self.up]
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        if !g.device().is_cpu() {
+            // The kernel reads the three views in place.
+            let (dg, du) = crate::cuda_backend::gated_backward(g, &self.gate, &self.up, self.act)?;
+            let shape = self.gate.shape().clone();
+            return Ok(vec![
+                Some(Tensor::from_storage(dg, shape.clone())),
+                Some(Tensor::from_storage(du, shape)),
+            ]);
+        }
         let (g, gate, up) = (g.contiguous()?, self.gate.contiguous()?, self.up.contiguous()?);
         let n = g.elem_count();
         let (gs, xs, us) = (g.read_storage(), gate.read_storage(), up.read_storage());
@@ -93,6 +102,15 @@ impl Tensor {
             });
         }
         super::binary::check_binary(op, self, up)?;
+        if !self.device().is_cpu() {
+            let y = crate::cuda_backend::gated(self, up, act)?;
+            let back = GatedBackward {
+                act,
+                gate: self.clone(),
+                up: up.clone(),
+            };
+            return Ok(Tensor::from_op(y, self.shape().clone(), back));
+        }
         // SiLU gating runs the vectorised kernel on contiguous values: copying
         // strided views (e.g. the halves of a fused gate/up projection) first is
         // much cheaper than the scalar strided path. Only values are read here;

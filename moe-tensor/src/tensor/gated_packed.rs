@@ -17,6 +17,9 @@ const OP: &str = "gated_packed";
 
 struct GatedPackedBackward {
     h: Tensor,
+    /// SiLU on the CPU (other activations take the composite there); any
+    /// activation on a device.
+    act: UnaryOp,
 }
 
 impl BackwardOp for GatedPackedBackward {
@@ -28,6 +31,10 @@ impl BackwardOp for GatedPackedBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = g.contiguous()?;
+        if !g.device().is_cpu() {
+            let dh = crate::cuda_backend::gated_packed_backward(&g, &self.h, self.act)?;
+            return Ok(vec![Some(Tensor::from_storage(dh, self.h.shape().clone()))]);
+        }
         let dh = float_call!(self.h.dtype(), OP, backward(&g, &self.h))?;
         Ok(vec![Some(dh)])
     }
@@ -44,17 +51,25 @@ fn half_width(h: &Tensor) -> usize {
     h.dims()[h.rank() - 1] / 2
 }
 
+/// `[.., 2F]` → `[.., F]`.
+fn halved_shape(h: &Tensor) -> Shape {
+    let mut dims = h.dims().to_vec();
+    *dims.last_mut().expect("rank checked ≥ 1") = half_width(h);
+    Shape::from(dims)
+}
+
 fn forward<T: Float>(h: &Tensor) -> Result<Tensor> {
     let f = half_width(h);
-    let mut dims = h.dims().to_vec();
-    *dims.last_mut().expect("rank checked ≥ 1") = f;
-    let shape = Shape::from(dims);
+    let shape = halved_shape(h);
     let mut y = vec![T::zero(); shape.elem_count()];
     {
         let s = h.read_storage();
         kernels::silu_mul_packed_forward(&mut y, elems::<T>(&s, h, OP)?, f).map_err(kernel_err)?;
     }
-    let back = GatedPackedBackward { h: h.clone() };
+    let back = GatedPackedBackward {
+        h: h.clone(),
+        act: UnaryOp::Silu,
+    };
     Ok(Tensor::from_op(Storage::Cpu(T::into_storage(y)), shape, back))
 }
 
@@ -70,7 +85,8 @@ impl Tensor {
     /// `act(gate) ⊙ up` where the last dim of `self` (`2F`) holds the gate
     /// values then the up values, as a fused gate/up projection produces:
     /// `[.., 2F]` → `[.., F]`. SiLU (SwiGLU) runs the fused kernel; other
-    /// activations take the narrow + [`Tensor::gated`] composite.
+    /// activations take the narrow + [`Tensor::gated`] composite on the CPU
+    /// (on a CUDA device every activation runs the fused kernel).
     pub fn gated_packed(&self, act: UnaryOp) -> Result<Tensor> {
         let width = self.dims().last().copied().unwrap_or(0);
         if self.rank() == 0 || width % 2 != 0 {
@@ -80,14 +96,14 @@ impl Tensor {
             });
         }
         let f = width / 2;
+        if !self.device().is_cpu() {
+            let h = self.contiguous()?;
+            let y = crate::cuda_backend::gated_packed(&h, act)?;
+            let shape = halved_shape(&h);
+            return Ok(Tensor::from_op(y, shape, GatedPackedBackward { h, act }));
+        }
         if act != UnaryOp::Silu {
             return self.narrow(-1, 0, f)?.gated(&self.narrow(-1, f, f)?, act);
-        }
-        if !self.device().is_cpu() {
-            return Err(Error::NotImplementedOnDevice {
-                op: OP,
-                device: self.device(),
-            });
         }
         float_call!(self.dtype(), OP, forward(&self.contiguous()?))
     }

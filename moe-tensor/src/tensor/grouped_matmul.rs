@@ -89,6 +89,10 @@ fn forward<T: Real>(x: &[T], xt: &Tensor, w: &[T], wt: &Tensor, counts: &[usize]
 fn grouped_weight_grad(x: &Tensor, g: &Tensor, counts: &[usize]) -> Result<Tensor> {
     let op = "grouped_matmul_backward";
     let (d, f) = (x.dims()[1], g.dims()[1]);
+    if !x.device().is_cpu() {
+        let dw = crate::cuda_backend::grouped_weight_grad(x, g, counts)?;
+        return Ok(Tensor::from_storage(dw, Shape::from(vec![counts.len(), d, f])));
+    }
     let out = {
         let (gx, gg) = (x.read_storage(), g.read_storage());
         crate::map_float2!(gx.cpu(op)?, gg.cpu(op)?, op, |vx, vg: T| {
@@ -170,13 +174,19 @@ impl Tensor {
     /// strides are read in place, so an HF-layout weight `[E, F, D]` is used as
     /// `w_EFD.transpose(1, 2)` without a copy. Differentiable in `self` and `w`;
     /// an expert with no rows gets a zero gradient. F32/F64.
+    ///
+    /// On a CUDA device every non-empty segment is one problem of a single
+    /// cuBLAS grouped GEMM call (`cublasGemmGroupedBatchedEx`, cuBLAS ≥ 12.5),
+    /// forward and for the weight gradient; `counts` stay host data (no sync).
     pub fn grouped_matmul(&self, w: &Tensor, counts: &[usize]) -> Result<Tensor> {
         check(self, w, counts)?;
-        let out = {
+        let out = if !self.device().is_cpu() {
+            crate::cuda_backend::grouped_matmul(self, w, counts)?
+        } else {
             let (gx, gw) = (self.read_storage(), w.read_storage());
-            crate::map_float2!(gx.cpu(OP)?, gw.cpu(OP)?, OP, |vx, vw: T| {
+            Storage::Cpu(crate::map_float2!(gx.cpu(OP)?, gw.cpu(OP)?, OP, |vx, vw: T| {
                 Ok(T::into_storage(forward(vx, self, vw, w, counts)?))
-            })?
+            })?)
         };
         let shape = Shape::from(vec![self.dims()[0], w.dims()[2]]);
         let back = GroupedMatmulBackward {
@@ -184,6 +194,6 @@ impl Tensor {
             w: w.clone(),
             counts: counts.to_vec(),
         };
-        Ok(Tensor::from_op(Storage::Cpu(out), shape, back))
+        Ok(Tensor::from_op(out, shape, back))
     }
 }

@@ -39,6 +39,13 @@ pub(crate) fn index_values(op: &'static str, x: &Tensor, index: &Tensor) -> Resu
     index.to_vec::<i64>()
 }
 
+/// The CPU kernels' index check for the device paths, which read their
+/// indices back to the host: the first index outside `0..size` is
+/// `IndexOutOfRange`.
+fn check_indices(op: &'static str, idx: &[i64], size: usize) -> Result<()> {
+    kernels::check_indices(op, idx, size).map_err(kernel_err(op))
+}
+
 /// Runs `f` on `t`'s row-major elements: borrowed from the storage (at the
 /// returned offset) when `t` is contiguous, copied otherwise.
 pub(crate) fn with_contiguous<R>(
@@ -160,6 +167,10 @@ impl BackwardOp for IndexSelectBackward {
         vec![&self.x]
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        if !g.device().is_cpu() {
+            let dx = crate::cuda_backend::index_add(g, &self.index, dims3(self.x.shape(), self.dim))?;
+            return Ok(vec![Some(Tensor::from_storage(dx, self.x.shape().clone()))]);
+        }
         let acc = Accumulate::IndexAdd {
             index: &self.index,
             dims: dims3(self.x.shape(), self.dim),
@@ -189,6 +200,10 @@ impl BackwardOp for GatherBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let dims = dims3(self.x.shape(), self.dim);
+        if !g.device().is_cpu() {
+            let dx = crate::cuda_backend::scatter_add(g, &self.index, dims, self.index_dim)?;
+            return Ok(vec![Some(Tensor::from_storage(dx, self.x.shape().clone()))]);
+        }
         let acc = Accumulate::ScatterAdd {
             index: &self.index,
             dims,
@@ -288,6 +303,8 @@ impl Tensor {
     /// (torch.index_select). `index` is I64 of rank 0 or 1 with entries in
     /// `0..size(dim)`; the output has `dim` resized to `index.len()`.
     /// Differentiable in `self` (the gradient scatter-adds back, deterministically).
+    /// On a CUDA device (any dtype forward, f32/f64 backward) the indices are
+    /// read back once to be checked and grouped on the host (a sync).
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         let op = "index_select";
         let d = self.shape().resolve_dim(dim, op)?;
@@ -299,6 +316,18 @@ impl Tensor {
         }
         let idx = index_values(op, self, index)?;
         let x_dims = dims3(self.shape(), d);
+        if !self.device().is_cpu() {
+            // The indices were read back above (one sync) and are checked on
+            // the host; the kernel reads the device copy.
+            check_indices(op, &idx, x_dims.dim)?;
+            let out = crate::cuda_backend::index_select(self, x_dims, index)?;
+            let back = IndexSelectBackward {
+                x: self.clone(),
+                dim: d,
+                index: idx,
+            };
+            return Ok(Tensor::from_op(out, with_dim(self, d, index.elem_count()), back));
+        }
         let out = with_contiguous(self, op, |s, off| {
             Ok(map_any!(s, |v| {
                 let mut out = vec![Default::default(); x_dims.with_dim(idx.len()).numel(op).map_err(kernel_err(op))?];
@@ -319,13 +348,27 @@ impl Tensor {
     /// torch.gather: `out[i][j][k] = self[i][index[i][j][k]][k]` for `dim = 1`,
     /// likewise for any dim. `index` is I64 with `self`'s rank, no larger than
     /// `self` in the other dims (only their leading part is read); the output
-    /// has `index`'s shape. Differentiable in `self`.
+    /// has `index`'s shape. Differentiable in `self`. On a CUDA device (any
+    /// dtype forward, f32/f64 backward) the indices are read back once to be
+    /// checked on the host (a sync).
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         let op = "gather";
         let d = self.shape().resolve_dim(dim, op)?;
         check_index_shape(op, index, self, Some(d))?;
         let idx = index_values(op, self, index)?;
         let x = narrow_to(self, index.dims(), Some(d))?;
+        if !x.device().is_cpu() {
+            let x_dims = dims3(x.shape(), d);
+            check_indices(op, &idx, x_dims.dim)?;
+            let out = crate::cuda_backend::gather(&x, x_dims, index, index.dims()[d])?;
+            let back = GatherBackward {
+                x,
+                dim: d,
+                index: idx,
+                index_dim: index.dims()[d],
+            };
+            return Ok(Tensor::from_op(out, index.shape().clone(), back));
+        }
         let out = gather_storage(&x, d, &idx, index.shape(), op)?;
         let back = GatherBackward {
             x,

@@ -31,6 +31,9 @@ mod view;
 mod where_cond;
 
 pub use cross_entropy::{Reduction, DEFAULT_IGNORE_INDEX};
+/// Kernel errors as tensor errors, for the CUDA backend's host-side checks.
+#[cfg(feature = "cuda")]
+pub(crate) use index::kernel_err;
 pub use rope::Rope;
 pub use unary::UnaryOp;
 

@@ -25,7 +25,7 @@ mod topk;
 pub use concat::concat;
 pub use cumsum::{cumsum, cumsum_reverse};
 pub use gather::{gather, scatter_add};
-pub use select::{embedding, embedding_backward, index_add, index_select};
+pub use select::{embedding, embedding_backward, group_by_index, index_add, index_select};
 pub use topk::{argmax, topk};
 
 use crate::error::KernelError;
@@ -109,8 +109,9 @@ pub(crate) fn check_index(op: &'static str, index: i64, size: usize) -> Result<u
 }
 
 /// Checks every index in `idx` against `size` (done up front so a kernel never
-/// writes half its output before failing).
-pub(crate) fn check_indices(op: &'static str, idx: &[i64], size: usize) -> Result<(), KernelError> {
+/// writes half its output before failing); the first bad one is the error.
+/// Public for backends that check indices on the host and run elsewhere.
+pub fn check_indices(op: &'static str, idx: &[i64], size: usize) -> Result<(), KernelError> {
     match idx.iter().find(|&&i| check_index(op, i, size).is_err()) {
         Some(&index) => Err(KernelError::IndexOutOfBounds { op, index, size }),
         None => Ok(()),

@@ -95,8 +95,15 @@ pub fn index_add<T: Copy + AddAssign + Send + Sync>(
 }
 
 /// Groups positions `j` by `idx[j]` (a stable counting sort): the positions
-/// pointing at row `d` are `order[starts[d]..starts[d + 1]]`, ascending.
-/// Every index must already be checked to lie in `0..dim`.
+/// pointing at row `d` are `order[starts[d]..starts[d + 1]]`, ascending; an
+/// index outside `0..dim` is an error. The summation order of [`index_add`],
+/// for backends that run it elsewhere (the CUDA kernel adds in this order).
+pub fn group_by_index(op: &'static str, idx: &[i64], dim: usize) -> Result<(Vec<usize>, Vec<usize>), KernelError> {
+    check_indices(op, idx, dim)?;
+    Ok(bucket_by_index(idx, dim))
+}
+
+/// [`group_by_index`] for indices already checked to lie in `0..dim`.
 fn bucket_by_index(idx: &[i64], dim: usize) -> (Vec<usize>, Vec<usize>) {
     let mut starts = vec![0usize; dim + 1];
     for &i in idx {
@@ -247,6 +254,23 @@ mod tests {
         let lhs: f64 = y.iter().zip(&g).map(|(a, b)| a * b).sum();
         let rhs: f64 = x.iter().zip(&gx).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-12, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn group_by_index_lists_each_rows_positions_in_order() {
+        let (starts, order) = group_by_index("t", &[2, 0, 2, 1, 2], 4).unwrap();
+        assert_eq!(starts, [0, 1, 2, 5, 5]);
+        assert_eq!(order, [1, 3, 0, 2, 4]);
+        let e = group_by_index("t", &[0, 4], 4).unwrap_err();
+        assert_eq!(
+            e,
+            KernelError::IndexOutOfBounds {
+                op: "t",
+                index: 4,
+                size: 4
+            }
+        );
+        assert!(group_by_index("t", &[-1], 4).is_err());
     }
 
     #[test]
