@@ -26,7 +26,9 @@ fn main() {
     let threads = rayon::current_num_threads();
     for &(label, m, n, k, ta, tb) in SHAPES {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 2003) as f32 / 1000.0 - 1.0).collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104_729) % 2003) as f32 / 1000.0 - 1.0)
+            .collect();
         let mut c = vec![0.0f32; m * n];
         // Row-major storage of A (m×k) or of Aᵀ (k×m), likewise B.
         let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
@@ -68,6 +70,9 @@ fn main() {
         times.sort_by(f64::total_cmp);
         let med = times[times.len() / 2];
         let gflops = 2.0 * (m * n * k) as f64 / med / 1e9;
-        println!("{label:18} {m:5}x{n:5}x{k:5}  {threads} thr  {:7.3} ms  {gflops:6.1} GFLOP/s", med * 1e3);
+        println!(
+            "{label:18} {m:5}x{n:5}x{k:5}  {threads} thr  {:7.3} ms  {gflops:6.1} GFLOP/s",
+            med * 1e3
+        );
     }
 }
