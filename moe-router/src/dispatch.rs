@@ -11,7 +11,7 @@
 //! and its weight gets no gradient.
 
 use crate::error::{Result, RouterError};
-use moe_tensor::Tensor;
+use moe_tensor::{Device, Tensor};
 
 /// The expert index of an id, checked against the number of experts.
 pub(crate) fn expert_index(id: i64, num_experts: usize) -> Result<usize> {
@@ -35,12 +35,21 @@ pub struct Dispatch {
     token_of_row_M: Tensor,
     /// Sorted row of each copy, `[N, K]` (I64); −1 for dropped copies.
     row_of_copy_NK: Tensor,
+    /// 1 where a copy was dropped, `[N, K]` (U8).
+    dropped_NK: Tensor,
 }
 
 impl Dispatch {
     /// Plans the dispatch of `N·K` copies (`topk_ids_NK` row-major `[N, K]`),
-    /// keeping those where `keep_NK` is true.
-    pub fn plan(topk_ids_NK: &[i64], keep_NK: &[bool], top_k: usize, num_experts: usize) -> Result<Self> {
+    /// keeping those where `keep_NK` is true. The plan's index tensors are put
+    /// on `device`, the device of the activations they will index.
+    pub fn plan(
+        topk_ids_NK: &[i64],
+        keep_NK: &[bool],
+        top_k: usize,
+        num_experts: usize,
+        device: &Device,
+    ) -> Result<Self> {
         if top_k == 0 || !topk_ids_NK.len().is_multiple_of(top_k) || keep_NK.len() != topk_ids_NK.len() {
             return Err(RouterError::Invalid {
                 what: "dispatch plan",
@@ -76,13 +85,14 @@ impl Dispatch {
                 *row += 1;
             }
         }
-        let dev = moe_tensor::Device::Cpu;
         let n = topk_ids_NK.len() / top_k;
+        let dropped: Vec<u8> = keep_NK.iter().map(|&kp| u8::from(!kp)).collect();
         Ok(Dispatch {
             num_tokens: n,
             top_k,
-            token_of_row_M: Tensor::from_vec(token_of_row, m, &dev)?,
-            row_of_copy_NK: Tensor::from_vec(row_of_copy, (n, top_k), &dev)?,
+            token_of_row_M: Tensor::from_vec(token_of_row, m, device)?,
+            row_of_copy_NK: Tensor::from_vec(row_of_copy, (n, top_k), device)?,
+            dropped_NK: Tensor::from_vec(dropped, (n, top_k), device)?,
             counts_E,
         })
     }
@@ -138,35 +148,25 @@ impl Dispatch {
     }
 
     /// The kept-copy mask as U8 `[N, K]` (1 = dropped).
-    pub(crate) fn dropped_mask(&self) -> Result<Tensor> {
-        let rows = self.row_of_copy_NK.to_vec::<i64>()?;
-        let mask: Vec<u8> = rows.iter().map(|&r| (r < 0) as u8).collect();
-        Ok(Tensor::from_vec(
-            mask,
-            (self.num_tokens, self.top_k),
-            &moe_tensor::Device::Cpu,
-        )?)
+    pub(crate) fn dropped_mask(&self) -> Tensor {
+        self.dropped_NK.clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use moe_tensor::Device;
 
     #[test]
     fn plan_is_a_stable_sort_by_expert() {
         // 3 tokens, top-2, 3 experts; copy (2, 1) dropped.
         let ids = [2i64, 0, 0, 2, 1, 0];
         let keep = [true, true, true, true, true, false];
-        let d = Dispatch::plan(&ids, &keep, 2, 3).unwrap();
+        let d = Dispatch::plan(&ids, &keep, 2, 3, &Device::Cpu).unwrap();
         assert_eq!(d.counts(), &[2, 1, 2]);
         assert_eq!(d.token_of_row().to_vec::<i64>().unwrap(), vec![0, 1, 2, 0, 1]);
         assert_eq!(d.row_of_copy_NK.to_vec::<i64>().unwrap(), vec![3, 0, 1, 4, 2, -1]);
-        assert_eq!(
-            d.dropped_mask().unwrap().to_vec::<u8>().unwrap(),
-            vec![0, 0, 0, 0, 0, 1]
-        );
+        assert_eq!(d.dropped_mask().to_vec::<u8>().unwrap(), vec![0, 0, 0, 0, 0, 1]);
         let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], (3, 1), &Device::Cpu).unwrap();
         let xs = d.permute(&x).unwrap();
         assert_eq!(xs.to_vec::<f64>().unwrap(), vec![1.0, 2.0, 3.0, 1.0, 2.0]);
@@ -178,8 +178,8 @@ mod tests {
 
     #[test]
     fn bad_ids_are_errors() {
-        assert!(Dispatch::plan(&[0, 3], &[true, true], 1, 3).is_err());
-        assert!(Dispatch::plan(&[0, -1], &[true, true], 1, 3).is_err());
-        assert!(Dispatch::plan(&[0, 1, 2], &[true, true, true], 2, 3).is_err());
+        assert!(Dispatch::plan(&[0, 3], &[true, true], 1, 3, &Device::Cpu).is_err());
+        assert!(Dispatch::plan(&[0, -1], &[true, true], 1, 3, &Device::Cpu).is_err());
+        assert!(Dispatch::plan(&[0, 1, 2], &[true, true, true], 2, 3, &Device::Cpu).is_err());
     }
 }

@@ -140,7 +140,7 @@ impl Router {
         if let (Some(bias), true) = (&self.bias, train) {
             bias.record(&stats.tokens_per_expert);
         }
-        let dispatch = Dispatch::plan(&ids, &keep, k, e)?;
+        let dispatch = Dispatch::plan(&ids, &keep, k, e, &logits_NE.device())?;
         let weights_NK = if stats.dropped_copies > 0 {
             // A constant 0/1 mask: dropped copies get weight 0 and no gradient.
             let mask: Vec<f64> = keep.iter().map(|&kp| kp as u8 as f64).collect();
@@ -159,7 +159,7 @@ impl Router {
             z_loss: losses::z_loss(logits_NE)?,
             balance: BalanceStats::new(&sel.probs_NE, stats.tokens_per_expert.clone())?,
             tokens_per_expert_E: Tensor::from_vec(counts_i64, e, &logits_NE.device())?,
-            dropped_NK: dispatch.dropped_mask()?,
+            dropped_NK: dispatch.dropped_mask(),
             logits_NE: logits_NE.clone(),
             probs_NE: sel.probs_NE,
             topk_ids_NK: sel.ids_NK,
