@@ -54,6 +54,13 @@ impl Layout {
             .then(|| self.offset..self.offset + self.shape.elem_count())
     }
 
+    /// True when this is a transposed view of a contiguous tensor: not
+    /// contiguous itself, but contiguous with dims `d0` and `d1` swapped back
+    /// (a linear layer's `w.t()`, an HF expert stack's `transpose(1, 2)`).
+    pub fn is_transposed_contiguous(&self, d0: usize, d1: usize) -> bool {
+        !self.is_contiguous() && self.transpose(d0, d1).is_contiguous()
+    }
+
     /// Swaps two dims.
     pub fn transpose(&self, d0: usize, d1: usize) -> Layout {
         let mut dims = self.dims().to_vec();

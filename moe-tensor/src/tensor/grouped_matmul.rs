@@ -42,7 +42,7 @@ impl BackwardOp for GroupedMatmulBackward {
         };
         let gw = if !self.w.requires_grad() {
             None
-        } else if is_transposed_stack(&self.w) {
+        } else if self.w.layout().is_transposed_contiguous(1, 2) {
             // `w` is `w_EFD.transpose(1, 2)` (the HF layout): compute the
             // gradient as `[E, F, D]` and hand back its transposed view, so the
             // parameter receives a contiguous gradient.
@@ -52,12 +52,6 @@ impl BackwardOp for GroupedMatmulBackward {
         };
         Ok(vec![gx, gw])
     }
-}
-
-/// Whether `w [E, D, F]` is the (1, 2)-transposed view of a contiguous `[E, F, D]`.
-fn is_transposed_stack(w: &Tensor) -> bool {
-    let (d, s) = (w.dims(), w.layout().strides());
-    d[1] > 1 && d[2] > 1 && s == [d[1] * d[2], 1, d[1]]
 }
 
 /// A matrix view of a rank-2 tensor's data: strides and storage offset.

@@ -31,26 +31,20 @@ impl BackwardOp for MatmulBackward {
         let plain = self.a.rank() == 2 && self.b.rank() == 2 && g.rank() == 2;
         let ga = if !self.a.requires_grad() {
             None
-        } else if plain && is_transposed_matrix(&self.a) {
+        } else if plain && self.a.layout().is_transposed_contiguous(0, 1) {
             Some(self.b.matmul(&g.t()?)?.t()?)
         } else {
             Some(g.matmul(&self.b.t()?)?.sum_to_shape(self.a.shape())?)
         };
         let gb = if !self.b.requires_grad() {
             None
-        } else if plain && is_transposed_matrix(&self.b) {
+        } else if plain && self.b.layout().is_transposed_contiguous(0, 1) {
             Some(g.t()?.matmul(&self.a)?.t()?)
         } else {
             Some(self.a.t()?.matmul(g)?.sum_to_shape(self.b.shape())?)
         };
         Ok(vec![ga, gb])
     }
-}
-
-/// Whether `t` is a rank-2 column-major view: the transpose of a contiguous matrix.
-fn is_transposed_matrix(t: &Tensor) -> bool {
-    let (d, s) = (t.dims(), t.layout().strides());
-    t.rank() == 2 && d[0] > 1 && d[1] > 1 && s[0] == 1 && s[1] == d[0]
 }
 
 /// Storage offsets of each matrix in a broadcast batch, and whether they are evenly spaced.
