@@ -692,6 +692,55 @@ fn grouped_matmul_forward_and_backward() -> Result<()> {
     Ok(())
 }
 
+/// Attention sums up to G·Tq products per gradient element in another order
+/// than the CPU's tiles; the absolute floor covers cancellation near zero.
+const ATTENTION_F32: Tolerance = Tolerance { rtol: 1e-4, atol: 5e-5 };
+const ATTENTION_F64: Tolerance = Tolerance {
+    rtol: 1e-9,
+    atol: 1e-11,
+};
+
+#[test]
+fn causal_attention_forward_and_backward() -> Result<()> {
+    for dev in accelerators_or_skip("causal_attention_forward_and_backward") {
+        let mut rng = Rng::seed(21);
+        // (B, Hq, Hkv, Tq, Tk, Dh): GQA with rows that fill no tile evenly,
+        // a KV-cache call (Tq < Tk), multi-head attention, and each head-size
+        // class of the kernels (d64, d128, d256).
+        let cases = [
+            (2, 4, 2, 37, 37, 24),
+            (1, 2, 1, 5, 40, 64),
+            (2, 3, 3, 17, 17, 100),
+            (1, 2, 2, 33, 33, 160),
+        ];
+        for (b, hq, hkv, tq, tk, dh) in cases {
+            let q = randn(&mut rng, &[b, hq, tq, dh]);
+            let k = randn(&mut rng, &[b, hkv, tk, dh]);
+            let v = randn(&mut rng, &[b, hkv, tk, dh]);
+            let f = |t: &[Tensor]| t[0].causal_attention(&t[1], &t[2], None);
+            let name = format!("causal_attention B{b} Hq{hq} Hkv{hkv} Tq{tq} Tk{tk} Dh{dh}");
+            let ins = [q.clone(), k.clone(), v.clone()];
+            compare_with_cpu(&name, &dev, f, &ins, true, ATTENTION_F32)?;
+            let wide = [q, k, v].map(|t| t.to_dtype(DType::F64).unwrap());
+            compare_with_cpu(&format!("{name} f64"), &dev, f, &wide, true, ATTENTION_F64)?;
+        }
+        // Inputs behind views (a transposed [B, T, H, Dh] projection) and a scale.
+        let x = randn(&mut rng, &[2, 9, 2, 8]);
+        let g = |t: &[Tensor]| {
+            let h = t[0].transpose(1, 2)?;
+            h.causal_attention(&h, &h, Some(0.3))
+        };
+        compare_with_cpu("causal_attention of views", &dev, g, &[x], true, ATTENTION_F32)?;
+        // Heads beyond the kernels' limit are a clear error, not a wrong answer.
+        let big = Tensor::zeros((1, 1, 2, 300), DType::F32, &dev)?;
+        assert!(matches!(
+            big.causal_attention(&big, &big, None),
+            Err(Error::InvalidShape { .. })
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn assign_in_place_and_unported_ops_name_themselves() -> Result<()> {
     for dev in accelerators_or_skip("assign_in_place_and_unported_ops_name_themselves") {

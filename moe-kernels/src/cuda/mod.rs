@@ -13,6 +13,7 @@
 //! on every machine. None of the kernels has run on a GPU yet (see the
 //! crate README).
 
+pub mod attention_launch;
 pub mod gemm_plan;
 pub mod launch;
 pub mod ops;
@@ -181,6 +182,36 @@ pub const TOPK: KernelSource = KernelSource {
     functions: &["topk_rows_f32", "topk_bwd_f32"],
 };
 
+/// Causal grouped-query attention, flash-attention style: forward (output
+/// and logsumexp), the backward's row statistic `delta`, dq, and dk/dv; f32
+/// and f64, one variant per head-size class ([`attention_launch`]).
+pub const ATTENTION: KernelSource = KernelSource {
+    name: "attention",
+    source: include_str!("attention.cu"),
+    functions: &[
+        "attn_fwd_f32_d64",
+        "attn_fwd_f32_d128",
+        "attn_fwd_f32_d256",
+        "attn_fwd_f64_d64",
+        "attn_fwd_f64_d128",
+        "attn_fwd_f64_d256",
+        "attn_delta_f32",
+        "attn_delta_f64",
+        "attn_bwd_dq_f32_d64",
+        "attn_bwd_dq_f32_d128",
+        "attn_bwd_dq_f32_d256",
+        "attn_bwd_dq_f64_d64",
+        "attn_bwd_dq_f64_d128",
+        "attn_bwd_dq_f64_d256",
+        "attn_bwd_dkv_f32_d64",
+        "attn_bwd_dkv_f32_d128",
+        "attn_bwd_dkv_f32_d256",
+        "attn_bwd_dkv_f64_d64",
+        "attn_bwd_dkv_f64_d128",
+        "attn_bwd_dkv_f64_d256",
+    ],
+};
+
 /// Every kernel source, for the module cache and the tests.
 pub const ALL: &[KernelSource] = &[
     STRIDED,
@@ -194,6 +225,7 @@ pub const ALL: &[KernelSource] = &[
     TOPK,
     SELECT,
     COMBINE,
+    ATTENTION,
 ];
 
 #[cfg(test)]

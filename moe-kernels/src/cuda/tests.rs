@@ -126,6 +126,29 @@ fn op_codes_match_the_cuda_defines() {
 }
 
 #[test]
+fn attention_tile_sizes_match_the_cuda_defines() {
+    use attention_launch::{BLOCK_ROWS, THREADS, TILE};
+    let defs = defines(ATTENTION.source);
+    let get = |name: &str| defs.iter().find(|(n, _)| n == name).map(|(_, v)| *v as usize);
+    assert_eq!(get("ATT_BLOCK_ROWS"), Some(BLOCK_ROWS));
+    assert_eq!(get("ATT_TILE"), Some(TILE));
+    assert_eq!(
+        get("ATT_WARPS").zip(get("ATT_ROWS")).map(|(w, r)| w * r),
+        Some(BLOCK_ROWS)
+    );
+    assert_eq!(get("ATT_WARPS").map(|w| w * 32), Some(THREADS as usize));
+    // Every launchable kernel name is declared.
+    for kernel in ["attn_fwd", "attn_bwd_dq", "attn_bwd_dkv"] {
+        for dtype in ["f32", "f64"] {
+            for class in attention_launch::HEAD_CLASSES {
+                let name = format!("{kernel}_{dtype}_d{class}");
+                assert!(ATTENTION.functions.contains(&name.as_str()), "{name}");
+            }
+        }
+    }
+}
+
+#[test]
 fn strided_arg_has_the_c_layout() {
     assert_eq!(std::mem::size_of::<StridedArg>(), 4 + 4 + 8 + 8 * 8 + 8 * 8);
     assert_eq!(std::mem::align_of::<StridedArg>(), 8);

@@ -12,9 +12,11 @@
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
 //! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `gemm.rs`,
-//! `grouped.rs`, `fused.rs`, `index.rs`, `select.rs`, `combine.rs`),
+//! `grouped.rs`, `fused.rs`, `attention.rs`, `index.rs`, `select.rs`, `combine.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
+#[cfg(feature = "cuda")]
+mod attention;
 #[cfg(feature = "cuda")]
 mod autograd;
 #[cfg(feature = "cuda")]
@@ -44,6 +46,8 @@ mod reduce;
 #[cfg(feature = "cuda")]
 mod select;
 
+#[cfg(feature = "cuda")]
+pub(crate) use attention::{attention, attention_backward};
 #[cfg(feature = "cuda")]
 pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device, topk_op};
 #[cfg(feature = "cuda")]

@@ -7,6 +7,7 @@
 
 use crate::storage::{CpuStorage, Storage};
 use crate::{DType, Device, Error, Layout, Result, Shape, Tensor, UnaryOp};
+use moe_kernels::cpu::attention::AttnDims;
 use moe_kernels::cpu::index::Dims3;
 use moe_kernels::cuda::pool::PoolStats;
 
@@ -132,6 +133,21 @@ pub(crate) fn softmax(_: &Tensor, _: bool) -> Result<Storage> {
     off(0)
 }
 pub(crate) fn softmax_backward(_: &Tensor, _: &Tensor, _: bool) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn attention(_: &Tensor, _: &Tensor, _: &Tensor, _: AttnDims, _: f64) -> Result<(Storage, Storage)> {
+    off(0)
+}
+pub(crate) fn attention_backward(
+    _: &Tensor,
+    _: &Tensor,
+    _: &Tensor,
+    _: &Tensor,
+    _: &Tensor,
+    _: &Tensor,
+    _: AttnDims,
+    _: f64,
+) -> Result<(Storage, Storage, Storage)> {
     off(0)
 }
 pub(crate) fn rms_norm(_: &Tensor, _: &Tensor, _: f64) -> Result<(Storage, Storage)> {

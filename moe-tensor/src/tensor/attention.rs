@@ -33,6 +33,14 @@ impl BackwardOp for AttentionBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = g.contiguous()?;
+        if !g.device().is_cpu() {
+            let (dq, dk, dv) = crate::cuda_backend::attention_backward(
+                &g, &self.q, &self.k, &self.v, &self.o, &self.lse, self.dims, self.scale,
+            )?;
+            return Ok([(dq, &self.q), (dk, &self.k), (dv, &self.v)]
+                .map(|(s, t)| Some(Tensor::from_storage(s, t.shape().clone())))
+                .into());
+        }
         let [dq, dk, dv] = float_call!(self.q.dtype(), OP, backward(self, &g))?;
         Ok(vec![Some(dq), Some(dk), Some(dv)])
     }
@@ -57,6 +65,26 @@ fn backward<T: Float>(b: &AttentionBackward, g: &Tensor) -> Result<[Tensor; 3]> 
     Ok([plain(dq, b.q.shape()), plain(dk, b.k.shape()), plain(dv, b.v.shape())])
 }
 
+/// Records the op: the result's storage is saved as `o` for backward.
+fn record(q: Tensor, k: Tensor, v: Tensor, out: Storage, lse: Tensor, dims: AttnDims, scale: f64) -> Tensor {
+    let shape = q.shape().clone();
+    Tensor::from_op_saving_output(out, shape, |o| AttentionBackward {
+        q,
+        k,
+        v,
+        o,
+        lse,
+        dims,
+        scale,
+    })
+}
+
+fn forward_cuda(q: Tensor, k: Tensor, v: Tensor, dims: AttnDims, scale: f64) -> Result<Tensor> {
+    let (out, lse) = crate::cuda_backend::attention(&q, &k, &v, dims, scale)?;
+    let lse = Tensor::from_storage(lse, Shape::from(vec![dims.b, dims.hq, dims.tq]));
+    Ok(record(q, k, v, out, lse, dims, scale))
+}
+
 fn forward<T: Float>(q: Tensor, k: Tensor, v: Tensor, dims: AttnDims, scale: f64) -> Result<Tensor> {
     let (out, lse) = {
         let guards = [&q, &k, &v].map(|t| t.read_storage());
@@ -69,21 +97,9 @@ fn forward<T: Float>(q: Tensor, k: Tensor, v: Tensor, dims: AttnDims, scale: f64
             .map_err(kernel_err(OP))?;
         (o, lse)
     };
-    let shape = q.shape().clone();
     let lse = plain(lse, &Shape::from(vec![dims.b, dims.hq, dims.tq]));
-    Ok(Tensor::from_op_saving_output(
-        Storage::Cpu(T::into_storage(out)),
-        shape,
-        |o| AttentionBackward {
-            q,
-            k,
-            v,
-            o,
-            lse,
-            dims,
-            scale,
-        },
-    ))
+    let out = Storage::Cpu(T::into_storage(out));
+    Ok(record(q, k, v, out, lse, dims, scale))
 }
 
 impl Tensor {
@@ -143,6 +159,9 @@ impl Tensor {
             return Err(bad(format!("scale must be finite, got {scale}")));
         }
         let (q, k, v) = (self.contiguous()?, k.contiguous()?, v.contiguous()?);
+        if !q.device().is_cpu() {
+            return forward_cuda(q, k, v, dims, scale);
+        }
         float_call!(q.dtype(), OP, forward(q, k, v, dims, scale))
     }
 }
