@@ -1,0 +1,119 @@
+// emu.h: runs this repository's CUDA kernel sources on the CPU, for machines
+// without a GPU. Every CUDA thread is an OS thread; __syncthreads() is a
+// barrier over the block, and the warp shuffles exchange values through a
+// per-warp slot array between two barriers over the warp, so warp-synchronous
+// code (reductions, broadcasts) runs as written. Blocks run one after the
+// other. Shared memory: `run.sh` rewrites `__shared__` arrays into statics
+// (one block at a time, so that is per-block memory) and the dynamic
+// `extern __shared__` array into a pointer to an exactly sized heap buffer,
+// so AddressSanitizer catches out-of-bounds accesses to it.
+//
+// What this checks: indexing, tiling, masking, the arithmetic and the warp
+// and block collectives. What it cannot: timing, occupancy, register limits,
+// races between threads that the kernels would not synchronise anyway (it
+// does not model a relaxed memory model), or the device's exact math library.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+struct EmuDim {
+    unsigned x = 1, y = 1, z = 1;
+};
+inline thread_local EmuDim threadIdx, blockIdx;
+inline EmuDim blockDim, gridDim;
+inline unsigned char* emu_dynamic_smem = nullptr;
+
+struct EmuBlockSync {
+    std::unique_ptr<std::barrier<>> block;
+    std::vector<std::unique_ptr<std::barrier<>>> warps;
+    std::vector<std::array<uint64_t, 32>> slots;
+};
+inline EmuBlockSync emu_sync_state;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+
+inline void __syncthreads() { emu_sync_state.block->arrive_and_wait(); }
+
+template <typename T>
+T emu_shfl(T v, int src_lane) {
+    static_assert(sizeof(T) <= 8, "shuffles move at most 64 bits");
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    emu_sync_state.slots[w][lane] = bits;
+    emu_sync_state.warps[w]->arrive_and_wait();
+    const uint64_t r = emu_sync_state.slots[w][src_lane & 31];
+    emu_sync_state.warps[w]->arrive_and_wait();
+    T out;
+    std::memcpy(&out, &r, sizeof(T));
+    return out;
+}
+template <typename T>
+T __shfl_sync(unsigned, T v, int src) {
+    return emu_shfl(v, src);
+}
+template <typename T>
+T __shfl_xor_sync(unsigned, T v, int mask) {
+    return emu_shfl(v, (int)(threadIdx.x % 32) ^ mask);
+}
+
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+inline float __uint_as_float(unsigned i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+using std::max;
+using std::min;
+
+// Runs `kernel` over `grid` blocks of `block` threads with `smem` bytes of
+// dynamic shared memory (filled with a pattern, as the device leaves it
+// uninitialised).
+inline void emu_launch(EmuDim grid, EmuDim block, size_t smem, const std::function<void()>& kernel) {
+    gridDim = grid;
+    blockDim = block;
+    const unsigned threads = block.x * block.y * block.z;
+    const unsigned nwarps = (threads + 31) / 32;
+    for (unsigned by = 0; by < grid.y; ++by) {
+        for (unsigned bx = 0; bx < grid.x; ++bx) {
+            std::unique_ptr<unsigned char[]> dyn(new unsigned char[smem == 0 ? 1 : smem]);
+            std::memset(dyn.get(), 0x7f, smem);
+            emu_dynamic_smem = smem == 0 ? nullptr : dyn.get();
+            emu_sync_state.block = std::make_unique<std::barrier<>>(threads);
+            emu_sync_state.warps.clear();
+            for (unsigned w = 0; w < nwarps; ++w)
+                emu_sync_state.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - 32 * w)));
+            emu_sync_state.slots.assign(nwarps, {});
+            std::vector<std::thread> ts;
+            ts.reserve(threads);
+            for (unsigned t = 0; t < threads; ++t) {
+                ts.emplace_back([=, &kernel] {
+                    threadIdx = EmuDim{t, 0, 0};
+                    blockIdx = EmuDim{bx, by, 0};
+                    kernel();
+                });
+            }
+            for (auto& th : ts) th.join();
+        }
+    }
+}
