@@ -692,6 +692,32 @@ fn grouped_matmul_forward_and_backward() -> Result<()> {
     Ok(())
 }
 
+/// bf16-rounded operands on both devices: equal up to the f32 sums' order
+/// (and cuBLAS's rounding of the operands, if it is not to nearest even).
+const BF16_MATMUL: Tolerance = Tolerance { rtol: 2e-3, atol: 1e-3 };
+
+#[test]
+fn bf16_matmul_precision_matches_the_cpu_emulation() -> Result<()> {
+    use moe_tensor::{with_matmul_precision, MatmulPrecision};
+    for dev in accelerators_or_skip("bf16_matmul_precision_matches_the_cpu_emulation") {
+        let mut rng = Rng::seed(22);
+        let (a, b) = (randn(&mut rng, &[3, 37, 64]), randn(&mut rng, &[64, 48]));
+        let f = |t: &[Tensor]| with_matmul_precision(MatmulPrecision::Bf16, || t[0].matmul(&t[1]));
+        compare_with_cpu("bf16 matmul", &dev, f, &[a.clone(), b.clone()], true, BF16_MATMUL)?;
+        let (x, w) = (randn(&mut rng, &[9, 16]), randn(&mut rng, &[3, 16, 8]));
+        let g = |t: &[Tensor]| with_matmul_precision(MatmulPrecision::Bf16, || t[0].grouped_matmul(&t[1], &[4, 0, 5]));
+        compare_with_cpu("bf16 grouped_matmul", &dev, g, &[x, w], true, BF16_MATMUL)?;
+        // The setting takes effect on the device: results move by about
+        // bf16's 2^-9 relative rounding.
+        let (da, db) = (a.to_device(&dev)?, b.to_device(&dev)?);
+        let full = da.matmul(&db)?.to_vec_f64()?;
+        let low = with_matmul_precision(MatmulPrecision::Bf16, || da.matmul(&db))?.to_vec_f64()?;
+        let moved = full.iter().zip(&low).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(moved > 1e-4, "bf16 products equal the f32 ones (max diff {moved})");
+    }
+    Ok(())
+}
+
 /// Attention sums up to G·Tq products per gradient element in another order
 /// than the CPU's tiles; the absolute floor covers cancellation near zero.
 const ATTENTION_F32: Tolerance = Tolerance { rtol: 1e-4, atol: 5e-5 };

@@ -1,5 +1,5 @@
-//! Matrix products on CUDA through cuBLAS: f32, and bf16 with f32
-//! accumulation, one strided-batched call per product (see moe-kernels'
+//! Matrix products on CUDA through cuBLAS: f32 (on bf16 tensor cores under
+//! `MatmulPrecision::Bf16`), and bf16 with f32 accumulation, one strided-batched call per product (see moe-kernels'
 //! `cuda::gemm_plan` for how row-major views map to column-major cuBLAS).
 //! Operands whose layout cuBLAS cannot read (non-uniform batch offsets,
 //! no unit stride) are copied to row-major first.
@@ -7,13 +7,17 @@
 use super::device::cuda_err;
 use super::layout::copy_layout;
 use super::memory::{cuda_of, CudaStorage};
+use crate::precision::{matmul_precision, MatmulPrecision};
 use crate::storage::Storage;
 use crate::{DType, Error, Layout, Result, Shape, Tensor};
-use cudarc::cublas::sys::cublasOperation_t;
-use cudarc::cublas::{Gemm, GemmConfig, StridedBatchedConfig};
+use cudarc::cublas::result::CublasError;
+use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType_t};
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 use half::bf16;
 use moe_kernels::cpu::strided::{offsets, Strided};
 use moe_kernels::cuda::gemm_plan::{operand, uniform_stride, OperandPlan};
+use std::ffi::c_void;
 
 const OP: &str = "matmul";
 
@@ -121,6 +125,52 @@ fn config<T>(
     })
 }
 
+/// An f32 strided-batched product on bf16 tensor cores: f32 operands and
+/// output, `CUBLAS_COMPUTE_32F_FAST_16BF` (cuBLAS rounds the operands to bf16
+/// and accumulates in f32; [`MatmulPrecision::Bf16`]).
+///
+/// # Safety
+/// As `Gemm::gemm_strided_batched`: `cfg` must describe matrices inside the
+/// three buffers, and `stream` must be the one `blas` runs on.
+unsafe fn gemm_f32_fast_bf16(
+    blas: &CudaBlas,
+    stream: &CudaStream,
+    cfg: &StridedBatchedConfig<f32>,
+    a: &CudaView<'_, f32>,
+    b: &CudaView<'_, f32>,
+    c: &mut CudaViewMut<'_, f32>,
+) -> std::result::Result<(), CublasError> {
+    let (a, _record_a) = a.device_ptr(stream);
+    let (b, _record_b) = b.device_ptr(stream);
+    let (c, _record_c) = c.device_ptr_mut(stream);
+    let g = &cfg.gemm;
+    cudarc::cublas::result::gemm_strided_batched_ex(
+        *blas.handle(),
+        g.transa,
+        g.transb,
+        g.m,
+        g.n,
+        g.k,
+        (&g.alpha) as *const f32 as *const c_void,
+        a as *const c_void,
+        cudaDataType_t::CUDA_R_32F,
+        g.lda,
+        cfg.stride_a,
+        b as *const c_void,
+        cudaDataType_t::CUDA_R_32F,
+        g.ldb,
+        cfg.stride_b,
+        (&g.beta) as *const f32 as *const c_void,
+        c as *mut c_void,
+        cudaDataType_t::CUDA_R_32F,
+        g.ldc,
+        cfg.stride_c,
+        cfg.batch_size,
+        cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF,
+        cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+    )
+}
+
 /// `[batch.., m, k] · [batch.., k, n]` with both layouts broadcast to the
 /// batch shape `batch`; f32 or bf16 (f32 accumulation), same dtype.
 #[allow(clippy::too_many_arguments)]
@@ -168,10 +218,16 @@ pub(crate) fn matmul(
                 sb.view::<f32>(pb.first..sb.len(), OP)?,
             );
             let mut cv = out.view_mut::<f32>(OP)?;
-            // SAFETY: the plans keep every element cuBLAS reads inside the
-            // views (strides and leading dimensions come from layouts that lie
-            // within their storage); C holds nb*m*n elements.
-            unsafe { blas.gemm_strided_batched(cfg, &bv, &av, &mut cv) }.map_err(cuda_err(OP))?;
+            if matmul_precision() == MatmulPrecision::Bf16 {
+                // SAFETY: as below; the call is cudarc's f32 one with only the
+                // compute type changed.
+                unsafe { gemm_f32_fast_bf16(&blas, &dev.stream, &cfg, &bv, &av, &mut cv) }.map_err(cuda_err(OP))?;
+            } else {
+                // SAFETY: the plans keep every element cuBLAS reads inside the
+                // views (strides and leading dimensions come from layouts that
+                // lie within their storage); C holds nb*m*n elements.
+                unsafe { blas.gemm_strided_batched(cfg, &bv, &av, &mut cv) }.map_err(cuda_err(OP))?;
+            }
         }
         _ => {
             let cfg = config(&pa, &pb, (m, n, k, nb), bf16::ONE, bf16::ZERO)?;

@@ -13,6 +13,7 @@
 use super::device::{cuda_err, CudaDev};
 use super::layout::copy_layout;
 use super::memory::{cuda_of, internal, upload_i64, CudaStorage};
+use crate::precision::{matmul_precision, MatmulPrecision};
 use crate::storage::Storage;
 use crate::{DType, Error, Layout, Result, Tensor};
 use cudarc::cublas::sys::{self, cublasComputeType_t, cublasOperation_t, cudaDataType_t};
@@ -139,7 +140,12 @@ fn segments(counts: &[usize]) -> impl Iterator<Item = (usize, usize, usize)> + '
 /// The element types of the grouped call: data and compute type, 1 and 0.
 trait Scalar: Copy {
     const DATA: cudaDataType_t;
+    /// The compute type at full precision.
     const COMPUTE: cublasComputeType_t;
+    /// The compute type under the calling thread's matmul precision.
+    fn compute() -> cublasComputeType_t {
+        Self::COMPUTE
+    }
     const ONE: Self;
     const ZERO: Self;
 }
@@ -147,6 +153,15 @@ trait Scalar: Copy {
 impl Scalar for f32 {
     const DATA: cudaDataType_t = cudaDataType_t::CUDA_R_32F;
     const COMPUTE: cublasComputeType_t = cublasComputeType_t::CUBLAS_COMPUTE_32F;
+    /// bf16 tensor cores under `MatmulPrecision::Bf16` (as the strided
+    /// matmul; whether every cuBLAS accepts it for the grouped call is to be
+    /// seen on a GPU: a refusal is an `Error::Cuda`, not a silent fallback).
+    fn compute() -> cublasComputeType_t {
+        match matmul_precision() {
+            MatmulPrecision::Bf16 => cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF,
+            MatmulPrecision::Highest => Self::COMPUTE,
+        }
+    }
     const ONE: f32 = 1.0;
     const ZERO: f32 = 0.0;
 }
@@ -296,7 +311,7 @@ fn grouped_call<T: Scalar>(
             ldc.as_ptr(),
             groups,
             group_size.as_ptr(),
-            T::COMPUTE,
+            T::compute(),
         )
     }
     .result()

@@ -8,6 +8,7 @@
 
 use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
+use crate::precision::with_product_operands;
 use crate::storage::Storage;
 use crate::{DType, Error, Result, Shape, Tensor};
 use moe_kernels::cpu::gemm::{BatchStrides, MatRef};
@@ -89,11 +90,13 @@ fn grouped_weight_grad(x: &Tensor, g: &Tensor, counts: &[usize]) -> Result<Tenso
     }
     let out = {
         let (gx, gg) = (x.read_storage(), g.read_storage());
-        crate::map_float2!(gx.cpu(op)?, gg.cpu(op)?, op, |vx, vg: T| {
-            let mut dw = vec![T::zero(); counts.len() * d * f];
-            grouped_gemm_tn(counts, d, f, T::one(), mat(vx, x), mat(vg, g), T::zero(), &mut dw)
-                .map_err(kernel_err(op))?;
-            Ok(T::into_storage(dw))
+        with_product_operands(gx.cpu(op)?, gg.cpu(op)?, |sx, sg| {
+            crate::map_float2!(sx, sg, op, |vx, vg: T| {
+                let mut dw = vec![T::zero(); counts.len() * d * f];
+                grouped_gemm_tn(counts, d, f, T::one(), mat(vx, x), mat(vg, g), T::zero(), &mut dw)
+                    .map_err(kernel_err(op))?;
+                Ok(T::into_storage(dw))
+            })
         })?
     };
     Ok(Tensor::from_storage(
@@ -178,8 +181,10 @@ impl Tensor {
             crate::cuda_backend::grouped_matmul(self, w, counts)?
         } else {
             let (gx, gw) = (self.read_storage(), w.read_storage());
-            Storage::Cpu(crate::map_float2!(gx.cpu(OP)?, gw.cpu(OP)?, OP, |vx, vw: T| {
-                Ok(T::into_storage(forward(vx, self, vw, w, counts)?))
+            Storage::Cpu(with_product_operands(gx.cpu(OP)?, gw.cpu(OP)?, |sx, sw| {
+                crate::map_float2!(sx, sw, OP, |vx, vw: T| {
+                    Ok(T::into_storage(forward(vx, self, vw, w, counts)?))
+                })
             })?)
         };
         let shape = Shape::from(vec![self.dims()[0], w.dims()[2]]);

@@ -3,6 +3,7 @@
 
 use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
+use crate::precision::with_product_operands;
 use crate::storage::Storage;
 use crate::{Error, Layout, Result, Shape, Tensor};
 use moe_kernels::cpu::gemm::{gemm, gemm_batched, BatchStrides, MatMut, MatRef};
@@ -184,8 +185,10 @@ impl Tensor {
         let lb = rhs.layout().broadcast_as(&Shape::from(b_full))?;
         let out = if self.device().is_cpu() {
             let (ga, gb) = (self.read_storage(), rhs.read_storage());
-            Storage::Cpu(crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
-                Ok(T::into_storage(run(va, &la, vb, &lb, batch.dims(), m, n, k)))
+            Storage::Cpu(with_product_operands(ga.cpu(op)?, gb.cpu(op)?, |sa, sb| {
+                crate::map_float2!(sa, sb, op, |va, vb: T| {
+                    Ok(T::into_storage(run(va, &la, vb, &lb, batch.dims(), m, n, k)))
+                })
             })?)
         } else {
             crate::cuda_backend::matmul(self, &la, rhs, &lb, batch.dims(), m, n, k)?

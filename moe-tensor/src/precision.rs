@@ -1,0 +1,117 @@
+//! Reduced-precision matrix products for f32 tensors (mixed precision).
+//!
+//! With [`MatmulPrecision::Bf16`], the f32 matrix products of `matmul` and
+//! `grouped_matmul` (forward and the backward's products) read their operands
+//! rounded to bf16 (round to nearest even) and accumulate in f32; tensors,
+//! parameters, gradients and every other op stay f32. This is PyTorch's
+//! `torch.set_float32_matmul_precision("medium")`: on CUDA the products run
+//! on bf16 tensor cores (cuBLAS `CUBLAS_COMPUTE_32F_FAST_16BF`); on the CPU
+//! the operands are rounded explicitly before the f32 GEMM, so CPU runs
+//! reproduce the GPU's arithmetic (up to the order of the f32 sums) and
+//! tests can check mixed precision without a GPU.
+//!
+//! The setting is per thread (the thread that runs forward and backward),
+//! so tests and callers in other threads are unaffected.
+
+use crate::dtype::WithDType;
+use crate::storage::CpuStorage;
+use half::bf16;
+use std::cell::Cell;
+
+/// How f32 matrix products compute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatmulPrecision {
+    /// Full f32 operands (the default).
+    #[default]
+    Highest,
+    /// Operands rounded to bf16, f32 accumulation and output.
+    Bf16,
+}
+
+thread_local! {
+    static MATMUL_PRECISION: Cell<MatmulPrecision> = const { Cell::new(MatmulPrecision::Highest) };
+}
+
+/// The calling thread's matmul precision.
+pub fn matmul_precision() -> MatmulPrecision {
+    MATMUL_PRECISION.with(Cell::get)
+}
+
+/// Sets the calling thread's matmul precision.
+pub fn set_matmul_precision(p: MatmulPrecision) {
+    MATMUL_PRECISION.with(|c| c.set(p));
+}
+
+/// Runs `f` with the matmul precision `p`, restoring the previous one after.
+pub fn with_matmul_precision<R>(p: MatmulPrecision, f: impl FnOnce() -> R) -> R {
+    struct Restore(MatmulPrecision);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_matmul_precision(self.0);
+        }
+    }
+    let _restore = Restore(matmul_precision());
+    set_matmul_precision(p);
+    f()
+}
+
+/// Calls `f` with the CPU operands of a product as the calling thread's
+/// precision reads them: bf16-rounded copies under [`MatmulPrecision::Bf16`]
+/// for f32 data, else `a` and `b` themselves.
+pub(crate) fn with_product_operands<R>(
+    a: &CpuStorage,
+    b: &CpuStorage,
+    f: impl FnOnce(&CpuStorage, &CpuStorage) -> R,
+) -> R {
+    match bf16_rounded_operands(a, b) {
+        Some((ra, rb)) => f(&ra, &rb),
+        None => f(a, b),
+    }
+}
+
+/// The CPU operands of an f32 product under [`MatmulPrecision::Bf16`]: copies
+/// of both storages with every value rounded to bf16 (kept as f32). `None`
+/// when the product runs at full precision (another setting or dtype).
+fn bf16_rounded_operands(a: &CpuStorage, b: &CpuStorage) -> Option<(CpuStorage, CpuStorage)> {
+    if matmul_precision() != MatmulPrecision::Bf16 {
+        return None;
+    }
+    let (a, b) = (f32::slice(a)?, f32::slice(b)?);
+    let round = |v: &[f32]| f32::into_storage(v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect());
+    Some((round(a), round(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, Device, Tensor};
+
+    #[test]
+    fn bf16_products_round_their_operands_and_accumulate_in_f32() {
+        // 1 + 2^-10 is not a bf16 value (8 significant bits): it rounds to 1.
+        let a = Tensor::from_vec(vec![1.0f32 + 1.0 / 1024.0, 3.0], (1, 2), &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(vec![1.0f32, 1.0 / 4096.0], (2, 1), &Device::Cpu).unwrap();
+        let full = a.matmul(&b).unwrap().to_vec::<f32>().unwrap()[0];
+        assert_eq!(full, 1.0 + 1.0 / 1024.0 + 3.0 / 4096.0);
+        let low = with_matmul_precision(MatmulPrecision::Bf16, || {
+            a.matmul(&b).unwrap().to_vec::<f32>().unwrap()[0]
+        });
+        // Rounded operands (1, 3, 1, 2^-12), exact products, f32 sum: the
+        // small term survives, which a bf16 accumulator would have lost.
+        assert_eq!(low, 1.0 + 3.0 / 4096.0);
+        assert_eq!(matmul_precision(), MatmulPrecision::Highest, "restored");
+    }
+
+    #[test]
+    fn other_dtypes_and_the_default_are_untouched() {
+        let a = Tensor::from_vec(vec![1.0f64 + 1.0 / 1024.0], (1, 1), &Device::Cpu).unwrap();
+        let low = with_matmul_precision(MatmulPrecision::Bf16, || {
+            a.matmul(&a).unwrap().to_vec::<f64>().unwrap()[0]
+        });
+        assert_eq!(low, (1.0 + 1.0 / 1024.0) * (1.0 + 1.0 / 1024.0));
+        let x = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+        let guard = x.read_storage();
+        let s = guard.cpu("test").unwrap();
+        assert!(bf16_rounded_operands(s, s).is_none(), "full precision by default");
+    }
+}
