@@ -13,6 +13,9 @@ pub const PRESETS: &[&str] = &[
     "debug-dense",
     "debug-switch",
     "debug-granular",
+    "gpu-dense",
+    "gpu-moe",
+    "gpu-granular",
 ];
 
 /// The config called `name` (see [`PRESETS`]).
@@ -24,6 +27,9 @@ pub fn preset(name: &str) -> Result<ModelConfig> {
         "debug-dense" => Ok(debug_dense()),
         "debug-switch" => debug_dense().switch_from_dense(4),
         "debug-granular" => debug_dense().granular_from_dense(4, 7, 1),
+        "gpu-dense" => Ok(gpu_dense()),
+        "gpu-moe" => Ok(gpu_moe()),
+        "gpu-granular" => gpu_dense().granular_from_dense(4, 31, 1),
         other => Err(Error::config(
             "preset",
             format!("unknown preset {other:?}; known: {}", PRESETS.join(", ")),
@@ -104,6 +110,33 @@ pub fn bench_moe() -> ModelConfig {
     ModelConfig {
         moe: Some(base_moe(8, 2, 512)),
         ..bench_dense()
+    }
+}
+
+/// The GPU training-benchmark model (`moe bench --config gpu-dense
+/// --seq-len 1024`, the PyTorch peer `tools/bench/train_peer.py --config
+/// gpu-dense`): GPT-2-small sized, D 768, 12 layers, 12 heads, SwiGLU FFN
+/// 2048, vocabulary 32000, untied (~134M parameters, ~85M in the blocks).
+pub fn gpu_dense() -> ModelConfig {
+    ModelConfig {
+        vocab_size: 32_000,
+        hidden_size: 768,
+        num_layers: 12,
+        num_heads: 12,
+        num_kv_heads: 12,
+        intermediate_size: 2048,
+        ..bench_dense()
+    }
+}
+
+/// [`gpu_dense`] with every FFN an MoE of 8 experts of width 1024, top-2:
+/// the same active FFN FLOPs (2 · 1024 = 2048), 8 experts' parameters.
+/// `gpu-granular` is the paper's granular form of [`gpu_dense`]: 31 routed
+/// experts of width 512, top-3, plus one shared expert of width 512.
+pub fn gpu_moe() -> ModelConfig {
+    ModelConfig {
+        moe: Some(base_moe(8, 2, 1024)),
+        ..gpu_dense()
     }
 }
 
@@ -191,6 +224,22 @@ mod tests {
         for t in [sw.total, gr.total] {
             assert!((1_900_000_000..2_100_000_000).contains(&t), "{t}");
         }
+    }
+
+    #[test]
+    fn gpu_bench_models_match_the_peer_script_and_each_other() {
+        let d = preset("gpu-dense").unwrap();
+        // Hand count: blocks 12 · (4·768² + 3·768·2048 + 2·768), embedding and
+        // head 2 · 32000·768, final norm 768.
+        let blocks = 12 * (4 * 768 * 768 + 3 * 768 * 2048 + 2 * 768);
+        assert_eq!(d.param_count().total, blocks + 2 * 32_000 * 768 + 768);
+        for name in ["gpu-moe", "gpu-granular"] {
+            let m = preset(name).unwrap().moe.unwrap();
+            let active = m.top_k() * m.expert_intermediate_size + m.shared_intermediate_size;
+            assert_eq!(active, 2048, "{name} is FLOP-matched to gpu-dense");
+        }
+        let g = preset("gpu-granular").unwrap().moe.unwrap();
+        assert_eq!((g.num_experts(), g.top_k(), g.shared_intermediate_size), (31, 3, 512));
     }
 
     #[test]
