@@ -57,6 +57,18 @@ __device__ __forceinline__ bf16_t f32_to_bf16(float f) {
     return (bf16_t)((u + rounding) >> 16);
 }
 
+// The ranking of topk, max and argmax (as on the CPU): larger first, NaN
+// above every number, equal values (and NaNs among themselves) by lower
+// index. A strict total order on (value, index): whether (a, ia) ranks
+// strictly before (b, ib).
+template <typename T>
+__device__ __forceinline__ bool ranks_before(T a, long long ia, T b, long long ib) {
+    bool na = a != a, nb = b != b;
+    if (na != nb) return na;
+    if (!na && a != b) return a > b;
+    return ia < ib;
+}
+
 #define GRID_STRIDE_LOOP(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)

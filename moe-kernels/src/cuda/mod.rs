@@ -97,11 +97,20 @@ pub const ELEMENTWISE: KernelSource = KernelSource {
     ],
 };
 
-/// Row reductions (sum, max) over the last dim.
+/// Row sums over the last dim; max with its position over one dim of any
+/// view (f32, f64).
 pub const REDUCE: KernelSource = KernelSource {
     name: "reduce",
     source: include_str!("reduce.cu"),
-    functions: &["sum_rows_f32", "max_rows_f32"],
+    functions: &["sum_rows_f32", "max_dim_f32", "max_dim_f64"],
+};
+
+/// Cumulative sums along one dim of any view, forward and reverse (f32, f64,
+/// i64, u8 into i64), in the CPU's order.
+pub const SCAN: KernelSource = KernelSource {
+    name: "scan",
+    source: include_str!("scan.cu"),
+    functions: &["cumsum_f32", "cumsum_f64", "cumsum_i64", "cumsum_u8_i64"],
 };
 
 /// Softmax and log-softmax, forward and backward.
@@ -217,6 +226,7 @@ pub const ALL: &[KernelSource] = &[
     STRIDED,
     ELEMENTWISE,
     REDUCE,
+    SCAN,
     SOFTMAX,
     RMS_NORM,
     ROPE,

@@ -1,19 +1,10 @@
 // topk.cu: the k largest entries of each row of a contiguous [rows, n] f32
 // buffer, and the backward that scatters their gradient back.
 //
-// Ranking (as on the CPU): larger first, NaN above every number, equal values
-// (and NaNs) by lower index. That is a strict total order on (value, index),
-// so the j-th pick is the best element ranked after pick j-1: k passes over
-// the row, no scratch memory. One thread per row (k * n compares; meant for
-// router scores, n = experts): launch::elementwise(rows).
-
-// Whether (a, ia) ranks before (b, ib).
-__device__ __forceinline__ bool ranks_before(float a, long long ia, float b, long long ib) {
-    bool na = a != a, nb = b != b;
-    if (na != nb) return na;
-    if (!na && a != b) return a > b;
-    return ia < ib;
-}
+// Ranking: ranks_before (common.cuh), a strict total order on (value,
+// index), so the j-th pick is the best element ranked after pick j-1: k
+// passes over the row, no scratch memory. One thread per row (k * n
+// compares; meant for router scores, n = experts): launch::elementwise(rows).
 
 // vals, idx: [rows, k], best first.
 extern "C" __global__ void topk_rows_f32(long long rows, int n, int k, const float* x, float* vals,

@@ -11,8 +11,9 @@
 //! Layout: `device.rs` (per-device context, one stream, cuBLAS handle,
 //! NVRTC module cache), `memory.rs` (caching allocator, `CudaStorage`,
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
-//! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `gemm.rs`,
-//! `grouped.rs`, `fused.rs`, `attention.rs`, `index.rs`, `select.rs`, `combine.rs`),
+//! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `scan.rs`,
+//! `gemm.rs`, `grouped.rs`, `fused.rs`, `attention.rs`, `index.rs`,
+//! `select.rs`, `combine.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
@@ -44,6 +45,8 @@ mod memory;
 #[cfg(feature = "cuda")]
 mod reduce;
 #[cfg(feature = "cuda")]
+mod scan;
+#[cfg(feature = "cuda")]
 mod select;
 
 #[cfg(feature = "cuda")]
@@ -73,9 +76,11 @@ pub use memory::CudaStorage;
 #[cfg(feature = "cuda")]
 pub(crate) use memory::{assign, download, upload};
 #[cfg(feature = "cuda")]
-pub(crate) use reduce::sum_dims;
+pub(crate) use reduce::{max_dim, sum_dims};
 #[cfg(feature = "cuda")]
-pub(crate) use select::{gather, index_add, index_select, scatter_add};
+pub(crate) use scan::cumsum;
+#[cfg(feature = "cuda")]
+pub(crate) use select::{gather, gather_backward, index_add, index_select, scatter_add};
 
 #[cfg(not(feature = "cuda"))]
 mod stub;

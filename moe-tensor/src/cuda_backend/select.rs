@@ -1,14 +1,16 @@
 //! index_select and gather along a dim on CUDA (kernels: select.cu), and
-//! their backward, index_add and scatter-add. The forward copies elements of
-//! any dtype (by element size) from any view of the source; the backward
-//! (f32, f64) adds each element's contributions in the CPU's order, so it is
-//! deterministic. The callers check the indices on the host first.
+//! their backward, index_add and scatter-add; scatter-add is also the op
+//! `scatter_add` itself and the backward of max. The forward copies elements
+//! of any dtype (by element size) from any view of the source; the adds
+//! (f32, f64) add each element's contributions in the CPU's order, so they
+//! are deterministic. The callers check the indices on the host first.
 
 use super::device::{cuda_err, CudaDev};
 use super::launch::{config, float_kernel, long, strided, DevStrided};
+use super::layout::copy_layout;
 use super::memory::{cuda_of, elems, upload_i64, CudaStorage};
 use crate::storage::Storage;
-use crate::{Error, Result, Tensor};
+use crate::{Error, Result, Shape, Tensor};
 use cudarc::driver::{CudaView, DeviceRepr, PushKernelArg};
 use moe_kernels::cpu::index::{group_by_index, Dims3};
 use moe_kernels::cuda::launch::{elementwise as ew, Launch1d};
@@ -148,39 +150,85 @@ fn index_add_typed<T: DeviceRepr>(suffix: &str, g: &Tensor, index: &[i64], d: Di
 /// The gradient of gather: a zero `dx [outer, dim, inner]` (`d`) with
 /// `g [outer, k, inner]` added at the (checked, host) `index` of the same
 /// shape, each element's contributions in ascending `j`.
-pub(crate) fn scatter_add(g: &Tensor, index: &[i64], d: Dims3, k: usize) -> Result<Storage> {
-    float_kernel!(g.dtype(), "gather_backward", scatter_add_typed(g, index, d, k))
+pub(crate) fn gather_backward(g: &Tensor, index: &[i64], d: Dims3, k: usize) -> Result<Storage> {
+    const OP: &str = "gather_backward";
+    let idx = {
+        let guard = g.read_storage();
+        upload_i64(cuda_of(&guard, OP)?.dev(), index)?
+    };
+    let idx = Tensor::from_storage(Storage::Cuda(idx), Shape::from(vec![index.len()]));
+    scatter_add(None, d, &idx, g, k, OP)
 }
 
-fn scatter_add_typed<T: DeviceRepr>(suffix: &str, g: &Tensor, index: &[i64], d: Dims3, k: usize) -> Result<Storage> {
-    const OP: &str = "gather_backward";
-    if index.len() != g.elem_count() || g.elem_count() != numel(OP, d, k)? {
+/// torch.scatter_add along the dim that `d` (`[outer, dim, inner]`)
+/// describes: `base` (a row-major copy of it; zeros of `src`'s dtype when
+/// `None`) with `src [outer, k, inner]` (any view) added at the device i64
+/// `index` (`outer · k · inner` checked entries in `0..dim`, row-major):
+/// `out[o, index[o, j, i], i] += src[o, j, i]`, j ascending, as the CPU
+/// adds. f32 and f64. Also the backward of gather (zeros) and of max
+/// (zeros, k = 1, the positions of the maxima).
+pub(crate) fn scatter_add(
+    base: Option<&Tensor>,
+    d: Dims3,
+    index: &Tensor,
+    src: &Tensor,
+    k: usize,
+    op: &'static str,
+) -> Result<Storage> {
+    float_kernel!(src.dtype(), op, scatter_add_typed(base, d, index, src, k, op))
+}
+
+fn scatter_add_typed<T: DeviceRepr>(
+    suffix: &str,
+    base: Option<&Tensor>,
+    d: Dims3,
+    index: &Tensor,
+    src: &Tensor,
+    k: usize,
+    op: &'static str,
+) -> Result<Storage> {
+    let n_src = numel(op, d, k)?;
+    let n = numel(op, d, d.dim)?;
+    let base_ok = base.is_none_or(|b| b.elem_count() == n && b.dtype() == src.dtype());
+    if index.elem_count() != n_src || src.elem_count() != n_src || !base_ok {
         return Err(Error::Autograd {
-            msg: format!("{OP}: internal: {} indices for a {:?} gradient", index.len(), g.shape()),
+            msg: format!(
+                "{op}: internal: {} indices and a {:?} source for {d:?} with k = {k}",
+                index.elem_count(),
+                src.shape()
+            ),
         });
     }
-    let n = numel(OP, d, d.dim)?;
-    let g = g.contiguous()?;
-    let guard = g.read_storage();
-    let gc = cuda_of(&guard, OP)?;
-    let dev = gc.dev().clone();
-    let idx = upload_i64(&dev, index)?;
-    let mut dx = CudaStorage::alloc(&dev, g.dtype(), n, OP)?;
-    dx.zero(OP)?;
+    let (index, src) = (index.contiguous()?, src.contiguous()?);
+    let (is, ss) = (index.read_storage(), src.read_storage());
+    let (ic, sc) = (cuda_of(&is, op)?, cuda_of(&ss, op)?);
+    let dev = sc.dev().clone();
+    let mut out = match base {
+        Some(b) => {
+            let guard = b.read_storage();
+            copy_layout(cuda_of(&guard, op)?, b.layout())?
+        }
+        None => {
+            let mut z = CudaStorage::alloc(&dev, src.dtype(), n, op)?;
+            z.zero(op)?;
+            z
+        }
+    };
     let columns = d.outer * d.inner;
-    if let (Some(l), true) = (ew(columns), k > 0) {
+    if let (Some(l), true) = (ew(columns), n_src > 0) {
         let f = dev.function(&SELECT, &format!("scatter_add_{suffix}"))?;
-        let (nc, kk, dd, ii) = (long(columns, OP)?, long(k, OP)?, long(d.dim, OP)?, long(d.inner, OP)?);
-        let iv = idx.view::<i64>(0..idx.len(), OP)?;
-        let gv = elems::<T>(gc, &g, OP)?;
-        let mut dv = dx.view_mut::<T>(OP)?;
+        let (nc, kk, dd, ii) = (long(columns, op)?, long(k, op)?, long(d.dim, op)?, long(d.inner, op)?);
+        let iv = elems::<i64>(ic, &index, op)?;
+        let sv = elems::<T>(sc, &src, op)?;
+        let mut ov = out.view_mut::<T>(op)?;
         let mut b = dev.stream.launch_builder(&f);
-        b.arg(&nc).arg(&kk).arg(&dd).arg(&ii).arg(&iv).arg(&gv).arg(&mut dv);
+        b.arg(&nc).arg(&kk).arg(&dd).arg(&ii).arg(&iv).arg(&sv).arg(&mut ov);
         // SAFETY: scatter_add_T(long long n, long long k, long long dim,
         // long long inner, const long long* idx, const T* g, T* dx): one
         // thread per (outer, inner) column; idx and g hold outer·k·inner
-        // elements, every index lies in 0..dim, dx holds outer·dim·inner.
-        unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
+        // elements (checked above), every index lies in 0..dim (checked by
+        // the caller), dx holds outer·dim·inner.
+        unsafe { b.launch(config(l)) }.map_err(cuda_err(op))?;
     }
-    Ok(Storage::Cuda(dx))
+    Ok(Storage::Cuda(out))
 }

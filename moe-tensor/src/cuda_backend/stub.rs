@@ -93,7 +93,17 @@ pub(crate) fn index_add(_: &Tensor, _: &[i64], _: Dims3) -> Result<Storage> {
 pub(crate) fn gather(_: &Tensor, _: Dims3, _: &Tensor, _: usize) -> Result<Storage> {
     off(0)
 }
-pub(crate) fn scatter_add(_: &Tensor, _: &[i64], _: Dims3, _: usize) -> Result<Storage> {
+pub(crate) fn gather_backward(_: &Tensor, _: &[i64], _: Dims3, _: usize) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn scatter_add(
+    _: Option<&Tensor>,
+    _: Dims3,
+    _: &Tensor,
+    _: &Tensor,
+    _: usize,
+    _: &'static str,
+) -> Result<Storage> {
     off(0)
 }
 pub(crate) fn expert_combine(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Storage> {
@@ -127,6 +137,12 @@ pub(crate) fn cat(_: &[&Tensor], _: usize, _: &Shape) -> Result<Storage> {
     off(0)
 }
 pub(crate) fn sum_dims(_: &Tensor, _: &[usize]) -> Result<(Storage, Shape)> {
+    off(0)
+}
+pub(crate) fn max_dim(_: &Tensor, _: usize, _: &'static str) -> Result<(Storage, Storage)> {
+    off(0)
+}
+pub(crate) fn cumsum(_: &Tensor, _: usize, _: bool, _: &'static str) -> Result<Storage> {
     off(0)
 }
 pub(crate) fn softmax(_: &Tensor, _: bool) -> Result<Storage> {

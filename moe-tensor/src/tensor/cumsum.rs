@@ -3,7 +3,7 @@
 use super::index::{dims3, kernel_err, with_contiguous};
 use crate::backprop::BackwardOp;
 use crate::storage::{CpuStorage, Storage};
-use crate::{DType, Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 use moe_kernels::cpu::index::{self as kernels, Dims3};
 use std::ops::Add;
 
@@ -20,8 +20,8 @@ impl BackwardOp for CumsumBackward {
         vec![&self.x]
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let out = scan(g, dims3(g.shape(), self.dim), true, "cumsum_backward")?;
-        Ok(vec![Some(Tensor::from_cpu_no_grad(out, g.shape().clone()))])
+        let out = scan(g, self.dim, true, "cumsum_backward")?;
+        Ok(vec![Some(Tensor::from_storage(out, g.shape().clone()))])
     }
 }
 
@@ -41,9 +41,13 @@ fn run<T: Copy + Add<Output = T> + Send + Sync + Default>(
     Ok(out)
 }
 
-/// Prefix (or, `reverse`, suffix) sums of `t`'s elements; U8 sums into I64.
-fn scan(t: &Tensor, d: Dims3, reverse: bool, op: &'static str) -> Result<CpuStorage> {
-    let n = t.elem_count();
+/// Prefix (or, `reverse`, suffix) sums of `t`'s elements along `dim`, on
+/// `t`'s device; U8 sums into I64.
+fn scan(t: &Tensor, dim: usize, reverse: bool, op: &'static str) -> Result<Storage> {
+    if !t.device().is_cpu() {
+        return crate::cuda_backend::cumsum(t, dim, reverse, op);
+    }
+    let (d, n) = (dims3(t.shape(), dim), t.elem_count());
     with_contiguous(t, op, |s, off| {
         Ok(match s {
             CpuStorage::F32(v) => CpuStorage::F32(run(&v[off..off + n], d, reverse, op)?),
@@ -61,20 +65,23 @@ fn scan(t: &Tensor, d: Dims3, reverse: bool, op: &'static str) -> Result<CpuStor
             }
         })
     })
+    .map(Storage::Cpu)
 }
 
 impl Tensor {
     /// Inclusive cumulative sum along `dim` (torch.cumsum): element `i` is the
     /// sum of elements `0..=i`, added in that order. F32/F64 (differentiable),
     /// I64, and U8 masks (summed into I64, as torch does for bool), so
-    /// `mask.cumsum(0)` gives 1-based positions of the set entries.
+    /// `mask.cumsum(0)` gives 1-based positions of the set entries. On a
+    /// CUDA device the same dtypes, read from any view, summed in the same
+    /// order (one thread per column: meant for routing-sized dims).
     pub fn cumsum(&self, dim: isize) -> Result<Tensor> {
         let op = "cumsum";
         let d = self.shape().resolve_dim(dim, op)?;
-        let out = scan(self, dims3(self.shape(), d), false, op)?;
+        let out = scan(self, d, false, op)?;
         if self.dtype().is_float() {
             Ok(Tensor::from_op(
-                Storage::Cpu(out),
+                out,
                 self.shape().clone(),
                 CumsumBackward {
                     x: self.clone(),
@@ -82,8 +89,8 @@ impl Tensor {
                 },
             ))
         } else {
-            debug_assert_eq!(out.dtype(), DType::I64);
-            Ok(Tensor::from_cpu_no_grad(out, self.shape().clone()))
+            debug_assert_eq!(out.dtype(), crate::DType::I64);
+            Ok(Tensor::from_storage(out, self.shape().clone()))
         }
     }
 }

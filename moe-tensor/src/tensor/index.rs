@@ -201,7 +201,7 @@ impl BackwardOp for GatherBackward {
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let dims = dims3(self.x.shape(), self.dim);
         if !g.device().is_cpu() {
-            let dx = crate::cuda_backend::scatter_add(g, &self.index, dims, self.index_dim)?;
+            let dx = crate::cuda_backend::gather_backward(g, &self.index, dims, self.index_dim)?;
             return Ok(vec![Some(Tensor::from_storage(dx, self.x.shape().clone()))]);
         }
         let acc = Accumulate::ScatterAdd {
@@ -217,7 +217,10 @@ struct ScatterAddBackward {
     x: Tensor,
     src: Tensor,
     dim: usize,
+    /// The indices on the host (the CPU's gather reads them) and as the
+    /// tensor given, on `x`'s device (a CUDA gather reads them there).
     index: Vec<i64>,
+    index_tensor: Tensor,
 }
 
 impl BackwardOp for ScatterAddBackward {
@@ -231,8 +234,13 @@ impl BackwardOp for ScatterAddBackward {
         // d out / d src is a gather of g at the same index.
         let gsrc = if self.src.requires_grad() {
             let op = "scatter_add_backward";
-            let out = gather_storage(g, self.dim, &self.index, self.src.shape(), op)?;
-            Some(Tensor::from_cpu_no_grad(out, self.src.shape().clone()))
+            let out = if g.device().is_cpu() {
+                Storage::Cpu(gather_storage(g, self.dim, &self.index, self.src.shape(), op)?)
+            } else {
+                let k = self.src.dims()[self.dim];
+                crate::cuda_backend::gather(g, dims3(g.shape(), self.dim), &self.index_tensor, k)?
+            };
+            Some(Tensor::from_storage(out, self.src.shape().clone()))
         } else {
             None
         };
@@ -384,7 +392,9 @@ impl Tensor {
     /// I64; `self`, `index` and `src` have one rank; `index` is no larger than
     /// `src` in any dim nor than `self` in the other dims (only the leading part
     /// of `src` is read). Contributions to one element add in a fixed order, so
-    /// results are deterministic. Differentiable in `self` and `src`.
+    /// results are deterministic. Differentiable in `self` and `src`. On a
+    /// CUDA device (f32/f64) the indices are read back once to be checked on
+    /// the host (a sync); the sums are the CPU's, in its order.
     pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
         let op = "scatter_add";
         let d = self.shape().resolve_dim(dim, op)?;
@@ -406,6 +416,19 @@ impl Tensor {
         }
         let x_dims = dims3(self.shape(), d);
         let k = index.dims()[d];
+        if !self.device().is_cpu() {
+            // Checked on the host as index_select's; the kernel reads the device copy.
+            check_indices(op, &idx, x_dims.dim)?;
+            let out = crate::cuda_backend::scatter_add(Some(self), x_dims, index, &src, k, op)?;
+            let back = ScatterAddBackward {
+                x: self.clone(),
+                src,
+                dim: d,
+                index: idx,
+                index_tensor: index.clone(),
+            };
+            return Ok(Tensor::from_op(out, self.shape().clone(), back));
+        }
         let out = with_contiguous(self, op, |s, off| {
             with_contiguous(&src, op, |ss, soff| {
                 let n = src.elem_count();
@@ -430,6 +453,7 @@ impl Tensor {
             src,
             dim: d,
             index: idx,
+            index_tensor: index.clone(),
         };
         Ok(Tensor::from_op(Storage::Cpu(out), self.shape().clone(), back))
     }

@@ -5,6 +5,7 @@ use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
 use crate::storage::{CpuStorage, Storage};
 use crate::{Error, Result, Shape, Tensor};
+use moe_kernels::cpu::index::Dims3;
 use moe_kernels::cpu::reduce;
 
 struct SumBackward {
@@ -28,8 +29,8 @@ impl BackwardOp for SumBackward {
 struct MaxBackward {
     x: Tensor,
     dim: usize,
-    /// Index of the maximum along `dim`, shape [outer, inner].
-    argmax: Vec<i64>,
+    /// Index of the maximum along `dim`, `[outer · inner]` i64 on `x`'s device.
+    argmax: Tensor,
 }
 
 impl BackwardOp for MaxBackward {
@@ -41,18 +42,19 @@ impl BackwardOp for MaxBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let (outer, dim, inner) = self.x.shape().outer_dim_inner(self.dim);
+        if !g.device().is_cpu() {
+            // A scatter-add of g into zeros at the maxima (one per output).
+            let dims = Dims3::new(outer, dim, inner);
+            let dx = crate::cuda_backend::scatter_add(None, dims, &self.argmax, g, 1, "max_backward")?;
+            return Ok(vec![Some(Tensor::from_storage(dx, self.x.shape().clone()))]);
+        }
+        let argmax = self.argmax.to_vec::<i64>()?;
         let g = g.contiguous()?;
         let guard = g.read_storage();
         let off = g.layout().offset();
         let out = crate::map_float!(guard.cpu("max")?, "max", |v: T| {
             let gv = &v[off..off + outer * inner];
-            Ok(T::into_storage(reduce::scatter_dim(
-                gv,
-                &self.argmax,
-                outer,
-                dim,
-                inner,
-            )))
+            Ok(T::into_storage(reduce::scatter_dim(gv, &argmax, outer, dim, inner)))
         })?;
         Ok(vec![Some(Tensor::from_cpu_no_grad(out, self.x.shape().clone()))])
     }
@@ -142,7 +144,9 @@ impl Tensor {
         self.sum_all()?.mul_scalar(1.0 / n as f64)
     }
 
-    /// Maximum over one dim; the gradient flows to the first maximal element.
+    /// Maximum over one dim; the gradient flows to the first maximal element
+    /// (a NaN, the first one, is the maximum). F32/F64, on the CPU or a CUDA
+    /// device (the positions of the maxima stay on the device).
     pub fn max(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         let d = self.shape().resolve_dim(dim, "max")?;
         let (outer, n, inner) = self.shape().outer_dim_inner(d);
@@ -152,8 +156,8 @@ impl Tensor {
                 msg: format!("dim {d} of {:?} is empty", self.shape()),
             });
         }
-        let x = self.contiguous()?;
-        let (out, argmax) = {
+        let (out, argmax) = if self.device().is_cpu() {
+            let x = self.contiguous()?;
             let guard = x.read_storage();
             let off = x.layout().offset();
             let mut argmax = Vec::new();
@@ -162,8 +166,11 @@ impl Tensor {
                 argmax = idx;
                 Ok(T::into_storage(vals))
             })?;
-            (out, argmax)
+            (Storage::Cpu(out), Storage::Cpu(CpuStorage::I64(argmax)))
+        } else {
+            crate::cuda_backend::max_dim(self, d, "max")?
         };
+        let argmax = Tensor::from_storage(argmax, Shape::from(vec![outer * inner]));
         let mut shape = self.dims().to_vec();
         if keepdim {
             shape[d] = 1;
@@ -171,7 +178,7 @@ impl Tensor {
             shape.remove(d);
         }
         Ok(Tensor::from_op(
-            Storage::Cpu(out),
+            out,
             Shape::from(shape),
             MaxBackward {
                 x: self.clone(),

@@ -96,7 +96,8 @@ impl Tensor {
 
     /// Position (I64) of the largest entry along `dim`; the first one on ties,
     /// a NaN if there is one (as torch.argmax). The dim is kept as size 1 when
-    /// `keepdim`. F32/F64; an empty dim is an error. Not differentiable.
+    /// `keepdim`. F32/F64; an empty dim is an error. Not differentiable. On a
+    /// CUDA device the positions stay there.
     pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         let op = "argmax";
         let d = self.shape().resolve_dim(dim, op)?;
@@ -106,6 +107,16 @@ impl Tensor {
                 op,
                 msg: format!("dim {d} of {:?} is empty", self.shape()),
             });
+        }
+        let mut dims = self.dims().to_vec();
+        if keepdim {
+            dims[d] = 1;
+        } else {
+            dims.remove(d);
+        }
+        if !self.device().is_cpu() {
+            let (_, positions) = crate::cuda_backend::max_dim(self, d, op)?;
+            return Ok(Tensor::from_storage(positions, Shape::from(dims)));
         }
         let mut out = vec![0i64; x_dims.outer * x_dims.inner];
         with_contiguous(self, op, |s, off| {
@@ -122,12 +133,6 @@ impl Tensor {
             }
             .map_err(kernel_err(op))
         })?;
-        let mut dims = self.dims().to_vec();
-        if keepdim {
-            dims[d] = 1;
-        } else {
-            dims.remove(d);
-        }
         Ok(Tensor::from_cpu_no_grad(CpuStorage::I64(out), Shape::from(dims)))
     }
 }
