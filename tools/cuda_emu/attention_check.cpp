@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels.inc"  // common.cuh + attention.cu, rewritten by run.sh
+#include "check.h"
 
 struct Dims {
     int b, hq, hkv, tq, tk, dh;
@@ -77,23 +78,6 @@ static size_t shared_elems(Kernel kind, int dh) {
     }
 }
 
-static int failures = 0;
-
-static void expect_close(const char* what, const std::string& name, const std::vector<double>& want,
-                         const std::vector<double>& got, double rtol, double atol) {
-    double worst = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        const double err = std::fabs(want[i] - got[i]);
-        if (!(err <= atol + rtol * std::fabs(want[i]))) {
-            std::printf("FAIL %s %s[%zu]: kernel %.10g vs reference %.10g\n", name.c_str(), what, i, got[i], want[i]);
-            ++failures;
-            return;
-        }
-        worst = std::max(worst, err);
-    }
-    std::printf("ok   %s %s (max |diff| %.3g)\n", name.c_str(), what, worst);
-}
-
 // Kernel entry points by element type and head-size class.
 template <typename T>
 struct Entry;
@@ -149,11 +133,6 @@ struct Entry<double> {
 };
 
 template <typename T>
-static std::vector<double> widen(const std::vector<T>& x) {
-    return std::vector<double>(x.begin(), x.end());
-}
-
-template <typename T>
 static void check(const Dims& d, std::mt19937& rng, double rtol, double atol) {
     std::normal_distribution<double> normal(0.0, 1.0);
     const size_t nq = (size_t)d.b * d.hq * d.tq * d.dh, nkv = (size_t)d.b * d.hkv * d.tk * d.dh;
@@ -190,11 +169,11 @@ static void check(const Dims& d, std::mt19937& rng, double rtol, double atol) {
     std::snprintf(buf, sizeof buf, "%s B%d Hq%d Hkv%d Tq%d Tk%d Dh%d", Entry<T>::name, d.b, d.hq, d.hkv, d.tq, d.tk,
                   d.dh);
     const std::string name = buf;
-    expect_close("o", name, want.o, widen(o), rtol, atol);
-    expect_close("lse", name, want.lse, widen(lse), rtol, atol);
-    expect_close("dq", name, want.dq, widen(dq), rtol, atol);
-    expect_close("dk", name, want.dk, widen(dk), rtol, atol);
-    expect_close("dv", name, want.dv, widen(dv), rtol, atol);
+    expect_close(name, "o", want.o, widen(o), rtol, atol);
+    expect_close(name, "lse", want.lse, widen(lse), rtol, atol);
+    expect_close(name, "dq", want.dq, widen(dq), rtol, atol);
+    expect_close(name, "dk", want.dk, widen(dk), rtol, atol);
+    expect_close(name, "dv", want.dv, widen(dv), rtol, atol);
 }
 
 int main() {
@@ -209,10 +188,5 @@ int main() {
         check<float>(d, rng, 2e-4, 2e-5);
         check<double>(d, rng, 1e-10, 1e-12);
     }
-    if (failures) {
-        std::printf("%d mismatches\n", failures);
-        return 1;
-    }
-    std::printf("all attention kernels match the reference\n");
-    return 0;
+    return finish("attention");
 }

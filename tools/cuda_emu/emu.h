@@ -8,13 +8,22 @@
 // `extern __shared__` array into a pointer to an exactly sized heap buffer,
 // so AddressSanitizer catches out-of-bounds accesses to it.
 //
+// The threads of a block start together and run concurrently, so atomics
+// (atomicAdd below, a real atomic read-modify-write) are exercised under
+// contention within a block.
+//
 // What this checks: indexing, tiling, masking, the arithmetic and the warp
 // and block collectives. What it cannot: timing, occupancy, register limits,
 // races between threads that the kernels would not synchronise anyway (it
-// does not model a relaxed memory model), or the device's exact math library.
+// does not model a relaxed memory model), contention between blocks (they
+// run one after the other), the device's exact math library (expf, logf,
+// tanhf, erff are the host's, within an ulp or two of CUDA's), its
+// contraction of a * b + c into fma (the host build does not contract), or
+// the NaN encodings its conversions produce.
 #pragma once
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -83,6 +92,13 @@ inline unsigned __float_as_uint(float f) {
     return i;
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+
+// atomicAdd: an atomic read-modify-write, as on the device (the threads of a
+// block really run concurrently here); returns the old value.
+template <typename T>
+T atomicAdd(T* address, T value) {
+    return std::atomic_ref<T>(*address).fetch_add(value);
+}
 using std::max;
 using std::min;
 
@@ -104,12 +120,16 @@ inline void emu_launch(EmuDim grid, EmuDim block, size_t smem, const std::functi
             for (unsigned w = 0; w < nwarps; ++w)
                 emu_sync_state.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - 32 * w)));
             emu_sync_state.slots.assign(nwarps, {});
+            // The block's threads start together (as a block does), so that
+            // unsynchronised updates (atomics) really overlap.
+            std::barrier<> start(threads);
             std::vector<std::thread> ts;
             ts.reserve(threads);
             for (unsigned t = 0; t < threads; ++t) {
-                ts.emplace_back([=, &kernel] {
+                ts.emplace_back([=, &kernel, &start] {
                     threadIdx = EmuDim{t, 0, 0};
                     blockIdx = EmuDim{bx, by, 0};
+                    start.arrive_and_wait();
                     kernel();
                 });
             }

@@ -3,13 +3,18 @@
 # references, with AddressSanitizer: a check of the kernels' indexing and
 # arithmetic on machines without a GPU. Needs g++ (C++20). Not a substitute
 # for the GPU tests (`cargo test -p moe-tensor --features cuda --test cuda_ops`).
-#   tools/cuda_emu/run.sh            # every check below
+#   tools/cuda_emu/run.sh                  # every check below
+#   tools/cuda_emu/run.sh softmax topk     # only the named ones (NAME_check.cpp)
+#   KERNEL_DIR=/tmp/patched tools/cuda_emu/run.sh rope   # kernels from another directory
+# Exit status 1 when any check fails (the others still run); 2 on a build error.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-src=$here/../../moe-kernels/src/cuda
+src=${KERNEL_DIR:-$here/../../moe-kernels/src/cuda}
 out=${TMPDIR:-/tmp}/moe-cuda-emu
 mkdir -p "$out"
 CXX=${CXX:-g++}
+wanted=("$@")
+passed=() failed=()
 
 # common.cuh + the kernel file, with shared memory made host memory: the
 # dynamic `extern __shared__` array becomes a pointer to the launch's buffer,
@@ -21,14 +26,39 @@ rewrite() {
             -e 's/extern "C" //'
 }
 
-check() { # check NAME KERNEL.cu
-    local name=$1 kernel=$2
+check() { # check NAME KERNEL.cu: builds and runs NAME_check.cpp
+    local name=$1_check kernel=$2
+    if ((${#wanted[@]})) && [[ " ${wanted[*]} " != *" $1 "* ]]; then return; fi
+    echo "== $1 ($kernel)"
     { echo '#include "emu.h"'; rewrite "$kernel"; } >"$out/$name.kernels.inc"
     cp "$here/$name.cpp" "$out/$name.cpp"
     sed -i "s|#include \"kernels.inc\".*|#include \"$name.kernels.inc\"|" "$out/$name.cpp"
     "$CXX" -std=c++20 -O1 -g -pthread -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-        -I"$here" -I"$out" -o "$out/$name" "$out/$name.cpp"
-    "$out/$name"
+        -I"$here" -I"$out" -o "$out/$name" "$out/$name.cpp" || exit 2
+    if "$out/$name"; then passed+=("$1"); else failed+=("$1"); fi
 }
 
-check attention_check attention.cu
+check attention attention.cu
+check strided strided.cu
+check elementwise elementwise.cu
+check reduce reduce.cu
+check softmax softmax.cu
+check rms_norm rms_norm.cu
+check rope rope.cu
+check cross_entropy cross_entropy.cu
+check embedding embedding.cu
+check topk topk.cu
+check select select.cu
+check combine combine.cu
+
+for name in "${wanted[@]}"; do
+    if [[ " ${passed[*]} ${failed[*]} " != *" $name "* ]]; then
+        echo "no check named '$name'" >&2
+        exit 2
+    fi
+done
+echo "== passed: ${passed[*]:-none}"
+if ((${#failed[@]})); then
+    echo "== FAILED: ${failed[*]}"
+    exit 1
+fi
