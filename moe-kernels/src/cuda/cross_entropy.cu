@@ -4,7 +4,7 @@
 // softmax from it, so no [rows, v] probability buffer is kept.
 
 // One block per row (launch::rows(rows, v)):
-// lse[r] = logsumexp(logits[r]); loss_row[r] = lse[r] - logits[r, target]
+// lse[r] = logsumexp(logits[r]); loss_row[r] = (max - logits[r, target]) + log s
 // for a valid target, 0 for an ignored one. A target that is neither in
 // [0, v) nor ignore_index sets bad[0] = 1 and bad[1] = that target (one of
 // them if several; checked by the host) and gives 0.
@@ -19,7 +19,7 @@ extern "C" __global__ void ce_fwd_rows_f32(int rows, int v, long long ignore, co
         for (int c = threadIdx.x; c < v; c += blockDim.x) s += expf(xr[c] - m);
         s = block_reduce_sum(s);
         if (threadIdx.x == 0) {
-            float l = m + logf(s);
+            float ls = logf(s), l = m + ls;
             lse[r] = l;
             long long tg = targets[r];
             float loss = 0.0f;
@@ -29,7 +29,9 @@ extern "C" __global__ void ce_fwd_rows_f32(int rows, int v, long long ignore, co
                 bad[0] = 1;
                 bad[1] = tg;
             } else {
-                loss = l - xr[tg];
+                // (m - x_t) + log s, not lse - x_t: exact when x_t is the
+                // max (as the CPU and torch), even for large logits.
+                loss = (m - xr[tg]) + ls;
             }
             loss_row[r] = loss;
         }

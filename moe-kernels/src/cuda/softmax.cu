@@ -14,8 +14,11 @@ extern "C" __global__ void softmax_fwd_f32(int rows, int cols, int log_, const f
         for (int c = threadIdx.x; c < cols; c += blockDim.x) s += expf(xr[c] - m);
         s = block_reduce_sum(s);
         if (log_) {
-            float lse = m + logf(s);
-            for (int c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = xr[c] - lse;
+            // (x - m) - log s, in this order: exact for the max entry (as the
+            // CPU and torch); x - (m + log s) loses small log-probabilities of
+            // large logits.
+            float ls = logf(s);
+            for (int c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = (xr[c] - m) - ls;
         } else {
             float inv = 1.0f / s;
             for (int c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = expf(xr[c] - m) * inv;
