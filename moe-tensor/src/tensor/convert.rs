@@ -98,7 +98,8 @@ impl Tensor {
         crate::cuda_backend::to_device(self, device)
     }
 
-    /// Converts the element type (through f64, so f32 → f64 → f32 is exact).
+    /// Converts the element type (through f64, so f32 → f64 → f32 is exact;
+    /// f32 → bf16/f16 rounds once, to nearest even).
     /// Differentiable between float types; rounds toward zero into integer types.
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
@@ -116,6 +117,14 @@ impl Tensor {
         let s = {
             let guard = self.read_storage();
             match guard.cpu("to_dtype")? {
+                // Rounded once, to nearest even, as the CUDA kernel and torch:
+                // half's f64 → bf16 path does not round every f32 that way.
+                CpuStorage::F32(v) if dtype == DType::BF16 => {
+                    CpuStorage::BF16(elementwise::unary(v, self.strided(), half::bf16::from_f32))
+                }
+                CpuStorage::F32(v) if dtype == DType::F16 => {
+                    CpuStorage::F16(elementwise::unary(v, self.strided(), half::f16::from_f32))
+                }
                 CpuStorage::U8(v) => convert_all(v, self, dtype),
                 CpuStorage::I64(v) => convert_all(v, self, dtype),
                 CpuStorage::F16(v) => convert_all(v, self, dtype),
@@ -134,5 +143,36 @@ impl Tensor {
         } else {
             Ok(Tensor::from_cpu_no_grad(s, shape))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, Device, Tensor};
+    use half::bf16;
+
+    #[test]
+    fn f32_to_bf16_rounds_once_to_nearest_even() {
+        // (f32 bits, bf16 bits), by hand: the low 16 bits above, at and below
+        // half an ulp; ties go to the even neighbour.
+        let cases = [
+            (0x3F80_8001u32, 0x3F81u16), // above half: up (a double rounding gave 0x3F80)
+            (0x3F80_8000, 0x3F80),       // tie, even below
+            (0x3F81_8000, 0x3F82),       // tie, even above
+            (0x3F80_7FFF, 0x3F80),       // below half: down
+            (0xBF80_8001, 0xBF81),       // negative: by magnitude
+        ];
+        let x: Vec<f32> = cases.iter().map(|&(b, _)| f32::from_bits(b)).collect();
+        let t = Tensor::from_vec(x, cases.len(), &Device::Cpu).unwrap();
+        let got: Vec<u16> = t
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_vec::<bf16>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        let want: Vec<u16> = cases.iter().map(|&(_, b)| b).collect();
+        assert_eq!(got, want);
     }
 }
