@@ -28,6 +28,7 @@ pub mod init;
 mod layout;
 mod params;
 pub mod precision;
+pub mod profile;
 pub mod safetensors;
 mod shape;
 pub mod storage;

@@ -108,7 +108,7 @@ impl Tensor {
                     msg: "the graph was already freed by an earlier backward through this tensor".into(),
                 });
             };
-            let input_grads = op.backward(&g)?;
+            let input_grads = crate::profile::time_backward(op.name(), || op.backward(&g))?;
             let inputs = op.inputs();
             if input_grads.len() != inputs.len() {
                 return Err(Error::Autograd {

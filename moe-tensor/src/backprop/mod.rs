@@ -29,6 +29,7 @@ pub trait BackwardOp: Send + Sync {
 
 /// Keeps `op` for backward only when grad mode is on and some input requires grad.
 pub(crate) fn record(op: impl BackwardOp + 'static) -> Option<Arc<dyn BackwardOp>> {
+    crate::profile::op_recorded(op.name());
     if is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad()) {
         Some(Arc::new(op))
     } else {

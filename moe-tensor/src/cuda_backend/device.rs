@@ -56,6 +56,15 @@ fn registry() -> &'static Mutex<HashMap<usize, Arc<CudaDev>>> {
     DEVICES.get_or_init(Default::default)
 }
 
+/// Waits until every started device has finished the work queued on it.
+pub(crate) fn synchronize_all() -> Result<()> {
+    let devices: Vec<Arc<CudaDev>> = lock(registry()).values().cloned().collect();
+    for d in devices {
+        d.stream.synchronize().map_err(cuda_err("synchronize"))?;
+    }
+    Ok(())
+}
+
 impl CudaDev {
     /// The started device `ordinal`, starting it on first use. A failed start
     /// is not remembered (the next call tries again).

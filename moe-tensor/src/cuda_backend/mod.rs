@@ -56,7 +56,7 @@ pub(crate) use autograd::{cross_entropy_op, embedding_op, to_device, topk_op};
 #[cfg(feature = "cuda")]
 pub(crate) use combine::{expert_combine, expert_combine_backward};
 #[cfg(feature = "cuda")]
-pub(crate) use device::check_device;
+pub(crate) use device::{check_device, synchronize_all};
 #[cfg(feature = "cuda")]
 pub use device::{device_info, pool_stats};
 #[cfg(feature = "cuda")]
