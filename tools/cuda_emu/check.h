@@ -57,6 +57,10 @@ inline void run(std::optional<Launch1d> l, const std::function<void()>& kernel) 
     emu_launch(EmuDim{grid, 1, 1}, EmuDim{l->block, 1, 1}, 0, kernel);
 }
 
+// Whether, in the capped pass, launch l would run exactly as in the first
+// pass (it has no more blocks than the cap): checks may skip such a case.
+inline bool unchanged_by_cap(std::optional<Launch1d> l) { return grid_cap && (!l || l->grid <= grid_cap); }
+
 // ---- strided views ----
 
 // A view of a buffer: logical element (i0, i1, ..) at offset + sum ik * strides[k].
@@ -150,6 +154,48 @@ inline Strided strided_arg(const View& v) {
     }
     s.rank = r;
     return s;
+}
+
+// A shape seen around dim k, as Shape::outer_dim_inner splits it: logical
+// element (o, d, i) is row-major index (o * dim + d) * inner + i.
+struct OuterDimInner {
+    long long outer, dim, inner;
+};
+inline OuterDimInner outer_dim_inner(const std::vector<long long>& dims, size_t k) {
+    OuterDimInner s{1, dims[k], 1};
+    for (size_t j = 0; j < k; ++j) s.outer *= dims[j];
+    for (size_t j = k + 1; j < dims.size(); ++j) s.inner *= dims[j];
+    return s;
+}
+
+// Views of logical shape `dims` for kernels that read along dim k in place
+// (the dim's stride passed apart): contiguous; every dim reversed in storage
+// (a transpose); the first dim stored last (another permutation, rank >= 3);
+// each dim narrowed inside a larger buffer with an offset; broadcast
+// (stride 0) along k; broadcast along another dim when there is one.
+inline std::vector<View> views_along(const std::vector<long long>& dims, size_t k) {
+    const size_t r = dims.size();
+    std::vector<long long> reversed(dims.rbegin(), dims.rend()), padded = dims;
+    std::vector<int> back(r);
+    for (size_t j = 0; j < r; ++j) back[j] = (int)(r - 1 - j);
+    for (auto& d : padded) d += 2;
+    View narrowed = contiguous(padded, 5);
+    for (size_t j = 0; j < r; ++j) narrowed = narrow(narrowed, (int)j, 1, dims[j]);
+    const auto broadcast_along = [&](size_t j) {
+        std::vector<long long> one = dims;
+        one[j] = 1;
+        return broadcast_as(contiguous(one, 2), dims);
+    };
+    std::vector<View> views{contiguous(dims), permute(contiguous(reversed), back), narrowed, broadcast_along(k)};
+    if (r > 1) views.push_back(broadcast_along((k + 1) % r));
+    if (r >= 3) {
+        std::vector<long long> first_last(dims.begin() + 1, dims.end());
+        first_last.push_back(dims[0]);
+        std::vector<int> perm{(int)r - 1};
+        for (size_t j = 0; j + 1 < r; ++j) perm.push_back((int)j);
+        views.push_back(permute(contiguous(first_last), perm));
+    }
+    return views;
 }
 
 inline std::string describe(const View& v) {

@@ -49,6 +49,7 @@ check cross_entropy cross_entropy.cu
 check embedding embedding.cu
 check topk topk.cu
 check select select.cu
+check scan scan.cu
 check combine combine.cu
 
 for name in "${wanted[@]}"; do
