@@ -293,9 +293,22 @@ impl Decoder {
 
     /// The training loss on `ids [B, T]`: mean cross-entropy of predicting
     /// token t+1 from tokens ..=t (HF's causal-LM loss with labels = ids), plus
-    /// the weighted router losses of an MoE model.
+    /// the weighted router losses of an MoE model. The targets are built on
+    /// the host from the ids (read back when they live on a device); a caller
+    /// that has the ids on the host gives [`next_token_targets`] to
+    /// [`Decoder::loss_with_targets`] instead.
     pub fn loss(&self, ids: &Tensor) -> Result<LossOutput> {
-        let forward = self.forward(ids)?;
+        self.check_batch(ids)?;
+        let (b, t) = (ids.dims()[0], ids.dims()[1]);
+        let host_ids = ids.to_device(&Device::Cpu)?.to_vec::<i64>()?;
+        let targets = Tensor::from_vec(next_token_targets(&host_ids, t), (b, t), &ids.device())?;
+        self.loss_with_targets(ids, &targets)
+    }
+
+    /// [`Decoder::loss`] with its targets given: `targets [B, T]` (on the ids'
+    /// device) must be [`next_token_targets`] of the ids.
+    pub fn loss_with_targets(&self, ids: &Tensor, targets: &Tensor) -> Result<LossOutput> {
+        self.check_batch(ids)?;
         let (b, t, v) = (ids.dims()[0], ids.dims()[1], self.cfg.vocab_size);
         if t < 2 {
             return Err(Error::BadInput {
@@ -303,24 +316,20 @@ impl Decoder {
                 msg: format!("the loss needs sequences of at least 2 tokens, got {t}"),
             });
         }
+        if targets.dims() != [b, t] {
+            return Err(Error::BadInput {
+                what: "targets",
+                msg: format!("expected [{b}, {t}] like the ids, got {:?}", targets.dims()),
+            });
+        }
+        let forward = self.forward(ids)?;
         // Fused cross-entropy over all [B, T] rows with targets = ids shifted
         // left and the last position ignored: the mean over the B·(T − 1)
         // predicted tokens, without copying the logits.
-        let ids_v = ids.to_vec::<i64>()?;
-        let targets: Vec<i64> = (0..b * t)
-            .map(|i| {
-                if i % t + 1 < t {
-                    ids_v[i + 1]
-                } else {
-                    DEFAULT_IGNORE_INDEX
-                }
-            })
-            .collect();
-        let targets = Tensor::from_vec(targets, (b, t), &ids.device())?;
         debug_assert_eq!(forward.logits.dims(), [b, t, v]);
         let ce = forward
             .logits
-            .cross_entropy(&targets, DEFAULT_IGNORE_INDEX, Reduction::Mean)?;
+            .cross_entropy(targets, DEFAULT_IGNORE_INDEX, Reduction::Mean)?;
         let mut total = ce.clone();
         let (mut aux, mut z) = (None, None);
         if let Some(m) = &self.cfg.moe {
@@ -345,6 +354,20 @@ impl Decoder {
     }
 }
 
+/// The targets of the next-token loss for row-major `ids [B, T]` (`t` = T):
+/// each row shifted left by one, its last position [`DEFAULT_IGNORE_INDEX`].
+pub fn next_token_targets(ids: &[i64], t: usize) -> Vec<i64> {
+    (0..ids.len())
+        .map(|i| {
+            if i % t + 1 < t {
+                ids[i + 1]
+            } else {
+                DEFAULT_IGNORE_INDEX
+            }
+        })
+        .collect()
+}
+
 /// A dense gated FFN from `{prefix}.{gate,up,down}_proj.weight`.
 pub(crate) fn mlp_from(params: &Params, prefix: &str, cfg: &ModelConfig) -> Result<Mlp> {
     let get = |n: &str| {
@@ -362,4 +385,39 @@ pub(crate) fn mlp_from(params: &Params, prefix: &str, cfg: &ModelConfig) -> Resu
         down_proj: get("down_proj")?,
         act: cfg.activation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_each_row_shifted_left_with_the_last_ignored() {
+        let ignore = DEFAULT_IGNORE_INDEX;
+        assert_eq!(
+            next_token_targets(&[1, 2, 3, 4, 5, 6], 3),
+            vec![2, 3, ignore, 5, 6, ignore]
+        );
+        assert_eq!(next_token_targets(&[7, 8], 1), vec![ignore, ignore]);
+    }
+
+    #[test]
+    fn loss_with_given_targets_is_the_loss() {
+        let cfg = crate::presets::preset("debug-switch").unwrap();
+        let model = Decoder::new(&cfg, &mut Rng::seed(2), &Device::Cpu).unwrap();
+        let host: Vec<i64> = (0..2 * 9).map(|i| (i * 7 % 50) as i64).collect();
+        let ids = Tensor::from_vec(host.clone(), (2, 9), &Device::Cpu).unwrap();
+        let targets = Tensor::from_vec(next_token_targets(&host, 9), (2, 9), &Device::Cpu).unwrap();
+        let a = model.loss(&ids).unwrap().total.to_vec::<f32>().unwrap();
+        let b = model
+            .loss_with_targets(&ids, &targets)
+            .unwrap()
+            .total
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(a, b);
+        let short = Tensor::from_vec(vec![0i64; 9], (1, 9), &Device::Cpu).unwrap();
+        let e = model.loss_with_targets(&ids, &short).unwrap_err();
+        assert!(e.to_string().contains("targets"), "{e}");
+    }
 }

@@ -24,7 +24,7 @@ pub mod presets;
 pub mod upcycle;
 
 pub use config::{ModelConfig, MoeConfig, ParamCount};
-pub use decoder::{Decoder, ForwardOutput, KvCache, LossOutput};
+pub use decoder::{next_token_targets, Decoder, ForwardOutput, KvCache, LossOutput};
 pub use error::{Error, Result};
 pub use generate::{generate, Sampling};
 pub use hf::{load_model_dir, save_model_dir};

@@ -14,7 +14,8 @@
 //!
 //! Layout of the crate: `shape`/`layout` describe views, `storage` is the only
 //! place that matches on devices, `tensor/` holds the ops by family (forward and
-//! backward together), `backprop/` the graph walk, `testing` the finite-difference
+//! backward together), `backprop/` the graph walk, `optim` the optimiser's in-place
+//! update and gradient norm on any device, `testing` the finite-difference
 //! gradient checker every op is tested with.
 
 pub mod backprop;
@@ -26,6 +27,7 @@ mod error;
 mod host_alloc;
 pub mod init;
 mod layout;
+pub mod optim;
 mod params;
 pub mod precision;
 pub mod profile;
@@ -36,7 +38,7 @@ mod tensor;
 pub mod testing;
 
 pub use backprop::{is_grad_enabled, no_grad, BackwardOp, NoGradGuard};
-pub use device::Device;
+pub use device::{Device, ParseDeviceError};
 pub use dtype::{DType, WithDType};
 pub use error::{Error, Result};
 pub use layout::Layout;

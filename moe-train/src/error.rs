@@ -38,6 +38,11 @@ pub enum TrainError {
     #[error(transparent)]
     Eval(#[from] moe_eval::EvalError),
 
+    /// The run asks for a device this build or machine cannot use (a CUDA
+    /// device without the `cuda` feature, the driver or the GPU); `reason` says which.
+    #[error("device {device} is not available: {reason}; train on `--device cpu` (`device = \"cpu\"`) or on a machine with that GPU and a build with the `cuda` feature")]
+    DeviceUnavailable { device: moe_tensor::Device, reason: String },
+
     /// The loss or gradient norm became NaN or infinite.
     #[error("step {step}: {what} is {value} (not finite); stopping. The newest checkpoint is the last good state; set `train.on_nan = \"skip\"` to skip such batches")]
     NonFinite { step: u64, what: &'static str, value: f64 },

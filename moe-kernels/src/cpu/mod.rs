@@ -7,6 +7,7 @@ pub mod gated;
 pub mod gemm;
 pub mod grouped_gemm;
 pub mod index;
+pub mod optim;
 pub mod reduce;
 pub mod rms_norm;
 pub mod rope;

@@ -81,6 +81,26 @@ pub fn single_block(n: usize) -> Launch1d {
     }
 }
 
+/// Elements per partial sum of optim.cu's sum of squares: each chunk is one
+/// block's f64 sum, so a gradient of n elements leaves `chunks(n)` partials.
+pub const SUM_SQ_CHUNK: usize = 1 << 16;
+
+/// Chunks of [`SUM_SQ_CHUNK`] elements (the last one partial) covering `n`.
+pub fn chunks(n: usize) -> usize {
+    n.div_ceil(SUM_SQ_CHUNK)
+}
+
+/// One block of [`ELEMENTWISE_BLOCK`] threads per chunk of `n` elements
+/// (chunks past [`MAX_ELEMENTWISE_GRID`] looped over), or `None` for `n = 0`.
+/// The block size is fixed: it sets the order of each chunk's additions.
+pub fn per_chunk(n: usize) -> Option<Launch1d> {
+    let c = chunks(n);
+    (c > 0).then(|| Launch1d {
+        grid: c.min(MAX_ELEMENTWISE_GRID as usize) as u32,
+        block: ELEMENTWISE_BLOCK,
+    })
+}
+
 /// `n` as a kernel `int` argument, or `None` when it exceeds `i32::MAX`.
 pub fn as_int(n: usize) -> Option<i32> {
     i32::try_from(n).ok()
@@ -145,6 +165,16 @@ mod tests {
         assert_eq!(single_block(0).block, 32);
         assert_eq!(single_block(100).block, 128);
         assert_eq!(single_block(1 << 30).block, MAX_BLOCK);
+    }
+
+    #[test]
+    fn sum_of_squares_chunks_cover_every_element_once() {
+        assert_eq!((chunks(0), per_chunk(0)), (0, None));
+        assert_eq!(chunks(1), 1);
+        assert_eq!(chunks(SUM_SQ_CHUNK), 1);
+        assert_eq!(chunks(SUM_SQ_CHUNK + 1), 2);
+        assert_eq!(per_chunk(SUM_SQ_CHUNK + 1), Some(Launch1d { grid: 2, block: 256 }));
+        assert_eq!(per_chunk(usize::MAX).unwrap().grid, MAX_ELEMENTWISE_GRID);
     }
 
     #[test]

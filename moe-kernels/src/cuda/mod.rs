@@ -221,6 +221,19 @@ pub const ATTENTION: KernelSource = KernelSource {
     ],
 };
 
+/// The optimiser step: AdamW's in-place update (the CPU's arithmetic, bit
+/// for bit) and the deterministic f64 sum of squares of global-norm clipping.
+pub const OPTIM: KernelSource = KernelSource {
+    name: "optim",
+    source: include_str!("optim.cu"),
+    functions: &[
+        "adamw_f32",
+        "sum_sq_chunks_f32",
+        "sum_sq_chunks_f64",
+        "sum_partials_f64",
+    ],
+};
+
 /// Every kernel source, for the module cache and the tests.
 pub const ALL: &[KernelSource] = &[
     STRIDED,
@@ -236,6 +249,7 @@ pub const ALL: &[KernelSource] = &[
     SELECT,
     COMBINE,
     ATTENTION,
+    OPTIM,
 ];
 
 #[cfg(test)]

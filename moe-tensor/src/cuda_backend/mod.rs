@@ -13,7 +13,7 @@
 //! uploads and downloads), `launch.rs` (launch helpers), and one file per op
 //! family (`layout.rs`, `elementwise.rs`, `gated.rs`, `reduce.rs`, `scan.rs`,
 //! `gemm.rs`, `grouped.rs`, `fused.rs`, `attention.rs`, `index.rs`,
-//! `select.rs`, `combine.rs`),
+//! `select.rs`, `combine.rs`, `optim.rs`),
 //! and `autograd.rs` for ops recorded with CUDA-only backward state.
 
 #[cfg(feature = "cuda")]
@@ -42,6 +42,8 @@ mod launch;
 mod layout;
 #[cfg(feature = "cuda")]
 mod memory;
+#[cfg(feature = "cuda")]
+mod optim;
 #[cfg(feature = "cuda")]
 mod reduce;
 #[cfg(feature = "cuda")]
@@ -75,6 +77,8 @@ pub(crate) use layout::{cat, contiguous, pad_narrowed, to_dtype, where_cond};
 pub use memory::CudaStorage;
 #[cfg(feature = "cuda")]
 pub(crate) use memory::{assign, download, upload};
+#[cfg(feature = "cuda")]
+pub(crate) use optim::{adamw_update, sum_of_squares};
 #[cfg(feature = "cuda")]
 pub(crate) use reduce::{max_dim, sum_dims};
 #[cfg(feature = "cuda")]

@@ -1,7 +1,7 @@
 //! `moe eval`: validation loss (and routing metrics) of a checkpoint, or the
 //! routing change between two checkpoints, written as JSON.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use moe_eval::eval::{compare_checkpoints, evaluate_checkpoint, EvalOptions};
@@ -59,18 +59,10 @@ pub struct EvalArgs {
     pub device: String,
 }
 
-/// Parses `cpu`, `cuda` or `cuda:N`.
+/// Parses `cpu`, `cuda` or `cuda:N` (and `gpu`, as `cuda`).
 pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => Ok(Device::Cuda(0)),
-        _ => match s.strip_prefix("cuda:") {
-            Some(n) => Ok(Device::Cuda(
-                n.parse().with_context(|| format!("--device {s}: bad ordinal"))?,
-            )),
-            None => bail!("--device {s}: expected cpu, cuda or cuda:N"),
-        },
-    }
+    let name = if s == "gpu" { "cuda" } else { s };
+    name.parse().with_context(|| format!("--device {s}"))
 }
 
 fn progress_bar() -> ProgressBar {

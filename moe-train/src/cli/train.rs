@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use moe_tensor::Device;
 use moe_train::config::InitConfig;
 use moe_train::{Event, RunConfig, Trainer};
 use std::io::IsTerminal;
@@ -29,6 +30,11 @@ pub struct TrainArgs {
     /// With --init-from: start AdamW's moments from zero (the default).
     #[arg(long)]
     pub reset_optimizer: bool,
+    /// Train on this device: cpu, cuda or cuda:N (overrides the config's
+    /// `device`; a resumed run may change device). A device this build or
+    /// machine cannot use is an error before any work.
+    #[arg(long, value_name = "cpu|cuda|cuda:N")]
+    pub device: Option<Device>,
     /// Validate the config, print it resolved, and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -50,6 +56,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 from: from.clone(),
                 keep_optimizer: false,
             });
+        }
+        if let Some(d) = args.device {
+            c.device = d;
         }
         if let Some(init) = c.init.as_mut() {
             if args.keep_optimizer {
@@ -76,7 +85,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let mut trainer = Trainer::start(cfg, &out, args.resume)?;
+    let mut trainer = Trainer::start_on(cfg, &out, args.resume, args.device)?;
     let total = trainer.config().total_steps();
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let bar = if show_bar {

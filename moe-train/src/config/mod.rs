@@ -17,6 +17,7 @@ pub use sections::{CheckpointConfig, DataConfig, EvalConfig, InitConfig, ModelSp
 
 use crate::optim::AdamWConfig;
 use crate::schedule::ScheduleConfig;
+use moe_tensor::Device;
 use serde::{Deserialize, Serialize};
 
 /// Everything `moe train` needs to know about a run.
@@ -29,6 +30,11 @@ pub struct RunConfig {
     /// Seeds model initialisation and the data order.
     #[serde(default)]
     pub seed: u64,
+    /// Where the model, its gradients and the optimiser state live: `"cpu"`
+    /// (default), `"cuda"` or `"cuda:N"`. Not part of the run's identity: a
+    /// run may be resumed on another device (`moe train --resume --device`).
+    #[serde(default)]
+    pub device: Device,
     /// The model: a preset name or an inline config (a CPT run may leave it out).
     #[serde(default)]
     pub model: ModelSpec,
@@ -69,6 +75,14 @@ impl RunConfig {
             (None, Some(t)) => t.div_ceil(self.tokens_per_step().max(1)),
             (None, None) => 0,
         }
+    }
+
+    /// Whether `other` describes the same run: equal in everything but the
+    /// device it trains on.
+    pub fn same_run(&self, other: &RunConfig) -> bool {
+        let mut other = other.clone();
+        other.device = self.device;
+        *self == other
     }
 
     /// The resolved config as TOML (what `config.toml` of a run holds).

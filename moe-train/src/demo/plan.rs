@@ -101,6 +101,7 @@ fn base_config(
     RunConfig {
         name: name.to_string(),
         seed,
+        device: moe_tensor::Device::Cpu,
         model: ModelSpec::default(),
         data: DataConfig {
             dir: data.to_path_buf(),

@@ -6,6 +6,7 @@ use super::state::{TrainerState, TRAINER_STATE_FILE};
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
 use moe_model::Decoder;
+use moe_tensor::{Device, Params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,33 @@ fn fsync_path(path: &Path) -> Result<()> {
         .map_err(|e| TrainError::io(path, e))
 }
 
+/// The model with every parameter copied to the host (an explicit read back
+/// from the device), for writing: the same files a CPU run with the same
+/// values writes.
+fn host_copy(model: &Decoder) -> Result<Decoder> {
+    let mut params = Params::new();
+    for (name, t) in model.params().iter() {
+        params.insert(name, &t.detach().to_device(&Device::Cpu)?)?;
+    }
+    Ok(Decoder::from_params(model.config(), params)?)
+}
+
+/// Writes the model folder files and `optimizer.safetensors` into `dir`, from
+/// host copies when the model and its optimiser state live on a device.
+fn write_weights(dir: &Path, model: &Decoder, optimizer: &AdamW) -> Result<()> {
+    let on_device = model.params().iter().any(|(_, t)| !t.device().is_cpu());
+    let host = if on_device { Some(host_copy(model)?) } else { None };
+    moe_model::save_model_dir(host.as_ref().unwrap_or(model), dir)?;
+    // The state dict is host copies of the moments wherever they live.
+    let state = optimizer.state_dict()?;
+    moe_tensor::safetensors::save(
+        dir.join(OPTIMIZER_FILE),
+        state.iter().map(|(n, t)| (n.as_str(), t)),
+        None,
+    )?;
+    Ok(())
+}
+
 /// Writes a checkpoint of `model`, `optimizer` and `state` under
 /// `run/checkpoints/step-…`, with a copy of `tokenizer` (a tokenizer.json).
 pub fn save_checkpoint(
@@ -50,11 +78,9 @@ pub fn save_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    moe_model::save_model_dir(model, &tmp)?;
+    write_weights(&tmp, model, optimizer)?;
     let tok = tmp.join(TOKENIZER_FILE);
     std::fs::copy(tokenizer, &tok).map_err(|e| TrainError::io(tokenizer, e))?;
-    let opt = tmp.join(OPTIMIZER_FILE);
-    moe_tensor::safetensors::save(&opt, optimizer.state_dict()?.iter().map(|(n, t)| (n.as_str(), t)), None)?;
     let st = tmp.join(TRAINER_STATE_FILE);
     let json = serde_json::to_string_pretty(state).map_err(|e| TrainError::checkpoint(&st, e.to_string()))?;
     std::fs::write(&st, json).map_err(|e| TrainError::io(&st, e))?;
@@ -149,6 +175,45 @@ mod tests {
             latest_checkpoint(run.path()).unwrap().unwrap().file_name().unwrap(),
             "step-00000050"
         );
+    }
+
+    /// A model and optimiser on a GPU write the bytes their CPU twins write.
+    #[test]
+    fn device_weights_are_written_as_the_cpu_writes_them() {
+        use crate::optim::AdamWConfig;
+        use moe_tensor::init::Rng;
+        let Some(dev) =
+            moe_tensor::device_check::accelerators_or_skip("device_weights_are_written_as_the_cpu_writes_them").pop()
+        else {
+            return;
+        };
+        let cfg = moe_model::presets::preset("debug-dense").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for (device, sub) in [(Device::Cpu, "cpu"), (dev, "gpu")] {
+            // The initialisation draws on the host: the same values on both.
+            let model = Decoder::new(&cfg, &mut Rng::seed(1), &device).unwrap();
+            let mut opt = AdamW::new(model.params(), AdamWConfig::default()).unwrap();
+            for (_, p) in model.params().iter() {
+                p.set_grad(Some(p.detach().mul_scalar(0.5).unwrap()));
+            }
+            opt.step(1e-3).unwrap();
+            let dir = tmp.path().join(sub);
+            std::fs::create_dir_all(&dir).unwrap();
+            write_weights(&dir, &model, &opt).unwrap();
+            let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+            names.sort();
+            files.push(names);
+        }
+        assert_eq!(files[0].len(), files[1].len());
+        for (c, g) in files[0].iter().zip(&files[1]) {
+            assert_eq!(c.file_name(), g.file_name());
+            assert!(
+                std::fs::read(c).unwrap() == std::fs::read(g).unwrap(),
+                "{} differs",
+                g.display()
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod step;
 pub use checkpoint::{latest_checkpoint, list_checkpoints, step_dir_name, CHECKPOINTS, OPTIMIZER_FILE};
 pub use flops::training_flops_per_token;
 pub use metrics::{read_records, LayerLoad, MetricsLog, Record, TrainRecord, ValRecord, METRICS_FILE};
+pub use setup::check_device;
 pub use state::{RunInfo, TrainerState, TRAINER_STATE_FILE};
 
 use crate::config::RunConfig;

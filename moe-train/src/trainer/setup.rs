@@ -18,6 +18,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Succeeds when tensors can be made on `device` here (starting the GPU);
+/// otherwise a one-line [`TrainError::DeviceUnavailable`] with moe-tensor's
+/// reason (no `cuda` feature in this build, no driver, no such GPU).
+pub fn check_device(device: &Device) -> Result<()> {
+    device.ensure_available().map_err(|e| TrainError::DeviceUnavailable {
+        device: *device,
+        reason: match e {
+            moe_tensor::Error::DeviceUnavailable { msg, .. } => msg,
+            other => other.to_string(),
+        },
+    })
+}
+
 /// The selection biases of the aux-loss-free routers, in layer order.
 pub(super) fn expert_biases(model: &Decoder) -> Vec<Vec<f32>> {
     model
@@ -170,11 +183,26 @@ impl Trainer {
     /// Starts the run of `cfg` in `out`, or with `resume` continues the run in
     /// `out` from its newest complete checkpoint (using the config saved
     /// there; a given `cfg` must agree with it). Starting over a folder that
-    /// already holds checkpoints without `resume` is refused.
+    /// already holds checkpoints without `resume` is refused. The run trains
+    /// on its config's `device` (a given config's when resuming).
     pub fn start(cfg: Option<RunConfig>, out: &Path, resume: bool) -> Result<Self> {
+        Self::start_on(cfg, out, resume, None)
+    }
+
+    /// [`Trainer::start`] on `device` when given (`moe train --device`),
+    /// whatever the config says. A device this build or machine cannot use
+    /// is a [`TrainError::DeviceUnavailable`] before any work.
+    pub fn start_on(cfg: Option<RunConfig>, out: &Path, resume: bool, device: Option<Device>) -> Result<Self> {
+        let on_device = |mut c: RunConfig| {
+            if let Some(d) = device {
+                c.device = d;
+            }
+            c
+        };
+        let cfg = cfg.map(on_device);
         let newest = latest_checkpoint(out)?;
         match (resume, newest) {
-            (true, Some(ckpt)) => Self::resume(cfg, out, &ckpt),
+            (true, Some(ckpt)) => Self::resume(cfg, out, &ckpt, device),
             (false, Some(ckpt)) => Err(TrainError::checkpoint(
                 ckpt,
                 format!(
@@ -185,7 +213,7 @@ impl Trainer {
             (_, None) => {
                 let cfg = match cfg {
                     Some(c) => c,
-                    None if out.join(CONFIG_FILE).exists() => RunConfig::load(&out.join(CONFIG_FILE))?,
+                    None if out.join(CONFIG_FILE).exists() => on_device(RunConfig::load(&out.join(CONFIG_FILE))?),
                     None => {
                         return Err(TrainError::checkpoint(
                             out,
@@ -200,8 +228,9 @@ impl Trainer {
 
     fn fresh(cfg: RunConfig, out: &Path) -> Result<Self> {
         cfg.validate()?;
+        check_device(&cfg.device)?;
         std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-        let dev = Device::Cpu;
+        let dev = cfg.device;
         let mut rng = Rng::seed(cfg.seed);
         let (model, dataset, cfg, init_state) = match cfg.init.clone() {
             Some(init) => {
@@ -232,7 +261,8 @@ impl Trainer {
                         "has no optimizer.safetensors; set init.keep_optimizer = false (or --reset-optimizer)",
                     ));
                 }
-                optimizer.load_state_dict(&moe_tensor::safetensors::load(&path, &dev)?)?;
+                // Read on the host; load_state_dict copies the moments to the model's device.
+                optimizer.load_state_dict(&moe_tensor::safetensors::load(&path, &Device::Cpu)?)?;
             }
         }
         let mixture = Mixture::new(cfg.data.mixture.clone())?;
@@ -255,10 +285,16 @@ impl Trainer {
         Self::assemble(cfg, out, dataset, model, optimizer, sampler, log, rng, None)
     }
 
-    fn resume(given: Option<RunConfig>, out: &Path, ckpt: &Path) -> Result<Self> {
+    fn resume(given: Option<RunConfig>, out: &Path, ckpt: &Path, device: Option<Device>) -> Result<Self> {
         let state = TrainerState::load(ckpt)?;
-        let cfg = state.config.clone();
-        let dev = Device::Cpu;
+        let mut cfg = state.config.clone();
+        // Where this process trains is not part of the run: a given config's
+        // device (with --device applied) or --device wins over the saved one.
+        if let Some(d) = given.as_ref().map(|g| g.device).or(device) {
+            cfg.device = d;
+        }
+        check_device(&cfg.device)?;
+        let dev = cfg.device;
         let dataset = open_dataset(&cfg, folder_tokenizer_hash(ckpt)?.as_ref())?;
         let model = moe_model::load_model_dir(ckpt, &dev)?;
         if Some(model.config()) != cfg.model.config.as_ref() {
@@ -267,7 +303,7 @@ impl Trainer {
         if let Some(given) = given {
             // A CPT run's config names no model: it resolves to the checkpoint's.
             let given = resolve(given, &dataset, cfg.init.as_ref().map(|_| &model))?;
-            if given != cfg {
+            if !given.same_run(&cfg) {
                 return Err(TrainError::config(
                     "config",
                     format!(
@@ -280,7 +316,7 @@ impl Trainer {
         }
         restore_expert_biases(&model, &state.expert_bias, ckpt)?;
         let mut optimizer = AdamW::new(model.params(), cfg.optimizer.clone())?;
-        optimizer.load_state_dict(&moe_tensor::safetensors::load(ckpt.join(OPTIMIZER_FILE), &dev)?)?;
+        optimizer.load_state_dict(&moe_tensor::safetensors::load(ckpt.join(OPTIMIZER_FILE), &Device::Cpu)?)?;
         let sampler = Sampler::from_state(dataset.clone(), &state.sampler)?;
         let log = MetricsLog::resume(out, state.step)?;
         let rng = Rng::from_state(state.rng);

@@ -1,6 +1,12 @@
 //! One optimiser step: accumulate the gradients of `grad_accum` micro-batches
 //! (each loss scaled by 1/grad_accum, so the sum is the gradient of the mean),
 //! clip, update with the schedule's learning rate, and measure.
+//!
+//! On a GPU the token ids and their targets go up once per micro-batch, and
+//! the step itself reads back only what it reports: the losses (a few
+//! scalars per micro-batch) and the global gradient norm (once per step, for
+//! clipping). Routing statistics are host data already: the router reads its
+//! top-k ids back to plan the dispatch.
 
 use super::metrics::{LayerLoad, TrainRecord};
 use super::Trainer;
@@ -9,6 +15,7 @@ use crate::error::{Result, TrainError};
 use crate::optim::clip_grad_norm;
 use moe_data::Batch;
 use moe_model::decoder::Ffn;
+use moe_model::next_token_targets;
 use moe_tensor::{Device, Tensor};
 use std::time::Instant;
 
@@ -22,17 +29,23 @@ struct StepSums {
     layers: Vec<LayerLoad>,
 }
 
+/// The value of a one-element tensor, copied to the host first (a read that
+/// waits for the device when the tensor lives on one).
+fn read_scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_device(&Device::Cpu)?.to_scalar_f64()?)
+}
+
 fn add_opt(acc: &mut Option<f64>, v: Option<&Tensor>) -> Result<()> {
     if let Some(t) = v {
-        *acc = Some(acc.unwrap_or(0.0) + t.to_scalar_f64()?);
+        *acc = Some(acc.unwrap_or(0.0) + read_scalar(t)?);
     }
     Ok(())
 }
 
 impl StepSums {
     fn add(&mut self, out: &moe_model::LossOutput) -> Result<()> {
-        self.loss += out.total.to_scalar_f64()?;
-        self.lm += out.ce.to_scalar_f64()?;
+        self.loss += read_scalar(&out.total)?;
+        self.lm += read_scalar(&out.ce)?;
         add_opt(&mut self.aux, out.aux.as_ref())?;
         add_opt(&mut self.z, out.z.as_ref())?;
         if self.layers.is_empty() {
@@ -95,8 +108,13 @@ impl Trainer {
             .collect();
         for _ in 0..accum {
             self.sampler.next_batch_into(&mut batch);
-            let ids = Tensor::from_vec(batch.to_i64(), (batch.batch_size, batch.seq_len + 1), &Device::Cpu)?;
-            let out = self.model.loss(&ids)?;
+            // Ids and their next-token targets are made on the host and
+            // uploaded (nothing is read back to build the targets).
+            let dev = &self.cfg.device;
+            let (shape, host_ids) = ((batch.batch_size, batch.seq_len + 1), batch.to_i64());
+            let targets = Tensor::from_vec(next_token_targets(&host_ids, batch.seq_len + 1), shape, dev)?;
+            let ids = Tensor::from_vec(host_ids, shape, dev)?;
+            let out = self.model.loss_with_targets(&ids, &targets)?;
             out.total.mul_scalar(1.0 / accum as f64)?.backward()?;
             sums.add(&out)?;
             for &d in &batch.domains {
