@@ -119,7 +119,10 @@ pub(crate) fn time_backward<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
     let out = f();
     IN_BACKWARD.with(|b| b.set(false));
     sync_devices();
-    let took = start.elapsed();
+    let end = Instant::now();
+    let took = end - start;
+    // The next op's forward charge starts here, not at the last forward op.
+    LAST.with(|l| l.set(Some(end)));
     let mut table = lock();
     let e = table.get_or_insert_with(HashMap::new).entry(name).or_default();
     e.backward_calls += 1;

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use moe_model::{next_token_targets, presets, Decoder, ModelConfig};
 use moe_tensor::init::Rng;
-use moe_tensor::{Device, Tensor};
+use moe_tensor::{profile, Device, Tensor};
+use moe_train::config::Precision;
 use moe_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use serde::Deserialize;
 use std::path::Path;
@@ -46,6 +47,15 @@ pub struct BenchArgs {
     /// read back); the step time is complete.
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     pub device: Device,
+    /// Matrix-product precision: f32, or bf16 (operands rounded to bf16,
+    /// f32 accumulation: bf16 tensor cores on a GPU; weights, gradients and
+    /// AdamW stay f32).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Time every op over the timed steps and print the most expensive
+    /// (waits for the device at each op, so the step itself runs slower).
+    #[arg(long)]
+    pub profile: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -137,6 +147,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let dev = a.device;
     moe_train::trainer::check_device(&dev)?;
+    moe_tensor::set_matmul_precision(a.precision.matmul());
     let mut rng = Rng::seed(a.seed);
     let model = Decoder::new(&cfg, &mut rng, &dev)?;
     let params = model.params();
@@ -154,10 +165,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for step in 0..a.warmup + a.steps {
         if step == a.warmup {
             cpu_start = process_cpu_seconds();
+            profile::enable(a.profile);
         }
         let ids: Vec<i64> = (0..b * t).map(|_| rng.below(cfg.vocab_size as u64) as i64).collect();
         let targets = Tensor::from_vec(next_token_targets(&ids, t), (b, t), &dev)?;
         let ids = Tensor::from_vec(ids, (b, t), &dev)?;
+        profile::mark();
         let t0 = Instant::now();
         params.zero_grad();
         let out = model.loss_with_targets(&ids, &targets)?;
@@ -184,6 +197,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             times.push(dt);
         }
     }
+    profile::enable(false);
     let cpu_per_step = match (cpu_start, process_cpu_seconds()) {
         (Some(a0), Some(a1)) => Some((a1 - a0) / a.steps as f64),
         _ => None,
@@ -206,6 +220,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let v = serde_json::json!({
             "config": a.config,
             "device": dev.to_string(),
+            "precision": format!("{:?}", a.precision).to_lowercase(),
             "batch_size": b,
             "seq_len": t,
             "threads": threads,
@@ -227,6 +242,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "peak_rss_bytes": peak,
             "first_loss": first_loss,
             "last_loss": last_loss,
+            "profile": a.profile.then(|| profile_json(a.steps)),
         });
         println!("{v}");
     } else {
@@ -252,6 +268,51 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "model FLOPs: {step_gflop:.1} GFLOP per step, {:.1} GFLOP/s at the median step",
             step_gflop / median
         );
+        if a.profile {
+            print_profile(a.steps);
+        }
     }
     Ok(())
+}
+
+/// The profiled ops as JSON: per op, calls and milliseconds per step.
+fn profile_json(steps: usize) -> serde_json::Value {
+    let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps as f64;
+    profile::report()
+        .into_iter()
+        .map(|(name, t)| {
+            serde_json::json!({
+                "op": name,
+                "forward_calls": t.forward_calls / steps as u64,
+                "forward_ms": per_step(t.forward),
+                "backward_calls": t.backward_calls / steps as u64,
+                "backward_ms": per_step(t.backward),
+            })
+        })
+        .collect()
+}
+
+/// The most expensive ops per step (with the profiler's waiting included).
+fn print_profile(steps: usize) {
+    let rows = profile::report();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps as f64;
+    let total: f64 = rows.iter().map(|(_, t)| ms(t.forward) + ms(t.backward)).sum();
+    println!("op profile (per step; forward = time since the previous op):");
+    println!(
+        "{:<28} {:>6} {:>10} {:>6} {:>10} {:>6}",
+        "op", "calls", "fwd ms", "calls", "bwd ms", "share"
+    );
+    for (name, t) in rows.iter().take(20) {
+        let (f, b) = (ms(t.forward), ms(t.backward));
+        println!(
+            "{name:<28} {:>6} {f:>10.2} {:>6} {b:>10.2} {:>5.1}%",
+            t.forward_calls / steps as u64,
+            t.backward_calls / steps as u64,
+            100.0 * (f + b) / total.max(1e-12)
+        );
+    }
+    println!(
+        "{:<28} {:>6} {:>10} {:>6} {:>10} {total:>6.1} ms",
+        "all ops", "", "", "", ""
+    );
 }

@@ -13,7 +13,9 @@ mod load;
 mod sections;
 
 pub use families::{family_config, preset_config, Family, Scale, FAMILIES, SCALES};
-pub use sections::{CheckpointConfig, DataConfig, EvalConfig, InitConfig, ModelSpec, NanPolicy, TrainConfig};
+pub use sections::{
+    CheckpointConfig, DataConfig, EvalConfig, InitConfig, ModelSpec, NanPolicy, Precision, TrainConfig,
+};
 
 use crate::optim::AdamWConfig;
 use crate::schedule::ScheduleConfig;

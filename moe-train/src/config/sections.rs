@@ -55,6 +55,33 @@ pub enum NanPolicy {
     Skip,
 }
 
+/// The arithmetic of the matrix products (everything else is f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands.
+    #[default]
+    F32,
+    /// Mixed precision: operands rounded to bf16, f32 accumulation, f32
+    /// master weights, gradients and optimiser state (bf16 tensor cores on
+    /// a GPU; `moe_tensor::precision`).
+    Bf16,
+}
+
+impl Precision {
+    /// The tensor library's setting for this precision.
+    pub fn matmul(self) -> moe_tensor::MatmulPrecision {
+        match self {
+            Precision::F32 => moe_tensor::MatmulPrecision::Highest,
+            Precision::Bf16 => moe_tensor::MatmulPrecision::Bf16,
+        }
+    }
+
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
 /// The budget and the step's mechanics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +101,9 @@ pub struct TrainConfig {
     /// Non-finite loss handling.
     #[serde(default)]
     pub on_nan: NanPolicy,
+    /// Matrix-product precision: `"f32"` (default) or `"bf16"` (mixed).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn one() -> usize {

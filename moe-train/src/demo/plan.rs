@@ -117,6 +117,7 @@ fn base_config(
             grad_accum: 1,
             clip: crate::optim::PAPER_CLIP_NORM,
             on_nan: Default::default(),
+            precision: Default::default(),
         },
         optimizer: AdamWConfig::default(),
         // Tiny models need 10x the paper's learning rates to learn in a demo's budget.

@@ -85,6 +85,11 @@ impl Trainer {
     /// Trains until the budget is spent, evaluating and checkpointing on the
     /// way; returns the final checkpoint.
     pub fn run(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<PathBuf> {
+        let precision = self.cfg.train.precision.matmul();
+        moe_tensor::with_matmul_precision(precision, || self.run_steps(on_event))
+    }
+
+    fn run_steps(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<PathBuf> {
         let total = self.cfg.total_steps();
         if self.step == 0 && self.cfg.eval.at_start {
             self.evaluate(on_event)?;
@@ -116,6 +121,11 @@ impl Trainer {
 
     /// Validation loss on every configured domain, logged.
     pub fn evaluate(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Vec<ValRecord>> {
+        let precision = self.cfg.train.precision.matmul();
+        moe_tensor::with_matmul_precision(precision, || self.evaluate_domains(on_event))
+    }
+
+    fn evaluate_domains(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Vec<ValRecord>> {
         let mut out = Vec::with_capacity(self.val.len());
         for w in &self.val {
             let l = moe_eval::domain_loss(&self.model, w, self.cfg.eval.batch_size)?;
