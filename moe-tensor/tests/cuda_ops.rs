@@ -989,6 +989,68 @@ fn causal_attention_forward_and_backward() -> Result<()> {
     Ok(())
 }
 
+/// Tensor-core attention (bf16 operands, P and dS rounded to bf16) against
+/// the CPU's f32 attention. bf16's unit roundoff is 2^-9 ≈ 2e-3 per operand;
+/// scores of N(0, 1) inputs move by up to about 2^-8 · scale · Σ|q||k| ≈
+/// 1e-2 (Dh 64–128), P relatively as much, and outputs are sums of such
+/// terms: the CPU emulator's run of these kernels (tools/cuda_emu,
+/// attention_tc) differs from an f64 reference by up to 0.019 on shapes like
+/// these, within this tolerance.
+const ATTENTION_BF16: Tolerance = Tolerance { rtol: 3e-2, atol: 3e-2 };
+
+#[test]
+fn causal_attention_on_tensor_cores_under_bf16_precision() -> Result<()> {
+    use moe_tensor::{with_matmul_precision, MatmulPrecision};
+    for dev in accelerators_or_skip("causal_attention_on_tensor_cores_under_bf16_precision") {
+        let mut rng = Rng::seed(23);
+        // (B, Hq, Hkv, Tq, Tk, Dh): GQA with lengths off the 64-row tiles, a
+        // KV-cache call (Tq < Tk) over several key tiles; both head sizes.
+        let cases = [
+            (1, 4, 2, 70, 70, 64),
+            (1, 2, 1, 37, 150, 64),
+            (1, 4, 1, 65, 65, 128),
+            (1, 2, 2, 5, 100, 128),
+        ];
+        for (b, hq, hkv, tq, tk, dh) in cases {
+            let q = randn(&mut rng, &[b, hq, tq, dh]);
+            let k = randn(&mut rng, &[b, hkv, tk, dh]);
+            let v = randn(&mut rng, &[b, hkv, tk, dh]);
+            let f = |t: &[Tensor]| t[0].causal_attention(&t[1], &t[2], None);
+            let name = format!("bf16 causal_attention B{b} Hq{hq} Hkv{hkv} Tq{tq} Tk{tk} Dh{dh}");
+            let ins = [q, k, v];
+            // The whole comparison (forward and backward) runs under Bf16: the
+            // backward reads the precision of the thread that runs it.
+            with_matmul_precision(MatmulPrecision::Bf16, || {
+                compare_with_cpu(&name, &dev, f, &ins, true, ATTENTION_BF16)
+            })?;
+            // The tensor-core kernels ran: output and gradients move off the
+            // f32 (SIMT) ones by about bf16's rounding.
+            let highest = attention_and_grads(&dev, &ins)?;
+            let bf16 = with_matmul_precision(MatmulPrecision::Bf16, || attention_and_grads(&dev, &ins))?;
+            for (what, (x, y)) in ["o", "dq", "dk", "dv"].iter().zip(highest.iter().zip(&bf16)) {
+                let moved = x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(
+                    moved > 1e-4,
+                    "{name}: {what} equals the f32 kernels' (max diff {moved})"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[o, dq, dk, dv]` of causal attention on `dev` with the output gradient 1.
+fn attention_and_grads(dev: &Device, ins: &[Tensor; 3]) -> Result<Vec<Vec<f64>>> {
+    let [q, k, v] = ins.clone().map(|t| t.to_device(dev).unwrap().to_param());
+    let o = q.causal_attention(&k, &v, None)?;
+    o.sum_all()?.backward()?;
+    let mut out = vec![o.to_vec_f64()?];
+    for t in [&q, &k, &v] {
+        out.push(t.grad().expect("a gradient").to_vec_f64()?);
+    }
+    Ok(out)
+}
+
 #[test]
 fn assign_writes_in_place_from_any_view() -> Result<()> {
     for dev in accelerators_or_skip("assign_writes_in_place_from_any_view") {

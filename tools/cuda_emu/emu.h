@@ -44,6 +44,11 @@ struct EmuBlockSync {
     std::unique_ptr<std::barrier<>> block;
     std::vector<std::unique_ptr<std::barrier<>>> warps;
     std::vector<std::array<uint64_t, 32>> slots;
+    struct MmaFragments {
+        unsigned a[4], b[2];
+        float c[4];
+    };
+    std::vector<std::array<MmaFragments, 32>> mma;  // per warp, per lane
 };
 inline EmuBlockSync emu_sync_state;
 
@@ -102,6 +107,71 @@ T atomicAdd(T* address, T value) {
 using std::max;
 using std::min;
 
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, modelled from the PTX
+// ISA (section 9.7.14.5.8, "Matrix Fragments for mma.m16n8k16 with floating
+// point type"), independently of the kernels' fragment code: the 32 lanes'
+// fragments are gathered through a per-warp exchange (between two barriers
+// over the warp, like the shuffles), placed into A (16x16), B (16x8) and
+// C (16x8) by the documented row/column formulas, and each lane computes its
+// own elements of D = A B + C. With groupID = lane >> 2, tig = lane % 4, and
+// the elements of each 32-bit register numbered low half first:
+//   A (a0..a7, 4 registers): row = groupID for i in {0,1,4,5}, else groupID + 8;
+//                            col = tig * 2 + (i & 1), plus 8 for i >= 4;
+//   B (b0..b3, 2 registers): row = tig * 2 + (i & 1), plus 8 for i >= 2; col = groupID;
+//   C/D (c0..c3, f32):       row = groupID for i < 2, else groupID + 8; col = tig * 2 + (i & 1).
+// Each sum of 16 exact bf16 products and c is formed in double and rounded
+// once to f32. The device's adder is not specified that precisely (its
+// alignment and rounding of the partial sums may differ in the last bits).
+#define MMA_BF16_16816_EMULATED
+inline void mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2], const float c[4]) {
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    auto& frags = emu_sync_state.mma[w];
+    auto& mine = frags[lane];
+    std::copy(a, a + 4, mine.a);
+    std::copy(b, b + 2, mine.b);
+    std::copy(c, c + 4, mine.c);
+    emu_sync_state.warps[w]->arrive_and_wait();
+    auto bf16 = [](unsigned reg, int i) {  // element i (0 = low half) of a register
+        const unsigned bits = ((reg >> (16 * (i & 1))) & 0xffffu) << 16;
+        float f;
+        std::memcpy(&f, &bits, 4);
+        return (double)f;
+    };
+    double A[16][16], B[16][8], C[16][8];
+    int seen_a[16][16] = {}, seen_b[16][8] = {}, seen_c[16][8] = {};
+    for (int l = 0; l < 32; ++l) {
+        const int gid = l >> 2, tig = l % 4;
+        for (int i = 0; i < 8; ++i) {
+            const int row = (i < 2 || (i >= 4 && i < 6)) ? gid : gid + 8;
+            const int col = tig * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+            A[row][col] = bf16(frags[l].a[i / 2], i);
+            ++seen_a[row][col];
+        }
+        for (int i = 0; i < 4; ++i) {
+            const int row = tig * 2 + (i & 1) + (i >= 2 ? 8 : 0);
+            B[row][gid] = bf16(frags[l].b[i / 2], i);
+            ++seen_b[row][gid];
+        }
+        for (int i = 0; i < 4; ++i) {
+            const int row = i < 2 ? gid : gid + 8, col = tig * 2 + (i & 1);
+            C[row][col] = frags[l].c[i];
+            ++seen_c[row][col];
+        }
+    }
+    emu_sync_state.warps[w]->arrive_and_wait();  // every lane has read the fragments
+    // The model itself must place every element exactly once.
+    for (int r = 0; r < 16; ++r)
+        for (int col = 0; col < 16; ++col)
+            if (seen_a[r][col] != 1 || (col < 8 && (seen_b[r][col] != 1 || seen_c[r][col] != 1))) std::abort();
+    const int gid = lane >> 2, tig = lane % 4;
+    for (int i = 0; i < 4; ++i) {
+        const int row = i < 2 ? gid : gid + 8, col = tig * 2 + (i & 1);
+        double sum = C[row][col];
+        for (int kk = 0; kk < 16; ++kk) sum += A[row][kk] * B[kk][col];
+        d[i] = (float)sum;
+    }
+}
+
 // Runs `kernel` over `grid` blocks of `block` threads with `smem` bytes of
 // dynamic shared memory (filled with a pattern, as the device leaves it
 // uninitialised).
@@ -120,6 +190,7 @@ inline void emu_launch(EmuDim grid, EmuDim block, size_t smem, const std::functi
             for (unsigned w = 0; w < nwarps; ++w)
                 emu_sync_state.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - 32 * w)));
             emu_sync_state.slots.assign(nwarps, {});
+            emu_sync_state.mma.assign(nwarps, {});
             // The block's threads start together (as a block does), so that
             // unsynchronised updates (atomics) really overlap.
             std::barrier<> start(threads);

@@ -19,26 +19,54 @@ passed=() failed=()
 # common.cuh + the kernel file, with shared memory made host memory: the
 # dynamic `extern __shared__` array becomes a pointer to the launch's buffer,
 # static `__shared__` arrays become statics (blocks run one at a time).
-rewrite() {
-    cat "$src/common.cuh" "$src/$1" |
+rewrite() { # rewrite KERNEL.cu [DIR]
+    cat "$src/common.cuh" "${2:-$src}/$1" |
         sed -e 's/extern __shared__ unsigned char \([A-Za-z_0-9]*\)\[\];/unsigned char* \1 = emu_dynamic_smem;/' \
             -e 's/__shared__/static/g' \
             -e 's/extern "C" //'
 }
 
-check() { # check NAME KERNEL.cu: builds and runs NAME_check.cpp
-    local name=$1_check kernel=$2
-    if ((${#wanted[@]})) && [[ " ${wanted[*]} " != *" $1 "* ]]; then return; fi
-    echo "== $1 ($kernel)"
-    { echo '#include "emu.h"'; rewrite "$kernel"; } >"$out/$name.kernels.inc"
+build() { # build NAME KERNEL.cu [KERNEL-DIR]: NAME_check.cpp into $out/NAME
+    local name=$1_check
+    { echo '#include "emu.h"'; rewrite "$2" "${3:-}"; } >"$out/$name.kernels.inc"
     cp "$here/$name.cpp" "$out/$name.cpp"
     sed -i "s|#include \"kernels.inc\".*|#include \"$name.kernels.inc\"|" "$out/$name.cpp"
     "$CXX" -std=c++20 -O1 -g -pthread -fsanitize=address,undefined -fno-sanitize-recover=undefined \
         -I"$here" -I"$out" -o "$out/$name" "$out/$name.cpp" || exit 2
-    if "$out/$name"; then passed+=("$1"); else failed+=("$1"); fi
+}
+
+asked() { ! ((${#wanted[@]})) || [[ " ${wanted[*]} " == *" $1 "* ]]; }
+
+check() { # check NAME KERNEL.cu: builds and runs NAME_check.cpp
+    asked "$1" || return 0
+    echo "== $1 ($2)"
+    build "$1" "$2"
+    if "$out/$1_check"; then passed+=("$1"); else failed+=("$1"); fi
+}
+
+# Negative control: NAME's check must fail on KERNEL.cu with the line FROM
+# replaced by TO (a deliberate fragment-layout error), so a check that
+# cannot see such errors does not pass unnoticed.
+must_fail() { # must_fail NAME KERNEL.cu FROM TO
+    asked "$1" || return 0
+    echo "== $1 negative control: $2 with '$3' -> '$4' must FAIL"
+    local broken=$out/broken
+    mkdir -p "$broken"
+    grep -qF -- "$3" "$src/$2" || { echo "control line '$3' not in $2" >&2; exit 2; }
+    FROM=$3 TO=$4 perl -pe 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$src/$2" >"$broken/$2"
+    build "$1" "$2" "$broken"
+    if "$out/$1_check" >"$out/$1_broken.log" 2>&1; then
+        echo "FAIL the check passed a broken kernel"
+        failed+=("$1")
+    else
+        echo "ok   the check rejects it ($(grep -c '^FAIL' "$out/$1_broken.log") failing lines)"
+    fi
 }
 
 check attention attention.cu
+check attention_tc attention_tc.cu
+must_fail attention_tc attention_tc.cu 'a[1] = p[8 * ws];' 'a[1] = p[4];'
+must_fail attention_tc attention_tc.cu 'tc_elem(s, ws, k + 9, n) << 16' 'tc_elem(s, ws, k + 1, n) << 16'
 check strided strided.cu
 check elementwise elementwise.cu
 check reduce reduce.cu

@@ -30,7 +30,7 @@ pub enum AttentionKernel {
 }
 
 impl AttentionKernel {
-    fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Self::Forward => "attn_fwd",
             Self::Dq => "attn_bwd_dq",
@@ -57,8 +57,10 @@ pub struct AttentionLaunch {
 pub enum AttentionLaunchError {
     #[error("head size {0} exceeds the CUDA attention kernels' limit of 256")]
     HeadTooLarge(usize),
-    #[error("{0} rows need more than 65535 blocks of 16 along the grid's y axis")]
+    #[error("{0} rows need more than 65535 blocks along the grid's y axis")]
     TooLong(usize),
+    #[error("head size {0} has no tensor-core attention kernel (64 and 128 have)")]
+    NoTensorCoreKernel(usize),
     #[error("{0} (batch x heads) blocks exceed the grid's x axis")]
     TooManyHeads(usize),
 }
@@ -77,21 +79,9 @@ pub fn attention(
         .copied()
         .find(|&c| dims.dh <= c)
         .ok_or(AttentionLaunchError::HeadTooLarge(dims.dh))?;
-    let (heads, rows) = match kernel {
-        AttentionKernel::Forward | AttentionKernel::Dq => (dims.b * dims.hq, dims.tq),
-        AttentionKernel::Dkv => (dims.b * dims.hkv, dims.tk),
-    };
-    if heads == 0 || rows == 0 {
+    let Some(grid) = grid(kernel, dims, BLOCK_ROWS)? else {
         return Ok(None);
-    }
-    let blocks = rows.div_ceil(BLOCK_ROWS);
-    if blocks > MAX_GRID_Y {
-        return Err(AttentionLaunchError::TooLong(rows));
-    }
-    let grid_x = u32::try_from(heads)
-        .ok()
-        .filter(|&x| x <= i32::MAX as u32)
-        .ok_or(AttentionLaunchError::TooManyHeads(heads))?;
+    };
     let dh = dims.dh;
     // Element counts of each kernel's shared arrays, in the .cu's order.
     let elems = match kernel {
@@ -104,10 +94,36 @@ pub fn attention(
     };
     Ok(Some(AttentionLaunch {
         function: format!("{}_{dtype}_d{class}", kernel.prefix()),
-        grid: (grid_x, blocks as u32),
+        grid,
         block: THREADS,
         shared_bytes: (elems * elem_bytes) as u32,
     }))
+}
+
+/// The grid of `kernel` when a block owns `block_rows` rows: x = batch x
+/// heads (query heads, kv heads for dk/dv), y = blocks of rows (queries,
+/// keys for dk/dv); `None` when there is nothing to compute.
+pub(crate) fn grid(
+    kernel: AttentionKernel,
+    dims: AttnDims,
+    block_rows: usize,
+) -> Result<Option<(u32, u32)>, AttentionLaunchError> {
+    let (heads, rows) = match kernel {
+        AttentionKernel::Forward | AttentionKernel::Dq => (dims.b * dims.hq, dims.tq),
+        AttentionKernel::Dkv => (dims.b * dims.hkv, dims.tk),
+    };
+    if heads == 0 || rows == 0 {
+        return Ok(None);
+    }
+    let blocks = rows.div_ceil(block_rows);
+    if blocks > MAX_GRID_Y {
+        return Err(AttentionLaunchError::TooLong(rows));
+    }
+    let grid_x = u32::try_from(heads)
+        .ok()
+        .filter(|&x| x <= i32::MAX as u32)
+        .ok_or(AttentionLaunchError::TooManyHeads(heads))?;
+    Ok(Some((grid_x, blocks as u32)))
 }
 
 #[cfg(test)]

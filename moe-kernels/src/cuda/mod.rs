@@ -14,6 +14,7 @@
 //! crate README).
 
 pub mod attention_launch;
+pub mod attention_tc_launch;
 pub mod gemm_plan;
 pub mod launch;
 pub mod ops;
@@ -234,6 +235,22 @@ pub const OPTIM: KernelSource = KernelSource {
     ],
 };
 
+/// Causal grouped-query attention for f32 tensors on bf16 tensor cores
+/// (`mma.m16n8k16`, sm_80+): forward, dq and dk/dv for head sizes 64 and 128
+/// ([`attention_tc_launch`]); `delta` comes from [`ATTENTION`].
+pub const ATTENTION_TC: KernelSource = KernelSource {
+    name: "attention_tc",
+    source: include_str!("attention_tc.cu"),
+    functions: &[
+        "attn_tc_fwd_d64",
+        "attn_tc_fwd_d128",
+        "attn_tc_bwd_dq_d64",
+        "attn_tc_bwd_dq_d128",
+        "attn_tc_bwd_dkv_d64",
+        "attn_tc_bwd_dkv_d128",
+    ],
+};
+
 /// Every kernel source, for the module cache and the tests.
 pub const ALL: &[KernelSource] = &[
     STRIDED,
@@ -250,6 +267,7 @@ pub const ALL: &[KernelSource] = &[
     COMBINE,
     ATTENTION,
     OPTIM,
+    ATTENTION_TC,
 ];
 
 #[cfg(test)]

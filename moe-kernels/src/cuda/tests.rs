@@ -149,6 +149,25 @@ fn attention_tile_sizes_match_the_cuda_defines() {
 }
 
 #[test]
+fn tensor_core_attention_tiles_match_the_cuda_defines() {
+    use attention_tc_launch::{BLOCK_ROWS, HEAD_SIZES, PAD, THREADS, TILE};
+    let defs = defines(ATTENTION_TC.source);
+    let get = |name: &str| defs.iter().find(|(n, _)| n == name).map(|(_, v)| *v as usize);
+    assert_eq!(get("ATT_TC_ROWS"), Some(BLOCK_ROWS));
+    assert_eq!(get("ATT_TC_TILE"), Some(TILE));
+    assert_eq!(get("ATT_TC_PAD"), Some(PAD));
+    // One 16-row mma tile per warp.
+    assert_eq!(get("ATT_TC_WARPS").map(|w| w * 16), Some(BLOCK_ROWS));
+    assert_eq!(get("ATT_TC_WARPS").map(|w| w * 32), Some(THREADS as usize));
+    for kernel in ["fwd", "bwd_dq", "bwd_dkv"] {
+        for dh in HEAD_SIZES {
+            let name = format!("attn_tc_{kernel}_d{dh}");
+            assert!(ATTENTION_TC.functions.contains(&name.as_str()), "{name}");
+        }
+    }
+}
+
+#[test]
 fn strided_arg_has_the_c_layout() {
     assert_eq!(std::mem::size_of::<StridedArg>(), 4 + 4 + 8 + 8 * 8 + 8 * 8);
     assert_eq!(std::mem::align_of::<StridedArg>(), 8);

@@ -232,6 +232,7 @@ mod tests {
 
     /// Compiles every kernel source for sm_80 and sm_90 when NVRTC can be
     /// loaded (no GPU needed); otherwise says why it is skipped.
+    /// `MOE_DUMP_PTX=DIR` keeps the PTX (for ptxas).
     #[test]
     fn every_kernel_source_compiles_with_nvrtc() {
         // SAFETY: only probes for the library.
@@ -249,6 +250,12 @@ mod tests {
                 let ptx = cudarc::nvrtc::compile_ptx_with_opts(src.full_source(), opts)
                     .unwrap_or_else(|e| panic!("{}.cu for {arch}: {e:?}", src.name));
                 let text = ptx.to_src();
+                // MOE_DUMP_PTX=DIR writes each module's PTX there, so ptxas can
+                // assemble it (the inline asm is only checked at that stage).
+                if let Some(dir) = std::env::var_os("MOE_DUMP_PTX") {
+                    let path = std::path::Path::new(&dir).join(format!("{}_{arch}.ptx", src.name));
+                    std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
                 for f in src.functions {
                     assert!(text.contains(&format!(".entry {f}(")), "{}.cu: no entry {f}", src.name);
                 }
