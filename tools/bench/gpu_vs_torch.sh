@@ -8,7 +8,8 @@
 # training FLOPs per step (`moe bench`'s model_gflop_per_step: 6 x active
 # parameters plus attention, per token) over the step time and PEAK_TFLOPS
 # (default 989: H100/H200 SXM dense bf16). Builds nothing: MOE names a
-# `moe` binary built with `--features moe-train/cuda`.
+# `moe` binary built with `--features moe-train/cuda`. Each run's stderr is
+# appended to RESULTS.jsonl.stderr.
 #
 # Usage (repository root):
 #   MOE=target/release/moe PYTHON=python3 tools/bench/gpu_vs_torch.sh [RESULTS.jsonl]
@@ -31,11 +32,13 @@ run() { # label, command...
     local label=$1
     shift
     local line
-    if line=$("$@" --json 2>"$OUT.$label.stderr" | tail -1) && [ -n "$line" ]; then
+    local err=$OUT.stderr
+    echo "== $label" >>"$err"
+    if line=$("$@" --json 2>>"$err" | tail -1) && [ -n "$line" ]; then
         echo "{\"stamp\": \"$stamp\", \"label\": \"$label\", \"result\": $line}" | tee -a "$OUT"
     else
         echo "{\"stamp\": \"$stamp\", \"label\": \"$label\", \"error\": true}" | tee -a "$OUT"
-        tail -5 "$OUT.$label.stderr" >&2 || true
+        tail -3 "$err" >&2 || true
     fi
 }
 common=(--steps "$STEPS" --warmup "$WARMUP" --batch-size "$BATCH" --seq-len "$SEQ")

@@ -12,12 +12,17 @@ cd "$(dirname "$0")/../.."
 out=target/gpu-bundle
 rm -rf "$out"
 mkdir -p "$out/tests"
-# Test executables of `cargo test --no-run`, read from cargo's JSON messages.
+# Test executables of `cargo test --no-run`, read from cargo's JSON messages
+# (test artifacts only: integration tests also build the `moe` binary).
 tests() { # cargo test arguments...
-    cargo test --release --no-run --message-format=json "$@" |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p'
+    cargo test --release --no-run --message-format=json "$@" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])'
 }
-for exe in $(tests -p moe-tensor --features cuda --test cuda_ops) \
+for exe in $(tests -p moe-tensor --features cuda --test cuda_ops --test cuda_optim) \
     $(tests -p moe-tensor --features cuda --lib) \
     $(tests -p moe-train --features cuda --test cuda_train); do
     name=$(basename "$exe" | sed 's/-[0-9a-f]*$//')

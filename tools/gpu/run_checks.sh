@@ -4,7 +4,8 @@
 # the backend's unit tests, the training tests on CUDA (tiny dense and MoE
 # models tracking the CPU loss curve), and the throughput/MFU comparison with
 # PyTorch. Runs the binaries of tools/gpu/bundle.sh; needs no Rust toolchain.
-# Every log and the benchmark's JSON lines go to RESULTS_DIR.
+# Every log and the benchmark's JSON lines go to RESULTS_DIR (six files:
+# machine.txt, tests.log, bench.jsonl, bench.jsonl.stderr, bench.txt).
 #   tools/gpu/run_checks.sh target/gpu-bundle RESULTS_DIR
 set -uo pipefail
 bundle=${1:?bundle folder (tools/gpu/bundle.sh)}
@@ -24,15 +25,19 @@ export LD_LIBRARY_PATH
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 } >"$res/machine.txt" 2>&1
 status=0
+log=$res/tests.log
+: >"$log"
 for t in "$bundle"/tests/*; do
     name=$(basename "$t")
-    echo "== $name"
+    echo "===== $name" >>"$log"
     # One test at a time: the tests share one device and its stream.
-    if ! timeout 300 "$t" --test-threads=1 --nocapture >"$res/$name.log" 2>&1; then
+    if ! timeout 300 "$t" --test-threads=1 --nocapture >>"$log" 2>&1; then
         status=1
-        grep -E "FAILED|panicked|failed" "$res/$name.log" | head -20
+        echo "$name: FAILED"
     fi
-    grep -E "^test result|skipping" "$res/$name.log" | sort | uniq -c | head -5
+    skipped=$(sed -n "/^===== $name\$/,/^===== /p" "$log" | grep -c "skipping" || true)
+    echo "$name: $(sed -n "/^===== $name\$/,/^===== /p" "$log" | grep "^test result" | tail -1) ($skipped skipped)"
 done
+grep -E "^test .* FAILED|panicked" "$log" | head -20
 MOE=$bundle/moe PYTHON=$py tools/bench/gpu_vs_torch.sh "$res/bench.jsonl" 2>&1 | tee "$res/bench.txt"
 exit $status
