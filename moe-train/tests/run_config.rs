@@ -86,6 +86,20 @@ fn unknown_fields_wrong_types_and_impossible_values_name_the_field() {
 }
 
 #[test]
+fn precision_is_f32_by_default_bf16_on_request_and_nothing_else() {
+    use moe_train::config::Precision;
+    let c = RunConfig::from_toml(GOOD, Path::new("run.toml")).unwrap();
+    assert_eq!(c.train.precision, Precision::F32);
+    assert!(!c.to_toml().contains("precision"), "the default is not written out");
+    let bf = GOOD.replace("tokens = 10000", "tokens = 10000\nprecision = \"bf16\"");
+    let c = RunConfig::from_toml(&bf, Path::new("run.toml")).unwrap();
+    assert_eq!(c.train.precision, Precision::Bf16);
+    assert_eq!(RunConfig::from_toml(&c.to_toml(), Path::new("x")).unwrap(), c);
+    let e = err(&GOOD.replace("tokens = 10000", "tokens = 10000\nprecision = \"fp8\""));
+    assert!(e.contains("precision") && e.contains("fp8"), "{e}");
+}
+
+#[test]
 fn a_preset_takes_the_datasets_vocabulary_an_inline_config_must_match_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::dataset(tmp.path());
