@@ -57,6 +57,24 @@ __device__ __forceinline__ T att_dot(const T* a, const T* b, int dh) {
     return s;
 }
 
+// The block's query rows in forward and dq (grid x = B * Hq, y = query
+// blocks): its (b, h) index, first row, and the element offsets of its
+// query head and of the kv head it reads (h / (Hq / Hkv)).
+struct AttQueryBlock {
+    int bh, i0;
+    long long q0, kv0;
+};
+
+__device__ __forceinline__ AttQueryBlock att_query_block(int hq, int hkv, int tq, int tk, int dh) {
+    AttQueryBlock a;
+    a.bh = blockIdx.x;
+    const int b = a.bh / hq, h = a.bh - b * hq;
+    a.i0 = blockIdx.y * ATT_BLOCK_ROWS;
+    a.q0 = (long long)a.bh * tq * dh;
+    a.kv0 = ((long long)b * hkv + h / (hq / hkv)) * tk * dh;
+    return a;
+}
+
 // Forward. Grid: x = B * Hq, y = query blocks of ATT_BLOCK_ROWS rows.
 // Shared: q [ATT_BLOCK_ROWS][Dh], k [ATT_TILE][Dh + 1], v [ATT_TILE][Dh].
 template <typename T, int DPL>
@@ -66,10 +84,9 @@ __device__ void attn_fwd(int hq, int hkv, int tq, int tk, int dh, T scale, const
     T* qs = reinterpret_cast<T*>(att_smem);
     T* ks = qs + ATT_BLOCK_ROWS * dh;
     T* vs = ks + ATT_TILE * (dh + 1);
-    const int bh = blockIdx.x, b = bh / hq, h = bh - b * hq;
-    const long long q0 = (long long)bh * tq * dh;
-    const long long kv0 = ((long long)b * hkv + h / (hq / hkv)) * tk * dh;
-    const int i0 = blockIdx.y * ATT_BLOCK_ROWS, off = tk - tq;
+    const AttQueryBlock qb = att_query_block(hq, hkv, tq, tk, dh);
+    const int bh = qb.bh, i0 = qb.i0, off = tk - tq;
+    const long long q0 = qb.q0, kv0 = qb.kv0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     att_stage(qs, dh, q + q0, i0, ATT_BLOCK_ROWS, tq, dh);
 
@@ -152,10 +169,9 @@ __device__ void attn_bwd_dq(int hq, int hkv, int tq, int tk, int dh, T scale, co
     T* dos = qs + ATT_BLOCK_ROWS * dh;
     T* ks = dos + ATT_BLOCK_ROWS * dh;
     T* vs = ks + ATT_TILE * (dh + 1);
-    const int bh = blockIdx.x, b = bh / hq, h = bh - b * hq;
-    const long long q0 = (long long)bh * tq * dh;
-    const long long kv0 = ((long long)b * hkv + h / (hq / hkv)) * tk * dh;
-    const int i0 = blockIdx.y * ATT_BLOCK_ROWS, off = tk - tq;
+    const AttQueryBlock qb = att_query_block(hq, hkv, tq, tk, dh);
+    const int bh = qb.bh, i0 = qb.i0, off = tk - tq;
+    const long long q0 = qb.q0, kv0 = qb.kv0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     att_stage(qs, dh, q + q0, i0, ATT_BLOCK_ROWS, tq, dh);
     att_stage(dos, dh, d_o + q0, i0, ATT_BLOCK_ROWS, tq, dh);

@@ -86,18 +86,20 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Sum of `v` over the block; every thread gets the result. The order of the
-// additions depends only on blockDim.x, so results are deterministic.
-// Contains __syncthreads(): call from all threads of the block.
-__device__ float block_reduce_sum(float v) {
-    __shared__ float partial[32];
+// Sum of `v` (float or double) over the block; every thread gets the
+// result. The order of the additions depends only on blockDim.x, so results
+// are deterministic. Contains __syncthreads(): call from all threads of the
+// block.
+template <typename T>
+__device__ T block_reduce_sum(T v) {
+    __shared__ T partial[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     v = warp_sum(v);
     __syncthreads();  // `partial` may still be read by a previous call
     if (lane == 0) partial[warp] = v;
     __syncthreads();
     int nwarps = (blockDim.x + 31) >> 5;
-    v = (threadIdx.x < nwarps) ? partial[threadIdx.x] : 0.0f;
+    v = (threadIdx.x < nwarps) ? partial[threadIdx.x] : (T)0;
     if (warp == 0) v = warp_sum(v);
     if (threadIdx.x == 0) partial[0] = v;
     __syncthreads();

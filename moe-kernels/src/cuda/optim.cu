@@ -23,22 +23,6 @@ extern "C" __global__ void adamw_f32(long long n, float decay, float w1, float b
     }
 }
 
-// Sum of a double over the block; thread 0 gets it. The order of the
-// additions depends only on blockDim.x (deterministic). Call from all
-// threads of the block.
-__device__ double block_sum_f64(double v) {
-    __shared__ double partial[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();  // `partial` may still be read by a previous call
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    int nwarps = (blockDim.x + 31) >> 5;
-    v = (threadIdx.x < nwarps) ? partial[threadIdx.x] : 0.0;
-    if (warp == 0) v = warp_sum(v);
-    return v;
-}
-
 // partial[c] = sum of x[i]^2 in f64 over chunk c, the elements
 // [c * chunk, min(n, (c + 1) * chunk)), one block per chunk
 // (launch::per_chunk). Each chunk's order of additions is fixed by the
@@ -53,7 +37,7 @@ __device__ void sum_sq_chunks(long long n, long long chunk, const T* x, double* 
             double e = (double)x[i];
             acc += e * e;
         }
-        acc = block_sum_f64(acc);
+        acc = block_reduce_sum(acc);
         if (threadIdx.x == 0) partial[c] = acc;
     }
 }
@@ -71,6 +55,6 @@ extern "C" __global__ void sum_sq_chunks_f64(long long n, long long chunk, const
 extern "C" __global__ void sum_partials_f64(long long n, const double* partial, double* out) {
     double acc = 0.0;
     for (long long i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
-    acc = block_sum_f64(acc);
+    acc = block_reduce_sum(acc);
     if (threadIdx.x == 0) out[0] = acc;
 }
