@@ -98,6 +98,14 @@ inline unsigned __float_as_uint(float f) {
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
+// Correctly rounded single operations (the host's IEEE float arithmetic;
+// run.sh compiles without FMA contraction, so each is rounded on its own).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+
 // atomicAdd: an atomic read-modify-write, as on the device (the threads of a
 // block really run concurrently here); returns the old value.
 template <typename T>

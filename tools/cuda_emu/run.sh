@@ -31,7 +31,7 @@ build() { # build NAME KERNEL.cu [KERNEL-DIR]: NAME_check.cpp into $out/NAME
     { echo '#include "emu.h"'; rewrite "$2" "${3:-}"; } >"$out/$name.kernels.inc"
     cp "$here/$name.cpp" "$out/$name.cpp"
     sed -i "s|#include \"kernels.inc\".*|#include \"$name.kernels.inc\"|" "$out/$name.cpp"
-    "$CXX" -std=c++20 -O1 -g -pthread -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+    "$CXX" -std=c++20 -O1 -g -ffp-contract=off -pthread -fsanitize=address,undefined -fno-sanitize-recover=undefined \
         -I"$here" -I"$out" -o "$out/$name" "$out/$name.cpp" || exit 2
 }
 
@@ -79,6 +79,8 @@ check topk topk.cu
 check select select.cu
 check scan scan.cu
 check combine combine.cu
+check optim optim.cu
+must_fail optim optim.cu '__fmul_rn(-step_size, mi)' '__fmul_rn(step_size, mi)'
 
 for name in "${wanted[@]}"; do
     if [[ " ${passed[*]} ${failed[*]} " != *" $name "* ]]; then
