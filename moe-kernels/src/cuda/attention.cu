@@ -26,11 +26,6 @@
 #define ATT_BLOCK_ROWS 16
 #define ATT_TILE 32
 
-__device__ __forceinline__ float att_exp(float x) { return expf(x); }
-__device__ __forceinline__ double att_exp(double x) { return exp(x); }
-__device__ __forceinline__ float att_log(float x) { return logf(x); }
-__device__ __forceinline__ double att_log(double x) { return log(x); }
-
 template <typename T>
 __device__ __forceinline__ T att_warp_max(T v) {
     for (int o = 16; o > 0; o >>= 1) {
@@ -114,8 +109,8 @@ __device__ void attn_fwd(int hq, int hkv, int tq, int tk, int dh, T scale, const
             const T mx = att_warp_max(s);
             if (mx == (T)NEG_INF_F) continue;  // warp-uniform: no visible key in this tile
             const T m_new = m[rr] > mx ? m[rr] : mx;
-            const T alpha = att_exp(m[rr] - m_new);
-            const T p = vis ? att_exp(s - m_new) : (T)0;
+            const T alpha = exp_t(m[rr] - m_new);
+            const T p = vis ? exp_t(s - m_new) : (T)0;
             l[rr] = l[rr] * alpha + warp_sum(p);
 #pragma unroll
             for (int c = 0; c < DPL; ++c) acc[rr][c] *= alpha;
@@ -142,7 +137,7 @@ __device__ void attn_fwd(int hq, int hkv, int tq, int tk, int dh, T scale, const
             const int d = lane + 32 * c;
             if (d < dh) o[q0 + (long long)i * dh + d] = acc[rr][c] * inv;
         }
-        if (lane == 0) lse[(long long)bh * tq + i] = m[rr] + att_log(l[rr]);
+        if (lane == 0) lse[(long long)bh * tq + i] = m[rr] + log_t(l[rr]);
     }
 }
 
@@ -198,7 +193,7 @@ __device__ void attn_bwd_dq(int hq, int hkv, int tq, int tk, int dh, T scale, co
             const bool vis = j < tk && j <= i + off;
             T ds = (T)0;
             if (vis) {
-                const T p = att_exp(scale * att_dot(qs + r * dh, ks + lane * (dh + 1), dh) - row_lse[rr]);
+                const T p = exp_t(scale * att_dot(qs + r * dh, ks + lane * (dh + 1), dh) - row_lse[rr]);
                 const T dp = att_dot(dos + r * dh, vs + lane * (dh + 1), dh);
                 ds = p * (dp - row_delta[rr]);
             }
@@ -273,7 +268,7 @@ __device__ void attn_bwd_dkv(int hq, int hkv, int tq, int tk, int dh, T scale, c
                 const bool vis = i < tq && j <= i + off;
                 T p = (T)0, ds = (T)0;
                 if (vis) {
-                    p = att_exp(scale * att_dot(qs + lane * (dh + 1), kst + r * dh, dh) - ls[lane]);
+                    p = exp_t(scale * att_dot(qs + lane * (dh + 1), kst + r * dh, dh) - ls[lane]);
                     const T dp = att_dot(dos + lane * (dh + 1), vst + r * dh, dh);
                     ds = p * (dp - dl[lane]);
                 }

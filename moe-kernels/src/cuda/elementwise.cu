@@ -41,11 +41,7 @@
 #define FRAC_1_SQRT_2 0.7071067811865476
 #define INV_SQRT_2PI 0.3989422804014327
 
-// The math functions by element type.
-__device__ __forceinline__ float exp_t(float x) { return expf(x); }
-__device__ __forceinline__ double exp_t(double x) { return exp(x); }
-__device__ __forceinline__ float log_t(float x) { return logf(x); }
-__device__ __forceinline__ double log_t(double x) { return log(x); }
+// The math functions by element type (exp_t and log_t: common.cuh).
 __device__ __forceinline__ float sqrt_t(float x) { return sqrtf(x); }
 __device__ __forceinline__ double sqrt_t(double x) { return sqrt(x); }
 __device__ __forceinline__ float tanh_t(float x) { return tanhf(x); }
