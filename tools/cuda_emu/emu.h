@@ -188,6 +188,7 @@ inline void emu_launch(EmuDim grid, EmuDim block, size_t smem, const std::functi
     blockDim = block;
     const unsigned threads = block.x * block.y * block.z;
     const unsigned nwarps = (threads + 31) / 32;
+    for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by) {
         for (unsigned bx = 0; bx < grid.x; ++bx) {
             std::unique_ptr<unsigned char[]> dyn(new unsigned char[smem == 0 ? 1 : smem]);
@@ -207,7 +208,7 @@ inline void emu_launch(EmuDim grid, EmuDim block, size_t smem, const std::functi
             for (unsigned t = 0; t < threads; ++t) {
                 ts.emplace_back([=, &kernel, &start] {
                     threadIdx = EmuDim{t, 0, 0};
-                    blockIdx = EmuDim{bx, by, 0};
+                    blockIdx = EmuDim{bx, by, bz};
                     start.arrive_and_wait();
                     kernel();
                 });

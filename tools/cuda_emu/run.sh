@@ -81,6 +81,10 @@ check scan scan.cu
 check combine combine.cu
 check optim optim.cu
 must_fail optim optim.cu '__fmul_rn(-step_size, mi)' '__fmul_rn(step_size, mi)'
+check route_plan route_plan.cu
+must_fail route_plan route_plan.cu 'if (t >= step) x += buf[cur][t - step];' 'if (t > step) x += buf[cur][t - step];'
+check grouped_seg grouped_seg.cu
+must_fail grouped_seg grouped_seg.cu 'if (tile < tiles) break;' 'if (tile <= tiles) break;'
 
 for name in "${wanted[@]}"; do
     if [[ " ${passed[*]} ${failed[*]} " != *" $name "* ]]; then

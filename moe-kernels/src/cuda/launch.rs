@@ -111,6 +111,71 @@ pub fn as_long(n: usize) -> Option<i64> {
     i64::try_from(n).ok()
 }
 
+/// Threads of a `route_plan_rank` block (`PLAN_THREADS` in route_plan.cu).
+pub const ROUTE_PLAN_THREADS: u32 = 256;
+
+/// The two launches of the device dispatch plan over `copies` token copies
+/// and `experts` experts: `route_plan_rank` with one block per expert, then
+/// `route_plan_place` over `max(copies, experts + 1)` items. `None` when
+/// there are no experts (nothing to plan).
+pub fn route_plan(copies: usize, experts: usize) -> Option<(Launch1d, Launch1d)> {
+    if experts == 0 || experts > i32::MAX as usize - 1 {
+        return None;
+    }
+    let rank = Launch1d {
+        grid: experts as u32,
+        block: ROUTE_PLAN_THREADS,
+    };
+    let place = elementwise(copies.max(experts + 1))?;
+    Some((rank, place))
+}
+
+/// Output tile of the grouped_seg.cu kernels: rows × cols, and its threads.
+pub const SEG_TILE: (usize, usize) = (64, 64);
+/// Threads of a grouped_seg.cu block (16 × 16, each 4 × 4 outputs).
+pub const SEG_THREADS: u32 = 256;
+/// Largest `gridDim.y` / `gridDim.z`.
+const MAX_GRID_YZ: usize = 65_535;
+
+/// A three-dimensional grid of `block`-thread blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch3d {
+    /// Blocks along x, y and z.
+    pub grid: (u32, u32, u32),
+    /// Threads per block.
+    pub block: u32,
+}
+
+/// `grouped_seg_fwd_*` over `m` rows in `experts` segments and `n` output
+/// columns: x enumerates the segments' row tiles (at most
+/// `ceil(m / 64) + experts`), y the column tiles. `None` when there is
+/// nothing to compute or the grid would exceed CUDA's limits.
+pub fn grouped_seg_fwd(m: usize, n: usize, experts: usize) -> Option<Launch3d> {
+    let tiles = m.div_ceil(SEG_TILE.0).checked_add(experts)?;
+    let cols = n.div_ceil(SEG_TILE.1);
+    if m == 0 || n == 0 || tiles > i32::MAX as usize || cols > MAX_GRID_YZ {
+        return None;
+    }
+    Some(Launch3d {
+        grid: (tiles as u32, cols as u32, 1),
+        block: SEG_THREADS,
+    })
+}
+
+/// `grouped_seg_wgrad_*` for `experts` gradients of `[d, f]`: x the column
+/// tiles of f, y the row tiles of d, z the experts. `None` when there is
+/// nothing to write or the grid would exceed CUDA's limits.
+pub fn grouped_seg_wgrad(d: usize, f: usize, experts: usize) -> Option<Launch3d> {
+    let (rows, cols) = (d.div_ceil(SEG_TILE.0), f.div_ceil(SEG_TILE.1));
+    if d == 0 || f == 0 || experts == 0 || cols > i32::MAX as usize || rows > MAX_GRID_YZ || experts > MAX_GRID_YZ {
+        return None;
+    }
+    Some(Launch3d {
+        grid: (cols as u32, rows as u32, experts as u32),
+        block: SEG_THREADS,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +248,35 @@ mod tests {
         assert_eq!(as_int(i32::MAX as usize), Some(i32::MAX));
         assert_eq!(as_int(i32::MAX as usize + 1), None);
         assert_eq!(as_long(7), Some(7));
+    }
+
+    #[test]
+    fn route_plan_has_a_block_per_expert_and_covers_the_offsets() {
+        assert_eq!(route_plan(10, 0), None);
+        let (rank, place) = route_plan(0, 8).unwrap();
+        assert_eq!((rank.grid, rank.block), (8, ROUTE_PLAN_THREADS));
+        // offsets[0..=8] need 9 threads even with no copies.
+        assert!(place.grid * place.block >= 9);
+        let (_, place) = route_plan(1000, 8).unwrap();
+        assert!(place.grid * place.block >= 1000);
+    }
+
+    #[test]
+    fn grouped_seg_grids_bound_every_segments_tiles() {
+        assert_eq!(grouped_seg_fwd(0, 64, 4), None);
+        assert_eq!(grouped_seg_fwd(64, 0, 4), None);
+        // 130 rows in 4 segments: at most ceil(130 / 64) + 4 row tiles (a
+        // segment of r rows has ceil(r / 64) ≤ r / 64 + 1 of them).
+        let l = grouped_seg_fwd(130, 65, 4).unwrap();
+        assert_eq!(l.grid, (3 + 4, 2, 1));
+        for counts in [[130usize, 0, 0, 0], [1, 1, 1, 127], [64, 64, 1, 1], [0, 65, 0, 65]] {
+            let tiles: usize = counts.iter().map(|c| c.div_ceil(64)).sum();
+            assert!(tiles <= l.grid.0 as usize, "{counts:?}");
+        }
+        assert_eq!(grouped_seg_fwd(10, 64 * 65_536, 1), None);
+        let w = grouped_seg_wgrad(100, 130, 8).unwrap();
+        assert_eq!((w.grid, w.block), ((3, 2, 8), SEG_THREADS));
+        assert_eq!(grouped_seg_wgrad(100, 130, 0), None);
+        assert_eq!(grouped_seg_wgrad(100, 130, 70_000), None);
     }
 }

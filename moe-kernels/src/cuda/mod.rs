@@ -251,6 +251,29 @@ pub const ATTENTION_TC: KernelSource = KernelSource {
     ],
 };
 
+/// The MoE dispatch plan on the device: a stable counting sort of the token
+/// copies by expert (segment sizes, offsets, rows), so routing needs no host
+/// round-trip ([`launch::route_plan`]).
+pub const ROUTE_PLAN: KernelSource = KernelSource {
+    name: "route_plan",
+    source: include_str!("route_plan.cu"),
+    functions: &["route_plan_rank", "route_plan_place"],
+};
+
+/// The expert GEMMs over segments whose offsets live on the device (forward
+/// and input gradient; weight gradient), f32 (optionally bf16 operands) and
+/// f64 ([`launch::grouped_seg_fwd`], [`launch::grouped_seg_wgrad`]).
+pub const GROUPED_SEG: KernelSource = KernelSource {
+    name: "grouped_seg",
+    source: include_str!("grouped_seg.cu"),
+    functions: &[
+        "grouped_seg_fwd_f32",
+        "grouped_seg_fwd_f64",
+        "grouped_seg_wgrad_f32",
+        "grouped_seg_wgrad_f64",
+    ],
+};
+
 /// Every kernel source, for the module cache and the tests.
 pub const ALL: &[KernelSource] = &[
     STRIDED,
@@ -268,6 +291,8 @@ pub const ALL: &[KernelSource] = &[
     ATTENTION,
     OPTIM,
     ATTENTION_TC,
+    ROUTE_PLAN,
+    GROUPED_SEG,
 ];
 
 #[cfg(test)]

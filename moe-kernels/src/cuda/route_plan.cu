@@ -1,0 +1,92 @@
+// route_plan.cu: the MoE dispatch plan on the device, so that routing never
+// reads the chosen experts back to the host. A stable counting sort of the
+// C = N * K token copies by expert (copies of one expert stay in copy order,
+// as moe-router's host `Dispatch::plan` sorts them).
+//
+// Inputs: ids[C] (i64, row-major [N, K]), keep[C] (u8, 1 = kept; null when
+// every copy is kept). Outputs, all i64:
+//   selected[E]      copies choosing each expert (before capacity),
+//   counts[E]        kept copies per expert (the segment sizes),
+//   bad[1]           copies whose id is not in 0..E (they are left out),
+//   rank[C]          a kept copy's position inside its expert's segment,
+//   offsets[E + 1]   segment starts, offsets[E] = kept copies,
+//   row_of_copy[C]   the sorted row of each copy, -1 when dropped or bad,
+//   token_of_row[C]  the source token (copy / K) of each sorted row; only
+//                    the first offsets[E] entries are written.
+//
+// Two launches: route_plan_rank (one block per expert, blockDim.x =
+// PLAN_THREADS), then route_plan_place (launch::elementwise(max(C, E + 1))).
+
+#define PLAN_THREADS 256
+
+// Exclusive prefix sum of one int per thread over a PLAN_THREADS block,
+// Hillis-Steele in shared memory; returns this thread's exclusive sum and
+// stores the block total in *total.
+__device__ int plan_block_scan(int v, int* total) {
+    __shared__ int buf[2][PLAN_THREADS];
+    int t = threadIdx.x, cur = 0;
+    buf[0][t] = v;
+    __syncthreads();
+    for (int step = 1; step < PLAN_THREADS; step *= 2) {
+        int x = buf[cur][t];
+        if (t >= step) x += buf[cur][t - step];
+        buf[cur ^ 1][t] = x;
+        cur ^= 1;
+        __syncthreads();
+    }
+    int inclusive = buf[cur][t];
+    *total = buf[cur][PLAN_THREADS - 1];
+    __syncthreads();  // buf is reused by the next call
+    return inclusive - v;
+}
+
+extern "C" __global__ void route_plan_rank(long long copies, int num_experts, const long long* ids,
+                                           const unsigned char* keep, long long* selected, long long* counts,
+                                           long long* bad, long long* rank) {
+    const int e = blockIdx.x;
+    if (e >= num_experts) return;
+    long long kept = 0, chose = 0, invalid = 0;
+    for (long long base = 0; base < copies; base += PLAN_THREADS) {
+        long long c = base + threadIdx.x;
+        long long id = c < copies ? ids[c] : -1;
+        int mine = id == e;
+        int kept_here = mine && (keep == 0 || keep[c] != 0);
+        int total_kept = 0, total_mine = 0, total_bad = 0;
+        int before = plan_block_scan(kept_here, &total_kept);
+        plan_block_scan(mine, &total_mine);
+        if (e == 0) plan_block_scan(c < copies && (id < 0 || id >= num_experts), &total_bad);
+        if (kept_here) rank[c] = kept + before;
+        kept += total_kept;
+        chose += total_mine;
+        invalid += total_bad;
+    }
+    if (threadIdx.x == 0) {
+        counts[e] = kept;
+        selected[e] = chose;
+        if (e == 0) bad[0] = invalid;
+    }
+}
+
+// Kept copies of the experts before `e`: the start of e's segment.
+__device__ __forceinline__ long long plan_segment_start(const long long* counts, long long e) {
+    long long start = 0;
+    for (long long j = 0; j < e; ++j) start += counts[j];
+    return start;
+}
+
+extern "C" __global__ void route_plan_place(long long copies, int top_k, int num_experts, const long long* ids,
+                                            const unsigned char* keep, const long long* counts,
+                                            const long long* rank, long long* offsets, long long* row_of_copy,
+                                            long long* token_of_row) {
+    long long n = copies > num_experts + 1 ? copies : num_experts + 1;
+    GRID_STRIDE_LOOP(i, n) {
+        if (i <= num_experts) offsets[i] = plan_segment_start(counts, i);
+        if (i < copies) {
+            long long id = ids[i];
+            bool placed = id >= 0 && id < num_experts && (keep == 0 || keep[i] != 0);
+            long long row = placed ? plan_segment_start(counts, id) + rank[i] : -1;
+            row_of_copy[i] = row;
+            if (placed) token_of_row[row] = i / top_k;
+        }
+    }
+}

@@ -1,0 +1,122 @@
+// route_plan_check.cpp: runs route_plan.cu under emu.h as moe-tensor's CUDA
+// backend launches it (route_plan_rank with one block of 256 threads per
+// expert, then route_plan_place over launch::elementwise(max(C, E + 1)))
+// against a naive stable sort of the copies by expert, written here from
+// the contract in route_plan.cu's header. Every output is compared exactly,
+// for dropless and capacity-dropped copies, out-of-range ids, copies of
+// more than one 256-thread chunk, experts with no copies, and no copies.
+// Exit status 1 on any mismatch.
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "kernels.inc"  // common.cuh + route_plan.cu, rewritten by run.sh
+#include "check.h"
+
+struct Plan {
+    std::vector<long long> selected, counts, bad, offsets, row_of_copy, token_of_row;
+};
+
+// The reference: copies in order, each kept one appended to its expert's list.
+Plan reference(const std::vector<long long>& ids, const std::vector<unsigned char>* keep, int k, int e) {
+    Plan p;
+    p.selected.assign(e, 0);
+    p.counts.assign(e, 0);
+    p.bad = {0};
+    std::vector<std::vector<long long>> lists(e);
+    for (size_t c = 0; c < ids.size(); ++c) {
+        const long long id = ids[c];
+        if (id < 0 || id >= e) {
+            ++p.bad[0];
+            continue;
+        }
+        ++p.selected[id];
+        if (!keep || (*keep)[c]) lists[id].push_back((long long)c);
+    }
+    p.row_of_copy.assign(ids.size(), -1);
+    p.offsets.push_back(0);
+    for (int x = 0; x < e; ++x) {
+        p.counts[x] = (long long)lists[x].size();
+        for (long long c : lists[x]) {
+            p.row_of_copy[c] = (long long)p.token_of_row.size();
+            p.token_of_row.push_back(c / k);
+        }
+        p.offsets.push_back((long long)p.token_of_row.size());
+    }
+    return p;
+}
+
+Plan on_device(const std::vector<long long>& ids, const std::vector<unsigned char>* keep, int k, int e) {
+    const long long copies = (long long)ids.size();
+    const long long sentinel = -7;  // every output the contract names must be written
+    Plan p;
+    p.selected.assign(e, sentinel);
+    p.counts.assign(e, sentinel);
+    p.bad = {sentinel};
+    p.offsets.assign(e + 1, sentinel);
+    p.row_of_copy.assign(copies, sentinel);
+    std::vector<long long> rank(copies, sentinel), token(copies, sentinel);
+    const unsigned char* kp = keep ? keep->data() : nullptr;
+    // route_plan_rank needs its full grid (one block per expert): no cap.
+    emu_launch(EmuDim{(unsigned)e, 1, 1}, EmuDim{256, 1, 1}, 0, [&] {
+        route_plan_rank(copies, e, ids.data(), kp, p.selected.data(), p.counts.data(), p.bad.data(), rank.data());
+    });
+    run(launch::elementwise(std::max<size_t>(copies, e + 1)), [&] {
+        route_plan_place(copies, k, e, ids.data(), kp, p.counts.data(), rank.data(), p.offsets.data(),
+                         p.row_of_copy.data(), token.data());
+    });
+    const long long kept = p.offsets[e] >= 0 ? p.offsets[e] : 0;
+    p.token_of_row.assign(token.begin(), token.begin() + std::min<long long>(kept, copies));
+    return p;
+}
+
+void compare(const std::string& what, const std::vector<long long>& got, const std::vector<long long>& want) {
+    size_t bad = got.size() == want.size() ? 0 : 1;
+    for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) bad += got[i] != want[i];
+    if (bad) {
+        std::printf("FAIL %s: %zu of %zu differ\n", what.c_str(), bad, want.size());
+        ++failures;
+    }
+}
+
+int main() {
+    std::mt19937 rng(7);
+    struct Case {
+        int n, k, e;
+        int keep;  // 0 dropless, 1 random drops
+        int invalid_per_mille;
+    };
+    const Case cases[] = {
+        {6, 2, 3, 0, 0},    {6, 2, 3, 1, 0},      {300, 2, 8, 0, 0},   {300, 2, 8, 1, 0},  {129, 3, 32, 0, 0},
+        {200, 1, 8, 1, 20}, {700, 2, 64, 0, 10}, {5, 1, 40, 0, 0},    {0, 2, 4, 0, 0},    {1, 1, 1, 0, 0},
+        {256, 1, 2, 1, 0},  {1000, 4, 5, 0, 0},
+    };
+    for (int pass = 0; pass < 2; ++pass) {
+        grid_cap = pass ? 1 : 0;  // the second pass runs the grid-stride loop
+        for (const Case& cs : cases) {
+            const size_t copies = (size_t)cs.n * cs.k;
+            std::vector<long long> ids(copies);
+            // Skewed choices, so some experts get nothing and some many.
+            std::geometric_distribution<int> skew(0.3);
+            for (auto& id : ids) {
+                id = std::min(skew(rng), cs.e - 1);
+                if ((int)(rng() % 1000) < cs.invalid_per_mille) id = rng() % 2 ? -1 : cs.e + (long long)(rng() % 3);
+            }
+            std::vector<unsigned char> keep(copies);
+            for (auto& b : keep) b = rng() % 4 != 0;
+            const auto* kp = cs.keep ? &keep : nullptr;
+            const Plan want = reference(ids, kp, cs.k, cs.e), got = on_device(ids, kp, cs.k, cs.e);
+            const std::string tag = "n " + std::to_string(cs.n) + " k " + std::to_string(cs.k) + " e " +
+                                    std::to_string(cs.e) + (cs.keep ? " drops" : "") + " cap " +
+                                    std::to_string(grid_cap);
+            compare(tag + " selected", got.selected, want.selected);
+            compare(tag + " counts", got.counts, want.counts);
+            compare(tag + " bad", got.bad, want.bad);
+            compare(tag + " offsets", got.offsets, want.offsets);
+            compare(tag + " row_of_copy", got.row_of_copy, want.row_of_copy);
+            compare(tag + " token_of_row", got.token_of_row, want.token_of_row);
+            if (!failures) std::printf("ok   %s\n", tag.c_str());
+        }
+    }
+    return failures ? 1 : 0;
+}
