@@ -70,7 +70,7 @@ std::vector<long long> offsets_of(const std::vector<long long>& counts) {
 template <typename T>
 void check_fwd(std::mt19937& rng, const std::vector<long long>& counts, long long m_rows, long long k, long long n,
                bool a_t, bool b_hf, int round, const char* name,
-               void (*kernel)(long long, long long, int, const long long*, const T*, long long, long long, const T*,
+               void (*kernel)(long long, long long, long long, int, const long long*, const T*, long long, long long, const T*,
                               long long, long long, long long, T*, int)) {
     const int e = (int)counts.size();
     const auto off = offsets_of(counts);
@@ -93,7 +93,7 @@ void check_fwd(std::mt19937& rng, const std::vector<long long>& counts, long lon
     const unsigned tiles = (unsigned)((m_rows + TILE - 1) / TILE + e), cols = (unsigned)((n + TILE - 1) / TILE);
     if (m_rows > 0 && n > 0)
         emu_launch(EmuDim{tiles, cols, 1}, EmuDim{256, 1, 1}, 0, [&] {
-            kernel(n, k, e, off.data(), a.data.data(), a.rs, a.cs, b.data(), bes, brs, bcs, got.data(), round);
+            kernel(m_rows, n, k, e, off.data(), a.data.data(), a.rs, a.cs, b.data(), bes, brs, bcs, got.data(), round);
         });
     std::string tag = std::string(name) + " M " + std::to_string(m_rows) + " K " + std::to_string(k) + " N " +
                       std::to_string(n) + " E " + std::to_string(e) + (a_t ? " A^T" : "") + (b_hf ? " B hf" : "") +
@@ -105,7 +105,7 @@ void check_fwd(std::mt19937& rng, const std::vector<long long>& counts, long lon
 template <typename T>
 void check_wgrad(std::mt19937& rng, const std::vector<long long>& counts, long long d, long long f, bool a_t,
                  bool b_t, int round, const char* name,
-                 void (*kernel)(long long, long long, const long long*, const T*, long long, long long, const T*,
+                 void (*kernel)(long long, long long, long long, const long long*, const T*, long long, long long, const T*,
                                 long long, long long, T*, int)) {
     const int e = (int)counts.size();
     const auto off = offsets_of(counts);
@@ -123,12 +123,27 @@ void check_wgrad(std::mt19937& rng, const std::vector<long long>& counts, long l
             }
     const unsigned cols = (unsigned)((f + TILE - 1) / TILE), rows = (unsigned)((d + TILE - 1) / TILE);
     emu_launch(EmuDim{cols, rows, (unsigned)e}, EmuDim{256, 1, 1}, 0, [&] {
-        kernel(d, f, off.data(), a.data.data(), a.rs, a.cs, b.data.data(), b.rs, b.cs, got.data(), round);
+        kernel(m_rows, d, f, off.data(), a.data.data(), a.rs, a.cs, b.data.data(), b.rs, b.cs, got.data(), round);
     });
     std::string tag = std::string(name) + " D " + std::to_string(d) + " F " + std::to_string(f) + " E " +
                       std::to_string(e) + " M " + std::to_string(m_rows) + (a_t ? " A^T" : "") +
                       (b_t ? " B^T" : "") + (round ? " bf16" : "");
     compare(tag, got, want);
+}
+
+// Offsets {0, 4, 50} over 6 rows: segment 1 is clamped to rows 4..6.
+void check_fwd_clamped(std::mt19937& rng) {
+    const long long m_rows = 6, k = 3, n = 2;
+    const auto a = random_mat<float>(rng, m_rows, k, false);
+    std::vector<float> b(2 * k * n, 1.0f), got(m_rows * n, -1.0f), want(m_rows * n);
+    const std::vector<long long> off{0, 4, 50};
+    for (long long r = 0; r < m_rows; ++r)
+        for (long long j = 0; j < n; ++j) want[r * n + j] = (a.at(r, 0) + a.at(r, 1)) + a.at(r, 2);
+    emu_launch(EmuDim{3, 1, 1}, EmuDim{256, 1, 1}, 0, [&] {
+        grouped_seg_fwd_f32(m_rows, n, k, 2, off.data(), a.data.data(), a.rs, a.cs, b.data(), k * n, n, 1,
+                            got.data(), 0);
+    });
+    compare(std::string("fwd f32 offsets past M clamped"), got, want);
 }
 
 int main() {
@@ -141,6 +156,8 @@ int main() {
     check_fwd<float>(rng, counts, 197, 40, 9, true, false, 1, "fwd f32", grouped_seg_fwd_f32);
     // Rows past the last segment (offsets[E] < M) are not written.
     check_fwd<float>(rng, {5, 7}, 20, 8, 3, false, false, 0, "fwd f32 rows past the segments", grouped_seg_fwd_f32);
+    // Offsets past M (not a valid plan) are clamped: no access outside A or C.
+    check_fwd_clamped(rng);
     // Every row in one expert, and a single row.
     check_fwd<double>(rng, {0, 0, 129}, 129, 5, 5, false, true, 0, "fwd f64 one expert", grouped_seg_fwd_f64);
     check_fwd<float>(rng, {1}, 1, 1, 1, false, false, 1, "fwd f32 1x1", grouped_seg_fwd_f32);

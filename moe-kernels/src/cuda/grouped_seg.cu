@@ -13,7 +13,10 @@
 //
 // Tiles of SEG_BM × SEG_BN outputs, SEG_BK deep, one block of SEG_THREADS
 // (16 × 16) threads, each owning a 4 × 4 grid of outputs spaced 16 apart.
-// Every output is one thread's sum in ascending k: deterministic. With
+// Offsets are clamped into 0..=m_rows (and each end to at least its start),
+// so offsets that are not a valid plan give wrong numbers, never an access
+// outside A, B or C. Every output is one thread's sum in ascending k:
+// deterministic. With
 // round_bf16 != 0 (f32 only) each operand is rounded to bf16 as it is loaded
 // and products accumulate in f32: MatmulPrecision::Bf16's arithmetic.
 //
@@ -76,8 +79,18 @@ __device__ void seg_tile(int mlen, int nlen, long long klen, const T* a, long lo
     }
 }
 
+// Segment e's rows [*start, *end), clamped as the header says.
+__device__ __forceinline__ void seg_bounds(const long long* offsets, long long e, long long m_rows, long long* start,
+                                           long long* end) {
+    long long s = offsets[e], t = offsets[e + 1];
+    s = s < 0 ? 0 : (s > m_rows ? m_rows : s);
+    t = t < s ? s : (t > m_rows ? m_rows : t);
+    *start = s;
+    *end = t;
+}
+
 template <typename T>
-__device__ void seg_fwd(long long n_cols, long long k_dim, int num_experts, const long long* offsets, const T* a,
+__device__ void seg_fwd(long long m_rows, long long n_cols, long long k_dim, int num_experts, const long long* offsets, const T* a,
                         long long ars, long long acs, const T* b, long long bes, long long brs, long long bcs, T* c,
                         int round_bf16) {
     // Find this block's (expert, row tile) by walking the segments in order.
@@ -85,8 +98,7 @@ __device__ void seg_fwd(long long n_cols, long long k_dim, int num_experts, cons
     int e = 0;
     long long start = 0, end = 0;
     for (; e < num_experts; ++e) {
-        start = offsets[e];
-        end = offsets[e + 1];
+        seg_bounds(offsets, e, m_rows, &start, &end);
         long long tiles = end > start ? (end - start + SEG_BM - 1) / SEG_BM : 0;
         if (tile < tiles) break;
         tile -= tiles;
@@ -100,10 +112,11 @@ __device__ void seg_fwd(long long n_cols, long long k_dim, int num_experts, cons
 }
 
 template <typename T>
-__device__ void seg_wgrad(long long d_dim, long long f_dim, const long long* offsets, const T* a, long long ars,
+__device__ void seg_wgrad(long long m_rows, long long d_dim, long long f_dim, const long long* offsets, const T* a, long long ars,
                           long long acs, const T* b, long long brs, long long bcs, T* c, int round_bf16) {
     const long long e = blockIdx.z;
-    const long long start = offsets[e], end = offsets[e + 1];
+    long long start, end;
+    seg_bounds(offsets, e, m_rows, &start, &end);
     const long long i0 = (long long)blockIdx.y * SEG_BM, j0 = (long long)blockIdx.x * SEG_BN;
     const long long rows = d_dim - i0, cols = f_dim - j0;
     seg_tile<T>((int)(rows < SEG_BM ? rows : SEG_BM), (int)(cols < SEG_BN ? cols : SEG_BN),
@@ -112,17 +125,17 @@ __device__ void seg_wgrad(long long d_dim, long long f_dim, const long long* off
 }
 
 #define GROUPED_SEG(SUFFIX, T)                                                                                  \
-    extern "C" __global__ void grouped_seg_fwd_##SUFFIX(long long n_cols, long long k_dim, int num_experts,    \
+    extern "C" __global__ void grouped_seg_fwd_##SUFFIX(long long m_rows, long long n_cols, long long k_dim, int num_experts,    \
                                                         const long long* offsets, const T* a, long long ars,    \
                                                         long long acs, const T* b, long long bes, long long brs, \
                                                         long long bcs, T* c, int round_bf16) {                  \
-        seg_fwd<T>(n_cols, k_dim, num_experts, offsets, a, ars, acs, b, bes, brs, bcs, c, round_bf16);         \
+        seg_fwd<T>(m_rows, n_cols, k_dim, num_experts, offsets, a, ars, acs, b, bes, brs, bcs, c, round_bf16);         \
     }                                                                                                           \
-    extern "C" __global__ void grouped_seg_wgrad_##SUFFIX(long long d_dim, long long f_dim,                    \
+    extern "C" __global__ void grouped_seg_wgrad_##SUFFIX(long long m_rows, long long d_dim, long long f_dim,                    \
                                                           const long long* offsets, const T* a, long long ars,  \
                                                           long long acs, const T* b, long long brs,             \
                                                           long long bcs, T* c, int round_bf16) {                \
-        seg_wgrad<T>(d_dim, f_dim, offsets, a, ars, acs, b, brs, bcs, c, round_bf16);                          \
+        seg_wgrad<T>(m_rows, d_dim, f_dim, offsets, a, ars, acs, b, brs, bcs, c, round_bf16);                          \
     }
 GROUPED_SEG(f32, float)
 GROUPED_SEG(f64, double)
