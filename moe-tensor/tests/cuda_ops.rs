@@ -914,6 +914,86 @@ fn grouped_matmul_forward_and_backward() -> Result<()> {
     Ok(())
 }
 
+/// `[E + 1]` segment offsets of `counts` on `dev`.
+fn offsets_on(counts: &[usize], dev: &Device) -> Result<Tensor> {
+    let mut o = vec![0i64];
+    for &c in counts {
+        o.push(o[o.len() - 1] + c as i64);
+    }
+    Tensor::from_vec(o, counts.len() + 1, dev)
+}
+
+#[test]
+fn grouped_matmul_over_device_offsets() -> Result<()> {
+    use moe_tensor::{with_matmul_precision, MatmulPrecision, Segments};
+    for dev in accelerators_or_skip("grouped_matmul_over_device_offsets") {
+        let mut rng = Rng::seed(23);
+        // Segments empty, under and over one 64-row tile; D and F not
+        // multiples of the kernel's tiles.
+        let counts = [3usize, 0, 130, 64];
+        let x = randn(&mut rng, &[197, 20]);
+        let w_efd = randn(&mut rng, &[4, 70, 20]);
+        let by_offsets = |t: &[Tensor]| {
+            let o = offsets_on(&counts, &t[0].device())?;
+            t[0].grouped_matmul(&t[1].transpose(1, 2)?, Segments::Offsets(o))
+        };
+        let ins = [x.clone(), w_efd.clone()];
+        compare_with_cpu(
+            "grouped offsets f32",
+            &dev,
+            by_offsets,
+            &ins,
+            true,
+            Tolerance::F32_REDUCE,
+        )?;
+        let wide = [x.to_dtype(DType::F64)?, w_efd.to_dtype(DType::F64)?];
+        compare_with_cpu("grouped offsets f64", &dev, by_offsets, &wide, true, F64)?;
+        let low = |t: &[Tensor]| with_matmul_precision(MatmulPrecision::Bf16, || by_offsets(t));
+        compare_with_cpu("grouped offsets bf16", &dev, low, &ins, true, BF16_MATMUL)?;
+        // The same rows through cuBLAS (host counts) and the offsets kernel.
+        let (dx, dw) = (x.to_device(&dev)?, w_efd.to_device(&dev)?.transpose(1, 2)?);
+        let a = dx.grouped_matmul(&dw, &counts)?.to_vec_f64()?;
+        let b = dx
+            .grouped_matmul(&dw, Segments::Offsets(offsets_on(&counts, &dev)?))?
+            .to_vec_f64()?;
+        let diff = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        assert!(diff < 1e-3, "cuBLAS and offsets kernels differ by {diff}");
+    }
+    Ok(())
+}
+
+#[test]
+fn dispatch_plan_matches_the_cpu() -> Result<()> {
+    for dev in accelerators_or_skip("dispatch_plan_matches_the_cpu") {
+        let mut rng = Rng::seed(24);
+        // 300 tokens, top-2 of 8 experts, skewed: more copies than one
+        // 256-thread chunk, an expert with none.
+        let probs = randn(&mut rng, &[300, 8]).add(&Tensor::from_vec(
+            vec![3.0f64, 2.0, 1.0, 0.5, 0.0, 0.0, 0.0, -50.0],
+            (1, 8),
+            &Device::Cpu,
+        )?)?;
+        let ids = probs.topk(2)?.1;
+        let want = ids.dispatch_plan(8)?;
+        let got = ids.to_device(&dev)?.dispatch_plan(8)?;
+        for (name, w, g) in [
+            ("counts", &want.counts, &got.counts),
+            ("offsets", &want.offsets, &got.offsets),
+            ("token_of_row", &want.token_of_row, &got.token_of_row),
+            ("row_of_copy", &want.row_of_copy, &got.row_of_copy),
+            ("invalid_ids", &want.invalid_ids, &got.invalid_ids),
+        ] {
+            assert_eq!(g.device(), dev, "{name}");
+            assert_eq!(g.to_vec::<i64>()?, w.to_vec::<i64>()?, "{name}");
+        }
+        // An id out of range is counted on the device, not written anywhere.
+        let bad = Tensor::from_vec(vec![0i64, 9, 1, 1], (2, 2), &dev)?.dispatch_plan(8)?;
+        assert_eq!(bad.invalid_ids.to_vec::<i64>()?, vec![1]);
+        assert_eq!(bad.row_of_copy.to_vec::<i64>()?, vec![0, -1, 1, 2]);
+    }
+    Ok(())
+}
+
 /// bf16-rounded operands on both devices: equal up to the f32 sums' order
 /// (and cuBLAS's rounding of the operands, if it is not to nearest even).
 const BF16_MATMUL: Tolerance = Tolerance { rtol: 2e-3, atol: 1e-3 };

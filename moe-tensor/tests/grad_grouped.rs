@@ -7,7 +7,7 @@ mod common;
 use common::randn;
 use moe_tensor::init::Rng;
 use moe_tensor::testing::{gradcheck, max_abs_diff};
-use moe_tensor::{DType, Device, Error, Tensor};
+use moe_tensor::{DType, Device, Error, Segments, Tensor};
 
 /// The same product written with ordinary ops: narrow each segment, matmul, cat rows.
 fn reference(x: &Tensor, w: &Tensor, counts: &[usize]) -> Vec<f64> {
@@ -74,6 +74,74 @@ fn gradients_match_finite_differences_with_empty_segments() {
         let c = counts.clone();
         gradcheck(move |t| t[0].grouped_matmul(&t[1], &c), &[x, w]).unwrap_or_else(|e| panic!("{counts:?}: {e}"));
     }
+}
+
+/// `[E + 1]` segment offsets of `counts` as an I64 tensor on `dev`.
+fn offsets(counts: &[usize], dev: &Device) -> Tensor {
+    let mut o = vec![0i64];
+    for &c in counts {
+        o.push(o[o.len() - 1] + c as i64);
+    }
+    Tensor::from_vec(o, counts.len() + 1, dev).unwrap()
+}
+
+#[test]
+fn offsets_segments_equal_counts_in_value_and_gradient() {
+    let mut rng = Rng::seed(14);
+    for counts in [vec![2, 0, 3, 1], vec![0, 4, 0]] {
+        let m: usize = counts.iter().sum();
+        let x = randn(&mut rng, &[m, 4]);
+        let w = randn(&mut rng, &[counts.len(), 4, 3]);
+        let by_counts = x.grouped_matmul(&w, &counts).unwrap();
+        let o = offsets(&counts, &Device::Cpu);
+        let by_offsets = x.grouped_matmul(&w, Segments::Offsets(o.clone())).unwrap();
+        assert_eq!(by_counts.to_vec_f64().unwrap(), by_offsets.to_vec_f64().unwrap());
+        gradcheck(
+            move |t| t[0].grouped_matmul(&t[1].transpose(1, 2)?, Segments::Offsets(o.clone())),
+            &[x, w.transpose(1, 2).unwrap().contiguous().unwrap()],
+        )
+        .unwrap_or_else(|e| panic!("{counts:?}: {e}"));
+    }
+}
+
+#[test]
+fn bad_offsets_are_typed_errors() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((5, 4), DType::F32, &dev).unwrap();
+    let w = Tensor::zeros((2, 4, 2), DType::F32, &dev).unwrap();
+    for bad in [vec![0i64, 3, 4], vec![1, 3, 5], vec![0, 4, 3], vec![0, -1, 5]] {
+        let o = Tensor::from_vec(bad.clone(), 3, &dev).unwrap();
+        let r = x.grouped_matmul(&w, Segments::Offsets(o));
+        assert!(matches!(r, Err(Error::InvalidShape { .. })), "{bad:?}: {r:?}");
+    }
+    let short = Tensor::from_vec(vec![0i64, 5], 2, &dev).unwrap();
+    assert!(x.grouped_matmul(&w, Segments::Offsets(short)).is_err());
+    let float = Tensor::from_vec(vec![0f32, 2.0, 5.0], 3, &dev).unwrap();
+    assert!(x.grouped_matmul(&w, Segments::Offsets(float)).is_err());
+}
+
+#[test]
+fn dispatch_plan_offsets_drive_the_grouped_matmul() {
+    // The plan of router ids, then the experts over its device-style offsets,
+    // equal the per-segment matmuls of the permuted rows.
+    let mut rng = Rng::seed(15);
+    let ids = Tensor::from_vec(vec![2i64, 0, 1, 2, 2, 1, 0, 2], (4, 2), &Device::Cpu).unwrap();
+    let plan = ids.dispatch_plan(3).unwrap();
+    let x = randn(&mut rng, &[4, 5]);
+    let x_md = x.index_select(0, &plan.token_of_row).unwrap();
+    let w = randn(&mut rng, &[3, 5, 2]);
+    let y = x_md
+        .grouped_matmul(&w, Segments::Offsets(plan.offsets.clone()))
+        .unwrap();
+    let counts: Vec<usize> = plan
+        .counts
+        .to_vec::<i64>()
+        .unwrap()
+        .iter()
+        .map(|&c| c as usize)
+        .collect();
+    assert_eq!(counts, vec![2, 2, 4]);
+    assert_eq!(y.to_vec_f64().unwrap(), reference(&x_md, &w, &counts));
 }
 
 #[test]

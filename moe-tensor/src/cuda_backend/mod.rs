@@ -35,6 +35,8 @@ mod gemm;
 #[cfg(feature = "cuda")]
 mod grouped;
 #[cfg(feature = "cuda")]
+mod grouped_seg;
+#[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]
 mod launch;
@@ -46,6 +48,8 @@ mod memory;
 mod optim;
 #[cfg(feature = "cuda")]
 mod reduce;
+#[cfg(feature = "cuda")]
+mod route_plan;
 #[cfg(feature = "cuda")]
 mod scan;
 #[cfg(feature = "cuda")]
@@ -72,6 +76,8 @@ pub(crate) use gemm::matmul;
 #[cfg(feature = "cuda")]
 pub(crate) use grouped::{grouped_matmul, grouped_weight_grad};
 #[cfg(feature = "cuda")]
+pub(crate) use grouped_seg::{grouped_matmul_offsets, grouped_weight_grad_offsets};
+#[cfg(feature = "cuda")]
 pub(crate) use layout::{cat, contiguous, pad_narrowed, to_dtype, where_cond};
 #[cfg(feature = "cuda")]
 pub use memory::CudaStorage;
@@ -81,6 +87,8 @@ pub(crate) use memory::{assign, download, upload};
 pub(crate) use optim::{adamw_update, sum_of_squares};
 #[cfg(feature = "cuda")]
 pub(crate) use reduce::{max_dim, sum_dims};
+#[cfg(feature = "cuda")]
+pub(crate) use route_plan::dispatch_plan;
 #[cfg(feature = "cuda")]
 pub(crate) use scan::cumsum;
 #[cfg(feature = "cuda")]

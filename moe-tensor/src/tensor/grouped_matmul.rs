@@ -10,7 +10,7 @@ use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
 use crate::precision::with_product_operands;
 use crate::storage::Storage;
-use crate::{DType, Error, Result, Shape, Tensor};
+use crate::{DType, Error, Result, Segments, Shape, Tensor};
 use moe_kernels::cpu::gemm::{BatchStrides, MatRef};
 use moe_kernels::cpu::grouped_gemm::{grouped_gemm, grouped_gemm_tn};
 use moe_kernels::{KernelError, Real};
@@ -25,7 +25,7 @@ fn kernel_err(op: &'static str) -> impl Fn(KernelError) -> Error {
 struct GroupedMatmulBackward {
     x: Tensor,
     w: Tensor,
-    counts: Vec<usize>,
+    segments: Segments,
 }
 
 impl BackwardOp for GroupedMatmulBackward {
@@ -37,7 +37,7 @@ impl BackwardOp for GroupedMatmulBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let gx = if self.x.requires_grad() {
-            Some(g.grouped_matmul(&self.w.transpose(1, 2)?, &self.counts)?)
+            Some(g.grouped_matmul(&self.w.transpose(1, 2)?, &self.segments)?)
         } else {
             None
         };
@@ -47,9 +47,9 @@ impl BackwardOp for GroupedMatmulBackward {
             // `w` is `w_EFD.transpose(1, 2)` (the HF layout): compute the
             // gradient as `[E, F, D]` and hand back its transposed view, so the
             // parameter receives a contiguous gradient.
-            Some(grouped_weight_grad(g, &self.x, &self.counts)?.transpose(1, 2)?)
+            Some(grouped_weight_grad(g, &self.x, &self.segments)?.transpose(1, 2)?)
         } else {
-            Some(grouped_weight_grad(&self.x, g, &self.counts)?)
+            Some(grouped_weight_grad(&self.x, g, &self.segments)?)
         };
         Ok(vec![gx, gw])
     }
@@ -81,13 +81,17 @@ fn forward<T: Real>(x: &[T], xt: &Tensor, w: &[T], wt: &Tensor, counts: &[usize]
 
 /// `dw[e] = x[seg e]ᵀ · g[seg e]`, shape `[E, D, F]` for `x [M, D]` and
 /// `g [M, F]`; zero for empty segments.
-fn grouped_weight_grad(x: &Tensor, g: &Tensor, counts: &[usize]) -> Result<Tensor> {
+fn grouped_weight_grad(x: &Tensor, g: &Tensor, segments: &Segments) -> Result<Tensor> {
     let op = "grouped_matmul_backward";
-    let (d, f) = (x.dims()[1], g.dims()[1]);
+    let (d, f, e) = (x.dims()[1], g.dims()[1], segments.num_experts());
     if !x.device().is_cpu() {
-        let dw = crate::cuda_backend::grouped_weight_grad(x, g, counts)?;
-        return Ok(Tensor::from_storage(dw, Shape::from(vec![counts.len(), d, f])));
+        let dw = match segments {
+            Segments::Counts(counts) => crate::cuda_backend::grouped_weight_grad(x, g, counts)?,
+            Segments::Offsets(o) => crate::cuda_backend::grouped_weight_grad_offsets(x, g, o)?,
+        };
+        return Ok(Tensor::from_storage(dw, Shape::from(vec![e, d, f])));
     }
+    let counts = &segments.host_counts(x.dims()[0], op)?;
     let out = {
         let (gx, gg) = (x.read_storage(), g.read_storage());
         with_product_operands(gx.cpu(op)?, gg.cpu(op)?, |sx, sg| {
@@ -106,7 +110,7 @@ fn grouped_weight_grad(x: &Tensor, g: &Tensor, counts: &[usize]) -> Result<Tenso
 }
 
 /// Checks ranks, shapes, counts, dtypes and devices of a grouped matmul.
-fn check(x: &Tensor, w: &Tensor, counts: &[usize]) -> Result<()> {
+fn check(x: &Tensor, w: &Tensor, segments: &Segments) -> Result<()> {
     if x.rank() != 2 || w.rank() != 3 {
         return Err(Error::InvalidShape {
             op: OP,
@@ -124,19 +128,17 @@ fn check(x: &Tensor, w: &Tensor, counts: &[usize]) -> Result<()> {
             rhs: w.shape().clone(),
         });
     }
-    if counts.len() != w.dims()[0] {
+    if segments.num_experts() != w.dims()[0] {
         return Err(Error::InvalidShape {
             op: OP,
-            msg: format!("{} segment counts for {} expert matrices", counts.len(), w.dims()[0]),
+            msg: format!(
+                "{} segments for {} expert matrices",
+                segments.num_experts(),
+                w.dims()[0]
+            ),
         });
     }
-    let total = counts.iter().try_fold(0usize, |a, &c| a.checked_add(c));
-    if total != Some(x.dims()[0]) {
-        return Err(Error::InvalidShape {
-            op: OP,
-            msg: format!("segment counts {counts:?} do not sum to the {} rows of x", x.dims()[0]),
-        });
-    }
+    segments.check(x.dims()[0], &x.device(), OP)?;
     if x.dtype() != w.dtype() {
         return Err(Error::DTypeMismatch {
             op: OP,
@@ -163,8 +165,9 @@ fn check(x: &Tensor, w: &Tensor, counts: &[usize]) -> Result<()> {
 impl Tensor {
     /// Grouped matmul over contiguous row segments, the expert products of an
     /// MoE layer: `self` is `x_MD` (rows sorted by expert), `w` is `[E, D, F]`
-    /// and `counts[e]` rows of `x` (in order, possibly none) go to expert `e`;
-    /// `Σ counts` must equal `M`. Returns `[M, F]` with
+    /// and `segments` says which rows of `x` (in order, possibly none) go to
+    /// expert `e`: host counts (`&[usize]`, summing to `M`) or device
+    /// offsets ([`Segments::Offsets`]). Returns `[M, F]` with
     /// `y[seg e] = x[seg e] · w[e]`.
     ///
     /// One kernel call covers every segment (parallel across segments). Any
@@ -172,14 +175,21 @@ impl Tensor {
     /// `w_EFD.transpose(1, 2)` without a copy. Differentiable in `self` and `w`;
     /// an expert with no rows gets a zero gradient. F32/F64.
     ///
-    /// On a CUDA device every non-empty segment is one problem of a single
-    /// cuBLAS grouped GEMM call (`cublasGemmGroupedBatchedEx`, cuBLAS ≥ 12.5),
-    /// forward and for the weight gradient; `counts` stay host data (no sync).
-    pub fn grouped_matmul(&self, w: &Tensor, counts: &[usize]) -> Result<Tensor> {
-        check(self, w, counts)?;
+    /// On a CUDA device, with host counts every non-empty segment is one
+    /// problem of a single cuBLAS grouped GEMM call
+    /// (`cublasGemmGroupedBatchedEx`, cuBLAS ≥ 12.5), forward and for the
+    /// weight gradient; with device offsets one kernel (grouped_seg.cu)
+    /// reads the segments itself, so nothing waits for the routing.
+    pub fn grouped_matmul(&self, w: &Tensor, segments: impl Into<Segments>) -> Result<Tensor> {
+        let segments = segments.into();
+        check(self, w, &segments)?;
         let out = if !self.device().is_cpu() {
-            crate::cuda_backend::grouped_matmul(self, w, counts)?
+            match &segments {
+                Segments::Counts(counts) => crate::cuda_backend::grouped_matmul(self, w, counts)?,
+                Segments::Offsets(o) => crate::cuda_backend::grouped_matmul_offsets(self, w, o)?,
+            }
         } else {
+            let counts = &segments.host_counts(self.dims()[0], OP)?;
             let (gx, gw) = (self.read_storage(), w.read_storage());
             Storage::Cpu(with_product_operands(gx.cpu(OP)?, gw.cpu(OP)?, |sx, sw| {
                 crate::map_float2!(sx, sw, OP, |vx, vw: T| {
@@ -191,7 +201,7 @@ impl Tensor {
         let back = GroupedMatmulBackward {
             x: self.clone(),
             w: w.clone(),
-            counts: counts.to_vec(),
+            segments,
         };
         Ok(Tensor::from_op(out, shape, back))
     }

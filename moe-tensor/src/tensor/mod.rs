@@ -12,6 +12,7 @@ mod constructors;
 mod convert;
 mod cross_entropy;
 mod cumsum;
+mod dispatch_plan;
 mod embedding;
 mod expert_combine;
 mod fused_util;
@@ -24,6 +25,7 @@ mod matmul;
 mod reduce;
 mod rms_norm;
 mod rope;
+mod segments;
 mod softmax;
 mod topk;
 mod unary;
@@ -31,10 +33,12 @@ mod view;
 mod where_cond;
 
 pub use cross_entropy::{Reduction, DEFAULT_IGNORE_INDEX};
+pub use dispatch_plan::DispatchPlan;
 /// Kernel errors as tensor errors, for the CUDA backend's host-side checks.
 #[cfg(feature = "cuda")]
 pub(crate) use index::kernel_err;
 pub use rope::Rope;
+pub use segments::Segments;
 pub use unary::UnaryOp;
 
 use crate::backprop::{self, BackwardOp};

@@ -1,0 +1,85 @@
+//! The dropless dispatch plan on CUDA (kernels: route_plan.cu): two launches
+//! queued on the stream, nothing read back, so the expert GEMMs that follow
+//! take their segments from device memory.
+
+use super::device::cuda_err;
+use super::launch::{config, int, long};
+use super::memory::{cuda_of, elems, CudaStorage};
+use crate::storage::Storage;
+use crate::{DType, Error, Result, Tensor};
+use cudarc::driver::PushKernelArg;
+use moe_kernels::cuda::ROUTE_PLAN;
+
+const OP: &str = "dispatch_plan";
+
+/// Counts `[E]`, offsets `[E + 1]`, token of each row `[C]`, row of each
+/// copy `[C]` and the bad-id count `[1]` of the contiguous I64 ids (`[N, K]`,
+/// C = N·K copies), every copy kept.
+pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize) -> Result<[Storage; 5]> {
+    let (copies, top_k) = (ids.elem_count(), ids.dims()[1]);
+    let guard = ids.read_storage();
+    let ic = cuda_of(&guard, OP)?;
+    let dev = ic.dev().clone();
+    let alloc = |len| CudaStorage::alloc(&dev, DType::I64, len, OP);
+    let (mut selected, mut counts, mut bad) = (alloc(num_experts)?, alloc(num_experts)?, alloc(1)?);
+    let (mut rank, mut offsets) = (alloc(copies)?, alloc(num_experts + 1)?);
+    let (mut row_of_copy, mut token_of_row) = (alloc(copies)?, alloc(copies)?);
+    if copies == 0 {
+        for s in [&mut counts, &mut offsets, &mut bad] {
+            s.zero(OP)?;
+        }
+    } else {
+        let (rank_launch, place_launch) =
+            moe_kernels::cuda::launch::route_plan(copies, num_experts).ok_or_else(|| Error::InvalidShape {
+                op: OP,
+                msg: format!("{num_experts} experts is outside the kernel's range"),
+            })?;
+        let (c, e, k) = (
+            long(copies, OP)?,
+            int(num_experts, OP, "experts")?,
+            int(top_k, OP, "top_k")?,
+        );
+        let no_keep = 0u64; // a null `keep`: every copy is kept
+        let idv = elems::<i64>(ic, ids, OP)?;
+        {
+            let f = dev.function(&ROUTE_PLAN, "route_plan_rank")?;
+            let (mut sv, mut cv, mut bv, mut rv) = (
+                selected.view_mut::<i64>(OP)?,
+                counts.view_mut::<i64>(OP)?,
+                bad.view_mut::<i64>(OP)?,
+                rank.view_mut::<i64>(OP)?,
+            );
+            let mut b = dev.stream.launch_builder(&f);
+            b.arg(&c).arg(&e).arg(&idv).arg(&no_keep);
+            b.arg(&mut sv).arg(&mut cv).arg(&mut bv).arg(&mut rv);
+            // SAFETY: route_plan_rank(long long copies, int num_experts,
+            // const long long* ids, const unsigned char* keep (null),
+            // long long* selected, counts, bad, rank): ids has `copies`
+            // elements, selected/counts `num_experts`, bad 1, rank `copies`;
+            // one block per expert.
+            unsafe { b.launch(config(rank_launch)) }.map_err(cuda_err(OP))?;
+        }
+        let f = dev.function(&ROUTE_PLAN, "route_plan_place")?;
+        let (cv, rv) = (
+            counts.view::<i64>(0..num_experts, OP)?,
+            rank.view::<i64>(0..copies, OP)?,
+        );
+        let (mut ov, mut rcv, mut tv) = (
+            offsets.view_mut::<i64>(OP)?,
+            row_of_copy.view_mut::<i64>(OP)?,
+            token_of_row.view_mut::<i64>(OP)?,
+        );
+        let mut b = dev.stream.launch_builder(&f);
+        b.arg(&c).arg(&k).arg(&e).arg(&idv).arg(&no_keep).arg(&cv).arg(&rv);
+        b.arg(&mut ov).arg(&mut rcv).arg(&mut tv);
+        // SAFETY: route_plan_place(long long copies, int top_k, int
+        // num_experts, const long long* ids, const unsigned char* keep
+        // (null), const long long* counts, const long long* rank,
+        // long long* offsets, row_of_copy, token_of_row): offsets holds
+        // num_experts + 1 elements, the others `copies`; rows written are
+        // below Σ counts = copies (every copy is kept).
+        unsafe { b.launch(config(place_launch)) }.map_err(cuda_err(OP))?;
+    }
+    drop(selected);
+    Ok([counts, offsets, token_of_row, row_of_copy, bad].map(Storage::Cuda))
+}
