@@ -72,13 +72,13 @@ impl Block {
             }
             Some(router) => {
                 let route = router.route(&self.x, RouteMode::Train)?;
-                let counts = route.counts();
+                let counts = route.segments();
                 let x_MD = route.permute(&self.x)?;
                 let h_MF = x_MD
                     .grouped_matmul(&self.w_gate, counts)?
                     .swiglu(&x_MD.grouped_matmul(&self.w_up, counts)?)?;
                 let y_ND = route.combine(&h_MF.grouped_matmul(&self.w_down, counts)?)?;
-                dropped = route.stats.dropped_fraction;
+                dropped = route.stats().unwrap().dropped_fraction;
                 let loss = y_ND.sqr()?.mean_all()?;
                 match route.weighted_loss()? {
                     Some(l) => loss.add(&l)?,

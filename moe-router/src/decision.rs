@@ -1,10 +1,11 @@
 //! The result of routing one batch of tokens.
 
 use crate::dispatch::Dispatch;
-use crate::error::Result;
+use crate::error::{Result, RouterError};
 use crate::losses::BalanceStats;
 use crate::stats::RoutingStats;
-use moe_tensor::Tensor;
+use moe_tensor::{Segments, Tensor};
+use std::sync::OnceLock;
 
 /// Whether a forward is part of training (Sinkhorn balances, the aux-free
 /// bias records load) or inference (plain top-k, nothing recorded).
@@ -41,15 +42,65 @@ pub struct RoutingDecision {
     pub z_loss: Tensor,
     /// This layer's input to HF's model-level [`crate::load_balancing_loss_hf`].
     pub balance: BalanceStats,
-    /// Loads, drops and imbalance of this forward.
-    pub stats: RoutingStats,
     /// Where each kept copy goes, for the expert computation.
     pub dispatch: Dispatch,
     pub(crate) aux_loss_coef: f64,
     pub(crate) z_loss_coef: f64,
+    /// The statistics once computed (at routing time for host plans).
+    pub(crate) stats: OnceLock<RoutingStats>,
+    /// What a device plan's statistics are computed from, when first asked.
+    pub(crate) pending_stats: Option<PendingStats>,
+}
+
+/// A dropless device plan's statistics, still on the device: the counts per
+/// expert and the number of out-of-range ids the plan left out.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingStats {
+    pub counts_E: Tensor,
+    pub invalid_ids: Tensor,
+    pub num_tokens: usize,
+    pub top_k: usize,
+    pub sinkhorn_iters: Option<usize>,
+}
+
+impl PendingStats {
+    fn compute(&self) -> Result<RoutingStats> {
+        let invalid = self.invalid_ids.to_vec::<i64>()?.first().copied().unwrap_or(0);
+        if invalid != 0 {
+            return Err(RouterError::Invalid {
+                what: "expert ids",
+                msg: format!("{invalid} routed copies chose an expert outside 0..E"),
+            });
+        }
+        let counts: Vec<usize> = self
+            .counts_E
+            .to_vec::<i64>()?
+            .iter()
+            .map(|&c| c.max(0) as usize)
+            .collect();
+        let mut s = RoutingStats::from_counts(counts.clone(), counts, (0, 0), self.num_tokens, self.top_k);
+        s.sinkhorn_iters = self.sinkhorn_iters;
+        Ok(s)
+    }
 }
 
 impl RoutingDecision {
+    /// Loads, drops and imbalance of this forward. A plan made on the
+    /// device is read back here, the first time they are asked for (so the
+    /// forward itself never waits for the routing); an out-of-range expert
+    /// id, which the device plan can only count, is reported here.
+    pub fn stats(&self) -> Result<&RoutingStats> {
+        if let Some(s) = self.stats.get() {
+            return Ok(s);
+        }
+        let pending = self.pending_stats.as_ref().ok_or(RouterError::Invalid {
+            what: "routing statistics",
+            msg: "a decision without statistics".into(),
+        })?;
+        let computed = pending.compute()?;
+        Ok(self.stats.get_or_init(|| computed))
+    }
+
     /// `aux_loss_coef · aux_loss + z_loss_coef · z_loss` with the config's
     /// coefficients (terms with a zero coefficient are left out), or None when
     /// both are off.
@@ -76,9 +127,10 @@ impl RoutingDecision {
         self.dispatch.permute(x_ND)
     }
 
-    /// Segment sizes for `grouped_matmul`: kept copies per expert.
-    pub fn counts(&self) -> &[usize] {
-        self.dispatch.counts()
+    /// The experts' rows for `grouped_matmul` (host counts, or offsets on
+    /// the device for a device plan).
+    pub fn segments(&self) -> &Segments {
+        self.dispatch.segments()
     }
 
     /// Weighted scatter of expert outputs back to tokens (`y_MD` → `[N, D]`)

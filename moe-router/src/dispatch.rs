@@ -9,9 +9,14 @@
 //! ([`Tensor::expert_combine`]). Both are differentiable, in the weights as
 //! well as the expert outputs; a dropped copy reads no row, so it adds nothing
 //! and its weight gets no gradient.
+//!
+//! Two ways to plan: [`Dispatch::plan`] sorts host ids with capacity drops;
+//! [`Dispatch::plan_dropless`] keeps every copy and plans on the ids' device
+//! ([`Tensor::dispatch_plan`]), so on CUDA the segment offsets go straight
+//! from the router to the expert GEMMs without a host round-trip.
 
 use crate::error::{Result, RouterError};
-use moe_tensor::{Device, Tensor};
+use moe_tensor::{DType, Device, Segments, Tensor};
 
 /// The expert index of an id, checked against the number of experts.
 pub(crate) fn expert_index(id: i64, num_experts: usize) -> Result<usize> {
@@ -24,19 +29,28 @@ pub(crate) fn expert_index(id: i64, num_experts: usize) -> Result<usize> {
         })
 }
 
+/// Whether the grouped GEMMs of a CUDA dropless plan take host counts (one
+/// read of E numbers per MoE layer, then cuBLAS's grouped GEMM) instead of
+/// the device offsets (`MOE_GROUPED_GEMM=cublas`; for comparing the two).
+fn cuda_host_counts() -> bool {
+    std::env::var("MOE_GROUPED_GEMM").is_ok_and(|v| v == "cublas")
+}
+
 /// Where every token copy goes: the sorted order and segment sizes.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     num_tokens: usize,
     top_k: usize,
-    /// Kept copies per expert: the segment sizes, `[E]`.
-    counts_E: Vec<usize>,
+    /// The rows of each expert: host counts or device offsets.
+    segments: Segments,
+    /// Kept copies per expert `[E]` (I64), on the plan's device.
+    counts_E: Tensor,
     /// Source token of each sorted row, `[M]` (I64).
     token_of_row_M: Tensor,
     /// Sorted row of each copy, `[N, K]` (I64); −1 for dropped copies.
     row_of_copy_NK: Tensor,
-    /// 1 where a copy was dropped, `[N, K]` (U8).
-    dropped_NK: Tensor,
+    /// 1 where a copy was dropped, `[N, K]` (U8); None when none can be.
+    dropped_NK: Option<Tensor>,
 }
 
 impl Dispatch {
@@ -87,18 +101,53 @@ impl Dispatch {
         }
         let n = topk_ids_NK.len() / top_k;
         let dropped: Vec<u8> = keep_NK.iter().map(|&kp| u8::from(!kp)).collect();
+        let counts_i64: Vec<i64> = counts_E.iter().map(|&c| c as i64).collect();
         Ok(Dispatch {
             num_tokens: n,
             top_k,
             token_of_row_M: Tensor::from_vec(token_of_row, m, device)?,
             row_of_copy_NK: Tensor::from_vec(row_of_copy, (n, top_k), device)?,
-            dropped_NK: Tensor::from_vec(dropped, (n, top_k), device)?,
-            counts_E,
+            dropped_NK: Some(Tensor::from_vec(dropped, (n, top_k), device)?),
+            counts_E: Tensor::from_vec(counts_i64, num_experts, device)?,
+            segments: Segments::Counts(counts_E),
         })
     }
 
-    /// Kept copies per expert (the segment sizes for `grouped_matmul`).
-    pub fn counts(&self) -> &[usize] {
+    /// Plans every copy of `topk_ids_NK` (`[N, K]`, I64) kept, on the ids'
+    /// device: on CUDA no id is read back and the experts' segments are
+    /// device offsets. Ids out of range are an error on the CPU; on CUDA
+    /// they are counted in the plan's `invalid_ids` (returned here), which
+    /// the routing statistics check.
+    pub fn plan_dropless(topk_ids_NK: &Tensor, num_experts: usize) -> Result<(Self, Tensor)> {
+        let (n, k) = (topk_ids_NK.dims()[0], topk_ids_NK.dims()[1]);
+        let plan = topk_ids_NK.dispatch_plan(num_experts)?;
+        let on_cuda = !topk_ids_NK.device().is_cpu();
+        let segments = if on_cuda && !cuda_host_counts() {
+            Segments::Offsets(plan.offsets)
+        } else {
+            // The CPU reads its own memory; a CUDA run asked for cuBLAS.
+            let counts = plan.counts.to_vec::<i64>()?;
+            Segments::Counts(counts.iter().map(|&c| c.max(0) as usize).collect())
+        };
+        let dispatch = Dispatch {
+            num_tokens: n,
+            top_k: k,
+            segments,
+            counts_E: plan.counts,
+            token_of_row_M: plan.token_of_row,
+            row_of_copy_NK: plan.row_of_copy,
+            dropped_NK: None,
+        };
+        Ok((dispatch, plan.invalid_ids))
+    }
+
+    /// The experts' rows for `grouped_matmul`: host counts or device offsets.
+    pub fn segments(&self) -> &Segments {
+        &self.segments
+    }
+
+    /// Kept copies per expert, `[E]` I64 on the plan's device.
+    pub fn counts_tensor(&self) -> &Tensor {
         &self.counts_E
     }
 
@@ -148,8 +197,15 @@ impl Dispatch {
     }
 
     /// The kept-copy mask as U8 `[N, K]` (1 = dropped).
-    pub(crate) fn dropped_mask(&self) -> Tensor {
-        self.dropped_NK.clone()
+    pub(crate) fn dropped_mask(&self) -> Result<Tensor> {
+        match &self.dropped_NK {
+            Some(d) => Ok(d.clone()),
+            None => Ok(Tensor::zeros(
+                (self.num_tokens, self.top_k),
+                DType::U8,
+                &self.token_of_row_M.device(),
+            )?),
+        }
     }
 }
 
@@ -163,10 +219,13 @@ mod tests {
         let ids = [2i64, 0, 0, 2, 1, 0];
         let keep = [true, true, true, true, true, false];
         let d = Dispatch::plan(&ids, &keep, 2, 3, &Device::Cpu).unwrap();
-        assert_eq!(d.counts(), &[2, 1, 2]);
+        assert!(matches!(d.segments(), Segments::Counts(c) if c == &[2, 1, 2]));
         assert_eq!(d.token_of_row().to_vec::<i64>().unwrap(), vec![0, 1, 2, 0, 1]);
         assert_eq!(d.row_of_copy_NK.to_vec::<i64>().unwrap(), vec![3, 0, 1, 4, 2, -1]);
-        assert_eq!(d.dropped_mask().to_vec::<u8>().unwrap(), vec![0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            d.dropped_mask().unwrap().to_vec::<u8>().unwrap(),
+            vec![0, 0, 0, 0, 0, 1]
+        );
         let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], (3, 1), &Device::Cpu).unwrap();
         let xs = d.permute(&x).unwrap();
         assert_eq!(xs.to_vec::<f64>().unwrap(), vec![1.0, 2.0, 3.0, 1.0, 2.0]);
@@ -174,6 +233,27 @@ mod tests {
         let w = Tensor::from_vec(vec![0.5f64, 0.25, 1.0, 2.0, 3.0, 7.0], (3, 2), &Device::Cpu).unwrap();
         let y = d.combine(&xs, &w).unwrap();
         assert_eq!(y.to_vec::<f64>().unwrap(), vec![0.75, 6.0, 9.0]);
+    }
+
+    #[test]
+    fn dropless_plan_equals_the_host_plan() {
+        let ids = [2i64, 0, 0, 2, 1, 0, 3, 0];
+        let host = Dispatch::plan(&ids, &[true; 8], 2, 4, &Device::Cpu).unwrap();
+        let t = Tensor::from_vec(ids.to_vec(), (4, 2), &Device::Cpu).unwrap();
+        let (dev, invalid) = Dispatch::plan_dropless(&t, 4).unwrap();
+        assert_eq!(invalid.to_vec::<i64>().unwrap(), vec![0]);
+        let (Segments::Counts(a), Segments::Counts(b)) = (host.segments(), dev.segments()) else {
+            panic!("CPU plans give host counts");
+        };
+        assert_eq!(a, b);
+        for (x, y) in [
+            (&host.token_of_row_M, &dev.token_of_row_M),
+            (&host.row_of_copy_NK, &dev.row_of_copy_NK),
+            (&host.counts_E, &dev.counts_E),
+        ] {
+            assert_eq!(x.to_vec::<i64>().unwrap(), y.to_vec::<i64>().unwrap());
+        }
+        assert_eq!(dev.dropped_mask().unwrap().to_vec::<u8>().unwrap(), vec![0; 8]);
     }
 
     #[test]

@@ -22,12 +22,12 @@
 //!
 //! let route = router.route(&x_ND, RouteMode::Train)?;
 //! let x_MD = route.permute(&x_ND)?;                         // sorted by expert
-//! let y_MF = x_MD.grouped_matmul(&w_EDF, route.counts())?;  // all experts, one op
+//! let y_MF = x_MD.grouped_matmul(&w_EDF, route.segments())?;  // all experts, one op
 //! let y_NF = route.combine(&y_MF)?;                         // weighted scatter back
 //! let loss = y_NF.sqr()?.mean_all()?.add(&route.weighted_loss()?.unwrap())?;
 //! loss.backward()?;
 //! assert_eq!(router.weight().grad().unwrap().dims(), &[e, d]);
-//! println!("MRI {:.3}, tokens per expert {:?}", route.stats.mri, route.stats.tokens_per_expert);
+//! println!("MRI {:.3}, tokens per expert {:?}", route.stats()?.mri, route.stats()?.tokens_per_expert);
 //! # Ok(())
 //! # }
 //! ```
@@ -57,7 +57,10 @@ pub use decision::{RouteMode, RoutingDecision};
 pub use dispatch::Dispatch;
 pub use error::{Result, RouterError};
 pub use expert_bias::ExpertBias;
-pub use losses::{load_balancing_loss_hf, logsumexp_rows, sequence_aux_loss, switch_aux_loss, z_loss, BalanceStats};
+pub use losses::{
+    load_balancing_loss_hf, logsumexp_rows, sequence_aux_loss, switch_aux_loss, switch_aux_loss_from, z_loss,
+    BalanceStats,
+};
 pub use router::Router;
 pub use sinkhorn::sinkhorn;
 pub use stats::RoutingStats;

@@ -15,12 +15,29 @@
 //!   layers mix (`f` of one layer multiplies `P` of another).
 
 use crate::error::{Result, RouterError};
-use moe_tensor::{no_grad, Tensor};
+use moe_tensor::{no_grad, DType, Tensor};
 
-/// Per-expert counts as a constant float tensor of `like`'s dtype, shape `[E]`.
+/// Per-expert values as a constant float tensor of `like`'s dtype, shape `[E]`.
 fn counts_tensor(counts: &[f64], like: &Tensor) -> Result<Tensor> {
     let t = Tensor::from_vec(counts.to_vec(), counts.len(), &like.device())?;
     Ok(t.to_dtype(like.dtype())?)
+}
+
+/// Host counts as an I64 `[E]` tensor on `like`'s device.
+fn host_counts(counts_E: &[usize], like: &Tensor) -> Result<Tensor> {
+    let c: Vec<i64> = counts_E.iter().map(|&c| c as i64).collect();
+    Ok(Tensor::from_vec(c, counts_E.len(), &like.device())?)
+}
+
+/// Integer counts (I64, on any device) as a constant tensor of `like`'s
+/// float dtype; exact below 2^24 (through f32, the cast every device has).
+fn counts_as(counts_E: &Tensor, like: &Tensor) -> Result<Tensor> {
+    let c = if counts_E.dtype().is_float() {
+        counts_E.detach()
+    } else {
+        counts_E.to_dtype(DType::F32)?
+    };
+    Ok(c.to_dtype(like.dtype())?)
 }
 
 fn check_probs(probs_NE: &Tensor, num_experts: usize) -> Result<()> {
@@ -39,18 +56,22 @@ fn check_probs(probs_NE: &Tensor, num_experts: usize) -> Result<()> {
 /// probabilities over all experts; `counts_E[e]` the number of tokens whose
 /// top-k contains e (before any capacity dropping).
 pub fn switch_aux_loss(probs_NE: &Tensor, counts_E: &[usize], top_k: usize) -> Result<Tensor> {
-    let e = counts_E.len();
+    switch_aux_loss_from(probs_NE, &host_counts(counts_E, probs_NE)?, top_k)
+}
+
+/// [`switch_aux_loss`] with the counts as an `[E]` tensor on the
+/// probabilities' device (I64, as a dispatch plan counts them), so the loss
+/// is formed without reading the routing back to the host.
+pub fn switch_aux_loss_from(probs_NE: &Tensor, counts_E: &Tensor, top_k: usize) -> Result<Tensor> {
+    let e = counts_E.elem_count();
     check_probs(probs_NE, e)?;
     if probs_NE.dims()[0] == 0 {
         return empty_batch_loss(probs_NE);
     }
     let n = probs_NE.dims()[0] as f64;
-    let f: Vec<f64> = counts_E.iter().map(|&c| c as f64 / (top_k as f64 * n)).collect();
+    let f_E = counts_as(counts_E, probs_NE)?.mul_scalar(1.0 / (top_k as f64 * n))?;
     let p_E = probs_NE.mean(&[0], false)?;
-    Ok(p_E
-        .mul(&counts_tensor(&f, probs_NE)?)?
-        .sum_all()?
-        .mul_scalar(e as f64)?)
+    Ok(p_E.mul(&f_E)?.sum_all()?.mul_scalar(e as f64)?)
 }
 
 /// DeepSeek-V2/V3 sequence-level auxiliary loss: for each sequence of
@@ -126,8 +147,9 @@ pub fn logsumexp_rows(x_NE: &Tensor) -> Result<Tensor> {
 /// tokens (differentiable).
 #[derive(Clone, Debug)]
 pub struct BalanceStats {
-    /// Top-k assignments per expert, `[E]` (before capacity dropping).
-    pub counts_E: Vec<usize>,
+    /// Top-k assignments per expert, `[E]` I64 on the router's device
+    /// (before capacity dropping).
+    pub counts_E: Tensor,
     /// `Σ_t p_te`, `[E]`, differentiable in the router logits.
     pub prob_sum_E: Tensor,
     /// Tokens in the layer's batch (N).
@@ -148,17 +170,14 @@ impl BalanceStats {
                 got: probs.dims().to_vec(),
             });
         }
-        let ids = no_grad(|| probs.topk(top_k))?.1.to_vec::<i64>()?;
-        let mut counts_E = vec![0usize; e];
-        for id in ids {
-            counts_E[id as usize] += 1;
-        }
-        Self::new(&probs, counts_E)
+        let ids = no_grad(|| probs.topk(top_k))?.1;
+        Self::new(&probs, ids.dispatch_plan(e)?.counts)
     }
 
-    /// From a layer's softmax probabilities `[N, E]` and its routed counts.
-    pub fn new(probs_NE: &Tensor, counts_E: Vec<usize>) -> Result<Self> {
-        check_probs(probs_NE, counts_E.len())?;
+    /// From a layer's softmax probabilities `[N, E]` and its routed counts
+    /// (`[E]`, I64, on the probabilities' device).
+    pub fn new(probs_NE: &Tensor, counts_E: Tensor) -> Result<Self> {
+        check_probs(probs_NE, counts_E.elem_count())?;
         Ok(BalanceStats {
             prob_sum_E: probs_NE.sum(&[0], false)?,
             rows: probs_NE.dims()[0],
@@ -176,25 +195,27 @@ pub fn load_balancing_loss_hf(layers: &[&BalanceStats]) -> Result<Tensor> {
         what: "load_balancing_loss_hf",
         msg: "no layers given".into(),
     })?;
-    let e = first.counts_E.len();
-    let mut counts = vec![0.0; e];
+    let e = first.counts_E.elem_count();
+    let mut counts = first.prob_sum_E.zeros_like()?.detach();
     let mut prob_sum = first.prob_sum_E.zeros_like()?;
     let mut rows = 0usize;
     for l in layers {
-        if l.counts_E.len() != e || l.prob_sum_E.dims() != [e] {
+        if l.counts_E.elem_count() != e || l.prob_sum_E.dims() != [e] {
             return Err(RouterError::Invalid {
                 what: "load_balancing_loss_hf",
-                msg: format!("layers disagree on the number of experts ({e} vs {})", l.counts_E.len()),
+                msg: format!(
+                    "layers disagree on the number of experts ({e} vs {})",
+                    l.counts_E.elem_count()
+                ),
             });
         }
-        for (c, &x) in counts.iter_mut().zip(&l.counts_E) {
-            *c += x as f64;
-        }
+        // Integer-valued sums: exact in the float dtype below 2^24.
+        counts = counts.add(&counts_as(&l.counts_E, &l.prob_sum_E)?)?;
         prob_sum = prob_sum.add(&l.prob_sum_E)?;
         rows += l.rows;
     }
     let rows = rows.max(1) as f64;
-    let f: Vec<f64> = counts.iter().map(|c| c / rows).collect();
+    let f_E = counts.mul_scalar(1.0 / rows)?;
     let p_E = prob_sum.mul_scalar(1.0 / rows)?;
-    Ok(p_E.mul(&counts_tensor(&f, &p_E)?)?.sum_all()?.mul_scalar(e as f64)?)
+    Ok(p_E.mul(&f_E)?.sum_all()?.mul_scalar(e as f64)?)
 }

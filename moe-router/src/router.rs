@@ -2,8 +2,8 @@
 //! configured router, capacity, losses, statistics and the dispatch plan.
 
 use crate::capacity::keep_mask;
-use crate::config::{AuxLoss, RouterConfig, RouterKind};
-use crate::decision::{RouteMode, RoutingDecision};
+use crate::config::{AuxLoss, Capacity, RouterConfig, RouterKind};
+use crate::decision::{PendingStats, RouteMode, RoutingDecision};
 use crate::dispatch::{expert_index, Dispatch};
 use crate::error::{Result, RouterError};
 use crate::expert_bias::{aux_free_topk, ExpertBias};
@@ -13,6 +13,7 @@ use crate::stats::RoutingStats;
 use crate::topk::{softmax_topk, Selection};
 use moe_tensor::init::Rng;
 use moe_tensor::{no_grad, DType, Device, Tensor};
+use std::sync::OnceLock;
 
 /// A router: weight `[E, D]` (HF's `gate.weight` layout) plus the config and,
 /// for the aux-free router, its expert bias.
@@ -129,6 +130,63 @@ impl Router {
             (RouterKind::AuxFree(a), Some(bias)) => aux_free_topk(logits_NE, k, a, bias)?,
             (RouterKind::AuxFree(_), None) => unreachable!("Router::new creates the bias of an aux-free router"),
         };
+        if self.plans_on_device(train) {
+            self.decide_on_device(logits_NE, sel)
+        } else {
+            self.decide_on_host(logits_NE, sel, train)
+        }
+    }
+
+    /// Whether the decision can be planned on the logits' device with
+    /// nothing read back: every copy kept (dropless), and neither the
+    /// sequence-level aux loss nor the aux-free bias update, which count
+    /// per sequence or accumulate on the host.
+    fn plans_on_device(&self, train: bool) -> bool {
+        let aux_free_update = self.bias.is_some() && train;
+        matches!(self.config.capacity, Capacity::Dropless)
+            && !matches!(self.config.aux_loss, AuxLoss::Sequence { .. })
+            && !aux_free_update
+    }
+
+    /// The dropless plan on the logits' device; statistics stay there until
+    /// [`RoutingDecision::stats`] asks for them.
+    fn decide_on_device(&self, logits_NE: &Tensor, sel: Selection) -> Result<RoutingDecision> {
+        let (e, k) = (self.config.num_experts, self.config.top_k);
+        let (dispatch, invalid_ids) = Dispatch::plan_dropless(&sel.ids_NK, e)?;
+        let counts_E = dispatch.counts_tensor().clone();
+        let aux_loss = match self.config.aux_loss {
+            AuxLoss::Switch => Some(losses::switch_aux_loss_from(&sel.probs_NE, &counts_E, k)?),
+            _ => None,
+        };
+        let pending = PendingStats {
+            counts_E: counts_E.clone(),
+            invalid_ids,
+            num_tokens: logits_NE.dims()[0],
+            top_k: k,
+            sinkhorn_iters: sel.sinkhorn_iters,
+        };
+        Ok(RoutingDecision {
+            z_loss: losses::z_loss(logits_NE)?,
+            balance: BalanceStats::new(&sel.probs_NE, counts_E.clone())?,
+            tokens_per_expert_E: counts_E,
+            dropped_NK: dispatch.dropped_mask()?,
+            logits_NE: logits_NE.clone(),
+            probs_NE: sel.probs_NE,
+            topk_ids_NK: sel.ids_NK,
+            weights_NK: sel.weights_NK,
+            aux_loss,
+            dispatch,
+            aux_loss_coef: self.config.aux_loss_coef,
+            z_loss_coef: self.config.z_loss_coef,
+            stats: OnceLock::new(),
+            pending_stats: Some(pending),
+        })
+    }
+
+    /// The plan from host copies of the ids (and scores): capacity drops,
+    /// the sequence aux loss and the aux-free bias need them.
+    fn decide_on_host(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
+        let (e, k) = (self.config.num_experts, self.config.top_k);
         let ids = sel.ids_NK.to_vec::<i64>()?;
         for &id in &ids {
             expert_index(id, e)?;
@@ -155,20 +213,22 @@ impl Router {
             AuxLoss::Sequence { seq_len } => Some(losses::sequence_aux_loss(&sel.probs_NE, &ids, k, seq_len)?),
         };
         let counts_i64: Vec<i64> = stats.tokens_per_expert.iter().map(|&c| c as i64).collect();
+        let tokens_per_expert_E = Tensor::from_vec(counts_i64, e, &logits_NE.device())?;
         Ok(RoutingDecision {
             z_loss: losses::z_loss(logits_NE)?,
-            balance: BalanceStats::new(&sel.probs_NE, stats.tokens_per_expert.clone())?,
-            tokens_per_expert_E: Tensor::from_vec(counts_i64, e, &logits_NE.device())?,
-            dropped_NK: dispatch.dropped_mask(),
+            balance: BalanceStats::new(&sel.probs_NE, tokens_per_expert_E.clone())?,
+            tokens_per_expert_E,
+            dropped_NK: dispatch.dropped_mask()?,
             logits_NE: logits_NE.clone(),
             probs_NE: sel.probs_NE,
             topk_ids_NK: sel.ids_NK,
             weights_NK,
             aux_loss,
-            stats,
             dispatch,
             aux_loss_coef: self.config.aux_loss_coef,
             z_loss_coef: self.config.z_loss_coef,
+            stats: OnceLock::from(stats),
+            pending_stats: None,
         })
     }
 }

@@ -47,6 +47,27 @@ impl RoutingStats {
         let num_tokens = copies.checked_div(top_k).unwrap_or(0);
         let dropped_copies = keep_NK.iter().filter(|&&k| !k).count();
         let dropped_tokens = keep_NK.chunks(top_k.max(1)).filter(|c| c.iter().all(|&k| !k)).count();
+        Self::from_counts(
+            tokens_per_expert,
+            kept_per_expert,
+            (dropped_copies, dropped_tokens),
+            num_tokens,
+            top_k,
+        )
+    }
+
+    /// Statistics from per-expert counts: `tokens_per_expert` before and
+    /// `kept_per_expert` after capacity, `(dropped copies, dropped tokens)`,
+    /// of `num_tokens` tokens routed to `top_k` experts each.
+    pub fn from_counts(
+        tokens_per_expert: Vec<usize>,
+        kept_per_expert: Vec<usize>,
+        (dropped_copies, dropped_tokens): (usize, usize),
+        num_tokens: usize,
+        top_k: usize,
+    ) -> Self {
+        let copies = num_tokens * top_k;
+        let num_experts = tokens_per_expert.len();
         let max_load = tokens_per_expert.iter().copied().max().unwrap_or(0);
         let mean_load = copies as f64 / num_experts.max(1) as f64;
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };

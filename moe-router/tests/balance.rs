@@ -49,8 +49,8 @@ fn sinkhorn_selection_is_near_uniform_where_softmax_topk_is_not() {
         let uniform = (n * k) as f64 / E as f64;
         let softmax = Router::new(RouterConfig::mixtral(E, k), w.clone()).unwrap();
         let sinkhorn = Router::new(RouterConfig::sinkhorn(E, k), w.clone()).unwrap();
-        let s = softmax.route(&x, RouteMode::Train).unwrap().stats;
-        let b = sinkhorn.route(&x, RouteMode::Train).unwrap().stats;
+        let s = softmax.route(&x, RouteMode::Train).unwrap().stats().unwrap().clone();
+        let b = sinkhorn.route(&x, RouteMode::Train).unwrap().stats().unwrap().clone();
         println!(
             "k={k} softmax {:?} (max/mean {:.3})",
             s.tokens_per_expert, s.max_over_mean
@@ -73,7 +73,7 @@ fn sinkhorn_selection_is_near_uniform_where_softmax_topk_is_not() {
         assert!(s.max_over_mean > 2.0, "k={k}: softmax max/mean {}", s.max_over_mean);
         assert!(s.tokens_per_expert.iter().any(|&c| (c as f64) < 0.25 * uniform));
         // At inference Sinkhorn does not balance: it is plain top-k on the activations.
-        let eval = sinkhorn.route(&x, RouteMode::Eval).unwrap().stats;
+        let eval = sinkhorn.route(&x, RouteMode::Eval).unwrap().stats().unwrap().clone();
         assert!(eval.max_over_mean > 2.0, "k={k}: eval max/mean {}", eval.max_over_mean);
     }
 }
@@ -92,7 +92,7 @@ fn aux_free_bias_moves_a_skewed_load_toward_uniform() {
     for _step in 0..300 {
         // A fresh batch per step, as in training; the bias updates after each.
         let x = tokens(&mut rng, 512);
-        let stats = router.route(&x, RouteMode::Train).unwrap().stats;
+        let stats = router.route(&x, RouteMode::Train).unwrap().stats().unwrap().clone();
         history.push(stats.max_over_mean);
         assert_eq!(bias.pending_load().iter().sum::<u64>(), 512 * 2);
         bias.update();

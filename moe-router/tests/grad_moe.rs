@@ -79,7 +79,7 @@ fn sinkhorn_router_in_training_and_inference() {
         // would not test the Sinkhorn path.
         let train = decision(config, None, RouteMode::Train, &t);
         let eval = decision(config, None, RouteMode::Eval, &t);
-        assert!(train.stats.sinkhorn_iters.unwrap() >= 1);
+        assert!(train.stats().unwrap().sinkhorn_iters.unwrap() >= 1);
         assert_ne!(
             train.topk_ids_NK.to_vec::<i64>().unwrap(),
             eval.topk_ids_NK.to_vec::<i64>().unwrap(),
@@ -113,12 +113,12 @@ fn capacity_path_by_position_and_by_score() {
         let mut config = RouterConfig::mixtral(4, 2).with_capacity(0.75, policy);
         config.aux_loss = AuxLoss::Switch;
         let d = decision(config, None, RouteMode::Train, &t);
-        assert!(d.stats.dropped_copies > 0, "{policy:?}: nothing dropped");
+        assert!(d.stats().unwrap().dropped_copies > 0, "{policy:?}: nothing dropped");
         check(&format!("capacity {policy:?}"), config, None, RouteMode::Train, &t);
         // Top-1 Switch with capacity: some tokens lose their only copy.
         let config = RouterConfig::switch(4).with_capacity(0.5, policy);
         let d = decision(config, None, RouteMode::Train, &t);
-        assert!(d.stats.dropped_tokens > 0);
+        assert!(d.stats().unwrap().dropped_tokens > 0);
         check(
             &format!("switch capacity {policy:?}"),
             config,
@@ -156,7 +156,7 @@ fn expert_without_tokens_gets_zero_gradients() {
         RouterConfig::mixtral(e, 2),
     ] {
         let d = decision(config, None, RouteMode::Eval, &t);
-        assert_eq!(d.stats.tokens_per_expert[e - 1], 0, "{config:?}");
+        assert_eq!(d.stats().unwrap().tokens_per_expert[e - 1], 0, "{config:?}");
         check("idle expert", config, None, RouteMode::Eval, &t);
         // Zero, not missing: every expert weight has a full gradient.
         let params: Vec<Tensor> = t.iter().map(|x| x.to_param()).collect();

@@ -8,6 +8,7 @@
 // transpose); segments are empty, shorter and longer than a tile; rows in no
 // segment must stay unwritten. Exit status 1 on any mismatch.
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -146,6 +147,61 @@ void check_fwd_clamped(std::mt19937& rng) {
     compare(std::string("fwd f32 offsets past M clamped"), got, want);
 }
 
+// The tensor-core kernels under emu.h's mma model: every 16-deep k-step
+// forms acc + Σ of 16 exact bf16 products in double, rounded once to f32, in
+// ascending k. This reference repeats exactly that, so results compare bit
+// for bit; the 4-warp fragment placement is what is under test.
+float tc_dot(long long klen, const std::function<float(long long)>& a, const std::function<float(long long)>& b) {
+    float acc = 0.f;
+    for (long long k0 = 0; k0 < klen; k0 += 16) {
+        double s = acc;
+        for (long long k = k0; k < std::min(k0 + 16, klen); ++k) s += (double)round_bf16(a(k)) * round_bf16(b(k));
+        acc = (float)s;
+    }
+    return acc;
+}
+
+void check_tc(std::mt19937& rng, const std::vector<long long>& counts, long long d, long long f, bool hf) {
+    const int e = (int)counts.size();
+    const auto off = offsets_of(counts);
+    const long long m_rows = off.back();
+    // fwd: y [M, F] = x [M, D] · w[e] [D, F], w read as the HF [E, F, D] stack when hf.
+    const auto x = random_mat<float>(rng, m_rows, d, false);
+    std::normal_distribution<double> nd;
+    std::vector<float> w(e * d * f);
+    for (auto& v : w) v = (float)nd(rng);
+    const long long bes = d * f, brs = hf ? 1 : f, bcs = hf ? d : 1;
+    std::vector<float> want(m_rows * f), got(m_rows * f, -12345.f);
+    for (int x_e = 0; x_e < e; ++x_e)
+        for (long long r = off[x_e]; r < off[x_e + 1]; ++r)
+            for (long long j = 0; j < f; ++j)
+                want[r * f + j] = tc_dot(d, [&](long long k) { return x.at(r, k); },
+                                         [&](long long k) { return w[x_e * bes + k * brs + j * bcs]; });
+    emu_launch(EmuDim{(unsigned)((m_rows + TILE - 1) / TILE + e), (unsigned)((f + TILE - 1) / TILE), 1},
+               EmuDim{128, 1, 1}, 0, [&] {
+                   grouped_seg_tc_fwd(m_rows, f, d, e, off.data(), x.data.data(), x.rs, x.cs, w.data(), bes, brs,
+                                      bcs, got.data());
+               });
+    const std::string shape = " M " + std::to_string(m_rows) + " D " + std::to_string(d) + " F " +
+                              std::to_string(f) + (hf ? " B hf" : "");
+    compare("tc fwd" + shape, got, want);
+    // wgrad: dw [E, D, F] = x[seg]ᵀ · g[seg], g [M, F].
+    const auto g = random_mat<float>(rng, m_rows, f, false);
+    std::vector<float> wwant(e * d * f), wgot(e * d * f, -12345.f);
+    for (int x_e = 0; x_e < e; ++x_e)
+        for (long long i = 0; i < d; ++i)
+            for (long long j = 0; j < f; ++j)
+                wwant[(x_e * d + i) * f + j] = tc_dot(off[x_e + 1] - off[x_e],
+                                                      [&](long long k) { return x.at(off[x_e] + k, i); },
+                                                      [&](long long k) { return g.at(off[x_e] + k, j); });
+    emu_launch(EmuDim{(unsigned)((f + TILE - 1) / TILE), (unsigned)((d + TILE - 1) / TILE), (unsigned)e},
+               EmuDim{128, 1, 1}, 0, [&] {
+                   grouped_seg_tc_wgrad(m_rows, d, f, off.data(), x.data.data(), x.rs, x.cs, g.data.data(), g.rs,
+                                        g.cs, wgot.data());
+               });
+    compare("tc wgrad" + shape, wgot, wwant);
+}
+
 int main() {
     std::mt19937 rng(11);
     // Segments: one empty, one under a tile, one over two tiles, one exact.
@@ -167,5 +223,9 @@ int main() {
     check_wgrad<float>(rng, counts, 64, 33, true, false, 0, "wgrad f32", grouped_seg_wgrad_f32);
     check_wgrad<float>(rng, counts, 9, 40, false, true, 1, "wgrad f32", grouped_seg_wgrad_f32);
     check_wgrad<float>(rng, {0, 0}, 3, 4, false, false, 0, "wgrad f32 empty segments", grouped_seg_wgrad_f32);
+    // Tensor cores: segments empty, short, over two tiles; D over one k-step
+    // of 32 and not a multiple of 16; F not a multiple of 8.
+    check_tc(rng, counts, 40, 70, true);
+    check_tc(rng, {1, 70, 0}, 17, 9, false);
     return failures ? 1 : 0;
 }

@@ -16,11 +16,13 @@ CXX=${CXX:-g++}
 wanted=("$@")
 passed=() failed=()
 
-# common.cuh + the kernel file, with shared memory made host memory: the
-# dynamic `extern __shared__` array becomes a pointer to the launch's buffer,
-# static `__shared__` arrays become statics (blocks run one at a time).
+# common.cuh, tensor_core.cuh (its mma is emu.h's model) and the kernel file,
+# all from DIR, with shared memory made host memory: the dynamic
+# `extern __shared__` array becomes a pointer to the launch's buffer, static
+# `__shared__` arrays become statics (blocks run one at a time).
 rewrite() { # rewrite KERNEL.cu [DIR]
-    cat "$src/common.cuh" "${2:-$src}/$1" |
+    local dir=${2:-$src}
+    cat "$dir/common.cuh" "$dir/tensor_core.cuh" "$dir/$1" |
         sed -e 's/extern __shared__ unsigned char \([A-Za-z_0-9]*\)\[\];/unsigned char* \1 = emu_dynamic_smem;/' \
             -e 's/__shared__/static/g' \
             -e 's/extern "C" //'
@@ -44,16 +46,17 @@ check() { # check NAME KERNEL.cu: builds and runs NAME_check.cpp
     if "$out/$1_check"; then passed+=("$1"); else failed+=("$1"); fi
 }
 
-# Negative control: NAME's check must fail on KERNEL.cu with the line FROM
-# replaced by TO (a deliberate fragment-layout error), so a check that
-# cannot see such errors does not pass unnoticed.
-must_fail() { # must_fail NAME KERNEL.cu FROM TO
+# Negative control: NAME's check must fail on KERNEL.cu when, in FILE (the
+# kernel or a header), the line FROM is replaced by TO (a deliberate
+# fragment-layout error), so a check that cannot see such errors does not
+# pass unnoticed.
+must_fail() { # must_fail NAME KERNEL.cu FILE FROM TO
     asked "$1" || return 0
-    echo "== $1 negative control: $2 with '$3' -> '$4' must FAIL"
+    echo "== $1 negative control: $3 with '$4' -> '$5' must FAIL"
     local broken=$out/broken
-    mkdir -p "$broken"
-    grep -qF -- "$3" "$src/$2" || { echo "control line '$3' not in $2" >&2; exit 2; }
-    FROM=$3 TO=$4 perl -pe 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$src/$2" >"$broken/$2"
+    rm -rf "$broken" && mkdir -p "$broken" && cp "$src"/*.cu "$src"/*.cuh "$broken"/
+    grep -qF -- "$4" "$src/$3" || { echo "control line '$4' not in $3" >&2; exit 2; }
+    FROM=$4 TO=$5 perl -pe 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$src/$3" >"$broken/$3"
     build "$1" "$2" "$broken"
     if "$out/$1_check" >"$out/$1_broken.log" 2>&1; then
         echo "FAIL the check passed a broken kernel"
@@ -65,8 +68,8 @@ must_fail() { # must_fail NAME KERNEL.cu FROM TO
 
 check attention attention.cu
 check attention_tc attention_tc.cu
-must_fail attention_tc attention_tc.cu 'a[1] = p[8 * ws];' 'a[1] = p[4];'
-must_fail attention_tc attention_tc.cu 'tc_elem(s, ws, k + 9, n) << 16' 'tc_elem(s, ws, k + 1, n) << 16'
+must_fail attention_tc attention_tc.cu tensor_core.cuh 'a[1] = p[8 * ws];' 'a[1] = p[4];'
+must_fail attention_tc attention_tc.cu tensor_core.cuh 'tc_elem(s, ws, k + 9, n) << 16' 'tc_elem(s, ws, k + 1, n) << 16'
 check strided strided.cu
 check elementwise elementwise.cu
 check reduce reduce.cu
@@ -80,11 +83,12 @@ check select select.cu
 check scan scan.cu
 check combine combine.cu
 check optim optim.cu
-must_fail optim optim.cu '__fmul_rn(-step_size, mi)' '__fmul_rn(step_size, mi)'
+must_fail optim optim.cu optim.cu '__fmul_rn(-step_size, mi)' '__fmul_rn(step_size, mi)'
 check route_plan route_plan.cu
-must_fail route_plan route_plan.cu 'if (t >= step) x += buf[cur][t - step];' 'if (t > step) x += buf[cur][t - step];'
+must_fail route_plan route_plan.cu route_plan.cu 'if (t >= step) x += buf[cur][t - step];' 'if (t > step) x += buf[cur][t - step];'
 check grouped_seg grouped_seg.cu
-must_fail grouped_seg grouped_seg.cu 'if (tile < tiles) break;' 'if (tile <= tiles) break;'
+must_fail grouped_seg grouped_seg.cu grouped_seg.cu 'if (tile < tiles) {' 'if (tile <= tiles) {'
+must_fail grouped_seg grouped_seg.cu grouped_seg.cu 'const int m = warp * 16 + g + (i >= 2 ? 8 : 0)' 'const int m = warp * 16 + g + (i >= 1 ? 8 : 0)'
 
 for name in "${wanted[@]}"; do
     if [[ " ${passed[*]} ${failed[*]} " != *" $name "* ]]; then

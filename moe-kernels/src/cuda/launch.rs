@@ -132,8 +132,11 @@ pub fn route_plan(copies: usize, experts: usize) -> Option<(Launch1d, Launch1d)>
 
 /// Output tile of the grouped_seg.cu kernels: rows × cols, and its threads.
 pub const SEG_TILE: (usize, usize) = (64, 64);
-/// Threads of a grouped_seg.cu block (16 × 16, each 4 × 4 outputs).
+/// Threads of a grouped_seg.cu SIMT block (16 × 16, each 4 × 4 outputs).
 pub const SEG_THREADS: u32 = 256;
+/// Threads of a grouped_seg.cu tensor-core block (4 warps of 16 rows each);
+/// its grids are the SIMT kernels'.
+pub const SEG_TC_THREADS: u32 = 128;
 /// Largest `gridDim.y` / `gridDim.z`.
 const MAX_GRID_YZ: usize = 65_535;
 

@@ -240,7 +240,7 @@ pub const OPTIM: KernelSource = KernelSource {
 /// ([`attention_tc_launch`]); `delta` comes from [`ATTENTION`].
 pub const ATTENTION_TC: KernelSource = KernelSource {
     name: "attention_tc",
-    source: include_str!("attention_tc.cu"),
+    source: concat!(include_str!("tensor_core.cuh"), include_str!("attention_tc.cu")),
     functions: &[
         "attn_tc_fwd_d64",
         "attn_tc_fwd_d128",
@@ -261,16 +261,19 @@ pub const ROUTE_PLAN: KernelSource = KernelSource {
 };
 
 /// The expert GEMMs over segments whose offsets live on the device (forward
-/// and input gradient; weight gradient), f32 (optionally bf16 operands) and
-/// f64 ([`launch::grouped_seg_fwd`], [`launch::grouped_seg_wgrad`]).
+/// and input gradient; weight gradient): SIMT f32 (optionally bf16
+/// operands) and f64, and bf16 tensor cores for f32 under bf16 precision on
+/// sm_80+ ([`launch::grouped_seg_fwd`], [`launch::grouped_seg_wgrad`]).
 pub const GROUPED_SEG: KernelSource = KernelSource {
     name: "grouped_seg",
-    source: include_str!("grouped_seg.cu"),
+    source: concat!(include_str!("tensor_core.cuh"), include_str!("grouped_seg.cu")),
     functions: &[
         "grouped_seg_fwd_f32",
         "grouped_seg_fwd_f64",
         "grouped_seg_wgrad_f32",
         "grouped_seg_wgrad_f64",
+        "grouped_seg_tc_fwd",
+        "grouped_seg_tc_wgrad",
     ],
 };
 

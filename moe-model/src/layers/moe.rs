@@ -75,9 +75,9 @@ impl MoeBlock {
         let x_nd = x.reshape((x.elem_count() / d, d))?;
         let route = self.router.route(&x_nd, mode)?;
         let x_md = route.permute(&x_nd)?;
-        let h_m2f = x_md.grouped_matmul(&self.gate_up_proj.transpose(1, 2)?, route.counts())?;
+        let h_m2f = x_md.grouped_matmul(&self.gate_up_proj.transpose(1, 2)?, route.segments())?;
         let g_mf = gated_packed(&h_m2f, self.act)?;
-        let y_md = g_mf.grouped_matmul(&self.down_proj.transpose(1, 2)?, route.counts())?;
+        let y_md = g_mf.grouped_matmul(&self.down_proj.transpose(1, 2)?, route.segments())?;
         let mut y_nd = route.combine(&y_md)?;
         if let Some(shared) = &self.shared {
             let mut s = shared.forward(&x_nd)?;

@@ -29,8 +29,8 @@ pub fn moe_layer(
     }
     let route = router.route(x, mode)?;
     let x_MD = route.permute(x)?;
-    let h_MF = x_MD.grouped_matmul(w1, route.counts())?.silu()?;
-    let y_MD = h_MF.grouped_matmul(w2, route.counts())?;
+    let h_MF = x_MD.grouped_matmul(w1, route.segments())?.silu()?;
+    let y_MD = h_MF.grouped_matmul(w2, route.segments())?;
     Ok((route.combine(&y_MD)?, route))
 }
 

@@ -63,7 +63,7 @@ impl StepSums {
                 .collect();
         }
         for (acc, r) in self.layers.iter_mut().zip(&out.forward.routing) {
-            let s = &r.decision.stats;
+            let s = r.decision.stats().map_err(moe_model::Error::from)?;
             acc.mri += s.mri;
             acc.max_load += s.max_load as f64;
             acc.mean_load += s.mean_load;
