@@ -16,7 +16,7 @@
 //! from the router to the expert GEMMs without a host round-trip.
 
 use crate::error::{Result, RouterError};
-use moe_tensor::{DType, Device, Segments, Tensor};
+use moe_tensor::{DType, Device, DispatchPlan, Segments, Tensor};
 
 /// The expert index of an id, checked against the number of experts.
 pub(crate) fn expert_index(id: i64, num_experts: usize) -> Result<usize> {
@@ -51,6 +51,9 @@ pub struct Dispatch {
     row_of_copy_NK: Tensor,
     /// 1 where a copy was dropped, `[N, K]` (U8); None when none can be.
     dropped_NK: Option<Tensor>,
+    /// The device plan of a dropless dispatch: permute and combine use its
+    /// tensors in place (no host read on CUDA).
+    plan: Option<DispatchPlan>,
 }
 
 impl Dispatch {
@@ -110,6 +113,7 @@ impl Dispatch {
             dropped_NK: Some(Tensor::from_vec(dropped, (n, top_k), device)?),
             counts_E: Tensor::from_vec(counts_i64, num_experts, device)?,
             segments: Segments::Counts(counts_E),
+            plan: None,
         })
     }
 
@@ -123,22 +127,24 @@ impl Dispatch {
         let plan = topk_ids_NK.dispatch_plan(num_experts)?;
         let on_cuda = !topk_ids_NK.device().is_cpu();
         let segments = if on_cuda && !cuda_host_counts() {
-            Segments::Offsets(plan.offsets)
+            Segments::Offsets(plan.offsets.clone())
         } else {
             // The CPU reads its own memory; a CUDA run asked for cuBLAS.
             let counts = plan.counts.to_vec::<i64>()?;
             Segments::Counts(counts.iter().map(|&c| c.max(0) as usize).collect())
         };
+        let invalid_ids = plan.invalid_ids.clone();
         let dispatch = Dispatch {
             num_tokens: n,
             top_k: k,
             segments,
-            counts_E: plan.counts,
-            token_of_row_M: plan.token_of_row,
-            row_of_copy_NK: plan.row_of_copy,
+            counts_E: plan.counts.clone(),
+            token_of_row_M: plan.token_of_row.clone(),
+            row_of_copy_NK: plan.row_of_copy.clone(),
             dropped_NK: None,
+            plan: Some(plan),
         };
-        Ok((dispatch, plan.invalid_ids))
+        Ok((dispatch, invalid_ids))
     }
 
     /// The experts' rows for `grouped_matmul`: host counts or device offsets.
@@ -170,7 +176,10 @@ impl Dispatch {
                 got: x_ND.dims().to_vec(),
             });
         }
-        Ok(x_ND.index_select(0, &self.token_of_row_M)?)
+        Ok(match &self.plan {
+            Some(plan) => x_ND.dispatch_rows(plan)?,
+            None => x_ND.index_select(0, &self.token_of_row_M)?,
+        })
     }
 
     /// Scatters expert outputs back to tokens: `out[t] = Σ_k w[t, k] · y[row(t, k)]`,
@@ -193,7 +202,10 @@ impl Dispatch {
             });
         }
         let w = weights_NK.to_dtype(y_MD.dtype())?;
-        Ok(y_MD.expert_combine(&self.row_of_copy_NK, &w)?)
+        Ok(match &self.plan {
+            Some(plan) => y_MD.combine_rows(plan, &w)?,
+            None => y_MD.expert_combine(&self.row_of_copy_NK, &w)?,
+        })
     }
 
     /// The kept-copy mask as U8 `[N, K]` (1 = dropped).

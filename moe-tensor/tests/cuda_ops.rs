@@ -994,6 +994,32 @@ fn dispatch_plan_matches_the_cpu() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn planned_dispatch_and_combine_match_the_cpu() -> Result<()> {
+    for dev in accelerators_or_skip("planned_dispatch_and_combine_match_the_cpu") {
+        let mut rng = Rng::seed(25);
+        // 7 tokens, top-2 of 4 experts (expert 3 unused).
+        let ids = vec![0i64, 2, 1, 0, 2, 1, 0, 1, 2, 0, 1, 2, 0, 2];
+        let plan_on = |d: &Device| Tensor::from_vec(ids.clone(), (7, 2), d)?.dispatch_plan(4);
+        let x = randn(&mut rng, &[7, 5]);
+        let gather = |t: &[Tensor]| t[0].dispatch_rows(&plan_on(&t[0].device())?);
+        compare_with_cpu("dispatch_rows", &dev, gather, &[x], true, Tolerance::F32_REDUCE)?;
+        let (y, w) = (randn(&mut rng, &[14, 5]), randn(&mut rng, &[7, 2]));
+        let combine = |t: &[Tensor]| t[0].combine_rows(&plan_on(&t[0].device())?, &t[1]);
+        compare_with_cpu(
+            "combine_rows",
+            &dev,
+            combine,
+            &[y.clone(), w.clone()],
+            true,
+            Tolerance::F32_REDUCE,
+        )?;
+        let wide = [y.to_dtype(DType::F64)?, w.to_dtype(DType::F64)?];
+        compare_with_cpu("combine_rows f64", &dev, combine, &wide, true, F64)?;
+    }
+    Ok(())
+}
+
 /// bf16-rounded operands on both devices: equal up to the f32 sums' order
 /// (and cuBLAS's rounding of the operands, if it is not to nearest even).
 const BF16_MATMUL: Tolerance = Tolerance { rtol: 2e-3, atol: 1e-3 };

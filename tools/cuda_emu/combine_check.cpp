@@ -22,6 +22,7 @@ struct Entry<float> {
     static constexpr double rtol = 1e-5;
     static constexpr auto fwd = combine_fwd_f32;
     static constexpr auto bwd_rows = combine_bwd_rows_f32;
+    static constexpr auto bwd_rows_planned = combine_bwd_rows_planned_f32;
     static constexpr auto bwd_weights = combine_bwd_weights_f32;
 };
 template <>
@@ -30,6 +31,7 @@ struct Entry<double> {
     static constexpr double rtol = 1e-12;
     static constexpr auto fwd = combine_fwd_f64;
     static constexpr auto bwd_rows = combine_bwd_rows_f64;
+    static constexpr auto bwd_rows_planned = combine_bwd_rows_planned_f64;
     static constexpr auto bwd_weights = combine_bwd_weights_f64;
 };
 
@@ -93,6 +95,29 @@ static void check(const Case& c, std::mt19937& rng) {
     expect_close(name, "dw bwd", wdw, widen(dw), rtol, 0, &mdw);
 }
 
+// The planned dy (one copy per row, as a dispatch plan places them): the
+// copies permuted into rows 0..n·k, plus two rows no copy fills (zero).
+template <typename T>
+static void check_planned(const Case& c, std::mt19937& rng) {
+    const long long copies = c.n * c.k, m = copies + 2;
+    std::vector<long long> copy_of_row(m, -1);
+    for (long long j = 0; j < copies; ++j) copy_of_row[j] = j;
+    std::shuffle(copy_of_row.begin(), copy_of_row.begin() + copies, rng);
+    const std::vector<T> w = normals<T>(rng, copies, 0.5), g = normals<T>(rng, c.n * c.d);
+    std::vector<T> dy(m * c.d, (T)NAN);
+    run(launch::elementwise(m * c.d), [&] {
+        Entry<T>::bwd_rows_planned(m * c.d, c.d, c.k, copy_of_row.data(), w.data(), g.data(), dy.data());
+    });
+    std::vector<double> want(m * c.d, 0);
+    for (long long r = 0; r < m; ++r)
+        if (copy_of_row[r] >= 0)
+            for (long long col = 0; col < c.d; ++col)
+                want[r * c.d + col] = (double)((R)w[copy_of_row[r]] * (R)g[(copy_of_row[r] / c.k) * c.d + col]);
+    char buf[120];
+    std::snprintf(buf, sizeof buf, "combine_%s planned n%lld d%lld k%lld", Entry<T>::name, c.n, c.d, c.k);
+    expect_close(buf, "dy bwd", want, widen(dy), Entry<T>::rtol, 0);
+}
+
 int main() {
     std::mt19937 rng(43);
     // Widths around a warp (the weight gradient's lanes stride over d), copy
@@ -104,6 +129,8 @@ int main() {
         for (const Case& c : cases) {
             check<float>(c, rng);
             check<double>(c, rng);
+            check_planned<float>(c, rng);
+            check_planned<double>(c, rng);
         }
     });
     return finish("combine");

@@ -14,7 +14,7 @@
 #include "check.h"
 
 struct Plan {
-    std::vector<long long> selected, counts, bad, offsets, row_of_copy, token_of_row;
+    std::vector<long long> selected, counts, bad, offsets, row_of_copy, copy_of_row, token_of_row;
 };
 
 // The reference: copies in order, each kept one appended to its expert's list.
@@ -39,10 +39,14 @@ Plan reference(const std::vector<long long>& ids, const std::vector<unsigned cha
         p.counts[x] = (long long)lists[x].size();
         for (long long c : lists[x]) {
             p.row_of_copy[c] = (long long)p.token_of_row.size();
+            p.copy_of_row.push_back(c);
             p.token_of_row.push_back(c / k);
         }
         p.offsets.push_back((long long)p.token_of_row.size());
     }
+    // Rows past the segments: copy -1, token 0.
+    p.copy_of_row.resize(ids.size(), -1);
+    p.token_of_row.resize(ids.size(), 0);
     return p;
 }
 
@@ -55,7 +59,9 @@ Plan on_device(const std::vector<long long>& ids, const std::vector<unsigned cha
     p.bad = {sentinel};
     p.offsets.assign(e + 1, sentinel);
     p.row_of_copy.assign(copies, sentinel);
-    std::vector<long long> rank(copies, sentinel), token(copies, sentinel);
+    std::vector<long long> rank(copies, sentinel);
+    p.copy_of_row.assign(copies, sentinel);
+    p.token_of_row.assign(copies, sentinel);
     const unsigned char* kp = keep ? keep->data() : nullptr;
     // route_plan_rank needs its full grid (one block per expert): no cap.
     emu_launch(EmuDim{(unsigned)e, 1, 1}, EmuDim{256, 1, 1}, 0, [&] {
@@ -63,10 +69,8 @@ Plan on_device(const std::vector<long long>& ids, const std::vector<unsigned cha
     });
     run(launch::elementwise(std::max<size_t>(copies, e + 1)), [&] {
         route_plan_place(copies, k, e, ids.data(), kp, p.counts.data(), rank.data(), p.offsets.data(),
-                         p.row_of_copy.data(), token.data());
+                         p.row_of_copy.data(), p.copy_of_row.data(), p.token_of_row.data());
     });
-    const long long kept = p.offsets[e] >= 0 ? p.offsets[e] : 0;
-    p.token_of_row.assign(token.begin(), token.begin() + std::min<long long>(kept, copies));
     return p;
 }
 
@@ -114,6 +118,7 @@ int main() {
             compare(tag + " bad", got.bad, want.bad);
             compare(tag + " offsets", got.offsets, want.offsets);
             compare(tag + " row_of_copy", got.row_of_copy, want.row_of_copy);
+            compare(tag + " copy_of_row", got.copy_of_row, want.copy_of_row);
             compare(tag + " token_of_row", got.token_of_row, want.token_of_row);
             if (!failures) std::printf("ok   %s\n", tag.c_str());
         }

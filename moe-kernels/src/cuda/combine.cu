@@ -39,6 +39,18 @@ __device__ void combine_bwd_rows(long long total, long long d, long long k, cons
     }
 }
 
+// dy of a dispatch plan's combine, where each row holds at most one copy:
+// dy[r] = w[c] · g[c / k] for c = copy_of_row[r], zero where c < 0 (a row
+// no copy fills). No host grouping. launch::elementwise(m * d).
+template <typename T>
+__device__ void combine_bwd_rows_planned(long long total, long long d, long long k, const long long* copy_of_row,
+                                         const T* w, const T* g, T* dy) {
+    GRID_STRIDE_LOOP(e, total) {
+        long long r = e / d, c = e - r * d, j = copy_of_row[r];
+        dy[e] = j >= 0 ? w[j] * g[(j / k) * d + c] : T(0);
+    }
+}
+
 // dw[j] = <g[j / k], y[rows[j]]> (zero for a dropped copy). One warp per
 // copy, its lanes striding over d, then a warp sum (the order depends only
 // on d: deterministic). launch::warps(n * k).
@@ -76,6 +88,14 @@ COMBINE_FWD(combine_fwd_f64, double)
     }
 COMBINE_BWD_ROWS(combine_bwd_rows_f32, float)
 COMBINE_BWD_ROWS(combine_bwd_rows_f64, double)
+
+#define COMBINE_BWD_ROWS_PLANNED(NAME, T)                                                                \
+    extern "C" __global__ void NAME(long long total, long long d, long long k, const long long* copy_of_row, \
+                                    const T* w, const T* g, T* dy) {                                       \
+        combine_bwd_rows_planned<T>(total, d, k, copy_of_row, w, g, dy);                                   \
+    }
+COMBINE_BWD_ROWS_PLANNED(combine_bwd_rows_planned_f32, float)
+COMBINE_BWD_ROWS_PLANNED(combine_bwd_rows_planned_f64, double)
 
 #define COMBINE_BWD_WEIGHTS(NAME, T)                                                               \
     extern "C" __global__ void NAME(long long copies, long long d, long long k, const long long* rows, \

@@ -180,6 +180,8 @@ pub const COMBINE: KernelSource = KernelSource {
         "combine_fwd_f64",
         "combine_bwd_rows_f32",
         "combine_bwd_rows_f64",
+        "combine_bwd_rows_planned_f32",
+        "combine_bwd_rows_planned_f64",
         "combine_bwd_weights_f32",
         "combine_bwd_weights_f64",
     ],

@@ -11,8 +11,10 @@
 //   rank[C]          a kept copy's position inside its expert's segment,
 //   offsets[E + 1]   segment starts, offsets[E] = kept copies,
 //   row_of_copy[C]   the sorted row of each copy, -1 when dropped or bad,
-//   token_of_row[C]  the source token (copy / K) of each sorted row; only
-//                    the first offsets[E] entries are written.
+//   copy_of_row[C]   the copy placed in each sorted row,
+//   token_of_row[C]  its source token (copy / K); rows past offsets[E]
+//                    (only when copies were dropped or bad) get copy -1 and
+//                    token 0, so a gather by token_of_row stays in bounds.
 //
 // Two launches: route_plan_rank (one block per expert, blockDim.x =
 // PLAN_THREADS), then route_plan_place (launch::elementwise(max(C, E + 1))).
@@ -77,7 +79,7 @@ __device__ __forceinline__ long long plan_segment_start(const long long* counts,
 extern "C" __global__ void route_plan_place(long long copies, int top_k, int num_experts, const long long* ids,
                                             const unsigned char* keep, const long long* counts,
                                             const long long* rank, long long* offsets, long long* row_of_copy,
-                                            long long* token_of_row) {
+                                            long long* copy_of_row, long long* token_of_row) {
     long long n = copies > num_experts + 1 ? copies : num_experts + 1;
     GRID_STRIDE_LOOP(i, n) {
         if (i <= num_experts) offsets[i] = plan_segment_start(counts, i);
@@ -86,7 +88,15 @@ extern "C" __global__ void route_plan_place(long long copies, int top_k, int num
             bool placed = id >= 0 && id < num_experts && (keep == 0 || keep[i] != 0);
             long long row = placed ? plan_segment_start(counts, id) + rank[i] : -1;
             row_of_copy[i] = row;
-            if (placed) token_of_row[row] = i / top_k;
+            if (placed) {
+                copy_of_row[row] = i;
+                token_of_row[row] = i / top_k;
+            }
+            // Row i is past every segment: no copy writes it.
+            if (i >= plan_segment_start(counts, num_experts)) {
+                copy_of_row[i] = -1;
+                token_of_row[i] = 0;
+            }
         }
     }
 }

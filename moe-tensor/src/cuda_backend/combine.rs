@@ -4,14 +4,15 @@
 //! copies by the row they read on the host (the CPU's summation order) and
 //! uploads that grouping with the ids.
 
-use super::device::cuda_err;
+use super::device::{cuda_err, CudaDev};
 use super::launch::{config, float_kernel, long};
 use super::memory::{cuda_of, elems, upload_i64, CudaStorage};
 use crate::storage::Storage;
 use crate::{Result, Tensor};
-use cudarc::driver::{DeviceRepr, PushKernelArg};
+use cudarc::driver::{CudaView, DeviceRepr, PushKernelArg};
 use moe_kernels::cpu::index::group_by_index;
 use moe_kernels::cuda::{launch, COMBINE};
+use std::sync::Arc;
 
 const OP: &str = "expert_combine";
 const BOP: &str = "expert_combine_backward";
@@ -122,23 +123,85 @@ fn backward_typed<T: DeviceRepr>(
         // copy indices are < n·k; g holds n·d elements, dy m·d.
         unsafe { b.launch(config(l)) }.map_err(cuda_err(BOP))?;
     }
-    if let Some(l) = launch::warps(rows.len()) {
-        let f = dev.function(&COMBINE, &format!("combine_bwd_weights_{suffix}"))?;
-        let copies = long(rows.len(), BOP)?;
-        let iv = ids.view::<i64>(0..ids.len(), BOP)?;
-        let mut dwv = dw.view_mut::<T>(BOP)?;
+    let iv = ids.view::<i64>(0..ids.len(), BOP)?;
+    weights_grad::<T>(suffix, &dev, (&iv, rows.len(), k, d), (&gv, &yv), &mut dw)?;
+    Ok((Storage::Cuda(dy), Storage::Cuda(dw)))
+}
+
+/// `dw [n·k]`, `dw[j] = <g[j / k], y[rows[j]]>` (zero for a dropped copy),
+/// from device row ids: one warp per copy.
+fn weights_grad<T: DeviceRepr>(
+    suffix: &str,
+    dev: &Arc<CudaDev>,
+    (rows, copies, k, d): (&CudaView<'_, i64>, usize, usize, usize),
+    (g, y): (&CudaView<'_, T>, &CudaView<'_, T>),
+    dw: &mut CudaStorage,
+) -> Result<()> {
+    let Some(l) = launch::warps(copies) else {
+        return Ok(());
+    };
+    let f = dev.function(&COMBINE, &format!("combine_bwd_weights_{suffix}"))?;
+    let (n_copies, dd, kk) = (long(copies, BOP)?, long(d, BOP)?, long(k, BOP)?);
+    let mut dwv = dw.view_mut::<T>(BOP)?;
+    let mut b = dev.stream.launch_builder(&f);
+    b.arg(&n_copies).arg(&dd).arg(&kk).arg(rows).arg(g).arg(y).arg(&mut dwv);
+    // SAFETY: combine_bwd_weights_T(long long copies, long long d,
+    // long long k, const long long* rows, const T* g, const T* y, T* dw):
+    // one warp per copy (blocks of whole warps); rows are < m (checked by
+    // the caller, or a dispatch plan's) or negative (skipped).
+    unsafe { b.launch(config(l)) }.map_err(cuda_err(BOP))?;
+    Ok(())
+}
+
+/// [`expert_combine_backward`] for a dispatch plan (each row read by at
+/// most one copy): the device `rows [n, k]` and `copy_of_row [m]` are used
+/// as they are, so nothing is read back or grouped on the host.
+pub(crate) fn expert_combine_backward_planned(
+    y: &Tensor,
+    w: &Tensor,
+    rows: &Tensor,
+    copy_of_row: &Tensor,
+    g: &Tensor,
+) -> Result<(Storage, Storage)> {
+    float_kernel!(y.dtype(), BOP, planned_backward_typed(y, w, rows, copy_of_row, g))
+}
+
+fn planned_backward_typed<T: DeviceRepr>(
+    suffix: &str,
+    y: &Tensor,
+    w: &Tensor,
+    rows: &Tensor,
+    copy_of_row: &Tensor,
+    g: &Tensor,
+) -> Result<(Storage, Storage)> {
+    let (m, d, copies, k) = (y.dims()[0], y.dims()[1], rows.elem_count(), rows.dims()[1]);
+    let (rows, copy_of_row) = (rows.contiguous()?, copy_of_row.contiguous()?);
+    let (ys, ws, gs) = (y.read_storage(), w.read_storage(), g.read_storage());
+    let (rs, cs) = (rows.read_storage(), copy_of_row.read_storage());
+    let (yc, wc, gc) = (cuda_of(&ys, BOP)?, cuda_of(&ws, BOP)?, cuda_of(&gs, BOP)?);
+    let (rc, cc) = (cuda_of(&rs, BOP)?, cuda_of(&cs, BOP)?);
+    let dev = yc.dev().clone();
+    let mut dy = CudaStorage::alloc(&dev, y.dtype(), m * d, BOP)?;
+    let mut dw = CudaStorage::alloc(&dev, y.dtype(), copies, BOP)?;
+    let (yv, wv, gv) = (
+        elems::<T>(yc, y, BOP)?,
+        elems::<T>(wc, w, BOP)?,
+        elems::<T>(gc, g, BOP)?,
+    );
+    if let Some(l) = launch::elementwise(m * d) {
+        let f = dev.function(&COMBINE, &format!("combine_bwd_rows_planned_{suffix}"))?;
+        let (total, dd, kk) = (long(m * d, BOP)?, long(d, BOP)?, long(k, BOP)?);
+        let cv = elems::<i64>(cc, &copy_of_row, BOP)?;
+        let mut dyv = dy.view_mut::<T>(BOP)?;
         let mut b = dev.stream.launch_builder(&f);
-        b.arg(&copies)
-            .arg(&dd)
-            .arg(&kk)
-            .arg(&iv)
-            .arg(&gv)
-            .arg(&yv)
-            .arg(&mut dwv);
-        // SAFETY: combine_bwd_weights_T(long long copies, long long d,
-        // long long k, const long long* rows, const T* g, const T* y, T* dw):
-        // one warp per copy (blocks of whole warps), rows checked < m.
+        b.arg(&total).arg(&dd).arg(&kk).arg(&cv).arg(&wv).arg(&gv).arg(&mut dyv);
+        // SAFETY: combine_bwd_rows_planned_T(long long total, long long d,
+        // long long k, const long long* copy_of_row, const T* w, const T* g,
+        // T* dy): copy_of_row holds m entries, each a copy < n·k (w holds
+        // n·k, g n·d) or negative (skipped); dy holds m·d.
         unsafe { b.launch(config(l)) }.map_err(cuda_err(BOP))?;
     }
+    let rv = elems::<i64>(rc, &rows, BOP)?;
+    weights_grad::<T>(suffix, &dev, (&rv, copies, k, d), (&gv, &yv), &mut dw)?;
     Ok((Storage::Cuda(dy), Storage::Cuda(dw)))
 }

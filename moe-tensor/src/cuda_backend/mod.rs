@@ -25,6 +25,8 @@ mod combine;
 #[cfg(feature = "cuda")]
 mod device;
 #[cfg(feature = "cuda")]
+mod dispatch_ops;
+#[cfg(feature = "cuda")]
 mod elementwise;
 #[cfg(feature = "cuda")]
 mod fused;
@@ -65,6 +67,8 @@ pub(crate) use combine::{expert_combine, expert_combine_backward};
 pub(crate) use device::{check_device, synchronize_all};
 #[cfg(feature = "cuda")]
 pub use device::{device_info, pool_stats};
+#[cfg(feature = "cuda")]
+pub(crate) use dispatch_ops::{combine_rows_op, dispatch_rows_op};
 #[cfg(feature = "cuda")]
 pub(crate) use elementwise::{binary, compare, unary, unary_backward};
 #[cfg(feature = "cuda")]

@@ -12,10 +12,10 @@ use moe_kernels::cuda::ROUTE_PLAN;
 
 const OP: &str = "dispatch_plan";
 
-/// Counts `[E]`, offsets `[E + 1]`, token of each row `[C]`, row of each
-/// copy `[C]` and the bad-id count `[1]` of the contiguous I64 ids (`[N, K]`,
-/// C = N·K copies), every copy kept.
-pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize) -> Result<[Storage; 5]> {
+/// Counts `[E]`, offsets `[E + 1]`, token and copy of each row `[C]`, row
+/// of each copy `[C]` and the bad-id count `[1]` of the contiguous I64 ids
+/// (`[N, K]`, C = N·K copies), every copy kept.
+pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize) -> Result<[Storage; 6]> {
     let (copies, top_k) = (ids.elem_count(), ids.dims()[1]);
     let guard = ids.read_storage();
     let ic = cuda_of(&guard, OP)?;
@@ -23,7 +23,7 @@ pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize) -> Result<[Storage
     let alloc = |len| CudaStorage::alloc(&dev, DType::I64, len, OP);
     let (mut selected, mut counts, mut bad) = (alloc(num_experts)?, alloc(num_experts)?, alloc(1)?);
     let (mut rank, mut offsets) = (alloc(copies)?, alloc(num_experts + 1)?);
-    let (mut row_of_copy, mut token_of_row) = (alloc(copies)?, alloc(copies)?);
+    let (mut row_of_copy, mut token_of_row, mut copy_of_row) = (alloc(copies)?, alloc(copies)?, alloc(copies)?);
     if copies == 0 {
         for s in [&mut counts, &mut offsets, &mut bad] {
             s.zero(OP)?;
@@ -64,22 +64,23 @@ pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize) -> Result<[Storage
             counts.view::<i64>(0..num_experts, OP)?,
             rank.view::<i64>(0..copies, OP)?,
         );
-        let (mut ov, mut rcv, mut tv) = (
+        let (mut ov, mut rcv, mut cov, mut tv) = (
             offsets.view_mut::<i64>(OP)?,
             row_of_copy.view_mut::<i64>(OP)?,
+            copy_of_row.view_mut::<i64>(OP)?,
             token_of_row.view_mut::<i64>(OP)?,
         );
         let mut b = dev.stream.launch_builder(&f);
         b.arg(&c).arg(&k).arg(&e).arg(&idv).arg(&no_keep).arg(&cv).arg(&rv);
-        b.arg(&mut ov).arg(&mut rcv).arg(&mut tv);
+        b.arg(&mut ov).arg(&mut rcv).arg(&mut cov).arg(&mut tv);
         // SAFETY: route_plan_place(long long copies, int top_k, int
         // num_experts, const long long* ids, const unsigned char* keep
         // (null), const long long* counts, const long long* rank,
-        // long long* offsets, row_of_copy, token_of_row): offsets holds
-        // num_experts + 1 elements, the others `copies`; rows written are
-        // below Σ counts = copies (every copy is kept).
+        // long long* offsets, row_of_copy, copy_of_row, token_of_row):
+        // offsets holds num_experts + 1 elements, the others `copies`; rows
+        // written are below Σ counts ≤ copies.
         unsafe { b.launch(config(place_launch)) }.map_err(cuda_err(OP))?;
     }
     drop(selected);
-    Ok([counts, offsets, token_of_row, row_of_copy, bad].map(Storage::Cuda))
+    Ok([counts, offsets, token_of_row, copy_of_row, row_of_copy, bad].map(Storage::Cuda))
 }

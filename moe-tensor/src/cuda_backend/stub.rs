@@ -200,12 +200,18 @@ pub(crate) fn sum_of_squares(_: &[Tensor]) -> Result<f64> {
 pub(crate) fn embedding_op(_: &Tensor, _: &Tensor) -> Result<Tensor> {
     off(0)
 }
-pub(crate) fn dispatch_plan(_: &Tensor, _: usize) -> Result<[Storage; 5]> {
+pub(crate) fn dispatch_plan(_: &Tensor, _: usize) -> Result<[Storage; 6]> {
     off(0)
 }
 pub(crate) fn grouped_matmul_offsets(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Storage> {
     off(0)
 }
 pub(crate) fn grouped_weight_grad_offsets(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Storage> {
+    off(0)
+}
+pub(crate) fn dispatch_rows_op(_: &Tensor, _: &crate::DispatchPlan) -> Result<Tensor> {
+    off(0)
+}
+pub(crate) fn combine_rows_op(_: &Tensor, _: &crate::DispatchPlan, _: &Tensor) -> Result<Tensor> {
     off(0)
 }

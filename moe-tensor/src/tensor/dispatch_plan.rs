@@ -15,6 +15,9 @@ pub struct DispatchPlan {
     pub offsets: Tensor,
     /// Source token of each sorted row, `[N·K]`.
     pub token_of_row: Tensor,
+    /// The copy (`t·K + k`) placed in each sorted row, `[N·K]`; the inverse
+    /// of `row_of_copy`.
+    pub copy_of_row: Tensor,
     /// Sorted row of each copy, `[N, K]`.
     pub row_of_copy: Tensor,
     /// `[1]`: copies whose id was outside `0..E` (left out of every
@@ -24,7 +27,7 @@ pub struct DispatchPlan {
 }
 
 /// The CPU plan: the same counting sort as route_plan.cu.
-fn plan_on_host(ids: &[i64], top_k: usize, num_experts: usize) -> Result<[Vec<i64>; 4]> {
+fn plan_on_host(ids: &[i64], top_k: usize, num_experts: usize) -> Result<[Vec<i64>; 5]> {
     let mut counts = vec![0i64; num_experts];
     for &id in ids {
         let e = usize::try_from(id)
@@ -43,14 +46,16 @@ fn plan_on_host(ids: &[i64], top_k: usize, num_experts: usize) -> Result<[Vec<i6
     }
     let mut next = offsets.clone();
     let mut token_of_row = vec![0i64; ids.len()];
+    let mut copy_of_row = vec![0i64; ids.len()];
     let mut row_of_copy = vec![0i64; ids.len()];
     for (c, &id) in ids.iter().enumerate() {
         let row = &mut next[id as usize];
         token_of_row[*row as usize] = (c / top_k) as i64;
+        copy_of_row[*row as usize] = c as i64;
         row_of_copy[c] = *row;
         *row += 1;
     }
-    Ok([counts, offsets, token_of_row, row_of_copy])
+    Ok([counts, offsets, token_of_row, copy_of_row, row_of_copy])
 }
 
 impl Tensor {
@@ -78,24 +83,26 @@ impl Tensor {
             Shape::from(vec![num_experts]),
             Shape::from(vec![num_experts + 1]),
             Shape::from(vec![n * k]),
+            Shape::from(vec![n * k]),
             Shape::from(vec![n, k]),
             Shape::from(vec![1]),
         ];
-        let storages: [Storage; 5] = if ids.device().is_cpu() {
+        let storages: [Storage; 6] = if ids.device().is_cpu() {
             let host = ids.to_vec::<i64>()?;
-            let [counts, offsets, token_of_row, row_of_copy] = plan_on_host(&host, k.max(1), num_experts)?;
-            [counts, offsets, token_of_row, row_of_copy, vec![0]].map(|v| Storage::Cpu(CpuStorage::I64(v)))
+            let [counts, offsets, token, copy, row] = plan_on_host(&host, k.max(1), num_experts)?;
+            [counts, offsets, token, copy, row, vec![0]].map(|v| Storage::Cpu(CpuStorage::I64(v)))
         } else {
             crate::cuda_backend::dispatch_plan(&ids, num_experts)?
         };
-        let [counts, offsets, token_of_row, row_of_copy, invalid_ids] = storages;
-        let [s0, s1, s2, s3, s4] = shapes;
+        let [counts, offsets, token_of_row, copy_of_row, row_of_copy, invalid_ids] = storages;
+        let [s0, s1, s2, s3, s4, s5] = shapes;
         Ok(DispatchPlan {
             counts: Tensor::from_storage(counts, s0),
             offsets: Tensor::from_storage(offsets, s1),
             token_of_row: Tensor::from_storage(token_of_row, s2),
-            row_of_copy: Tensor::from_storage(row_of_copy, s3),
-            invalid_ids: Tensor::from_storage(invalid_ids, s4),
+            copy_of_row: Tensor::from_storage(copy_of_row, s3),
+            row_of_copy: Tensor::from_storage(row_of_copy, s4),
+            invalid_ids: Tensor::from_storage(invalid_ids, s5),
         })
     }
 }
@@ -113,6 +120,7 @@ mod tests {
         assert_eq!(p.counts.to_vec::<i64>().unwrap(), vec![3, 1, 2, 0]);
         assert_eq!(p.offsets.to_vec::<i64>().unwrap(), vec![0, 3, 4, 6, 6]);
         assert_eq!(p.token_of_row.to_vec::<i64>().unwrap(), vec![0, 1, 2, 2, 0, 1]);
+        assert_eq!(p.copy_of_row.to_vec::<i64>().unwrap(), vec![1, 2, 5, 4, 0, 3]);
         assert_eq!(p.row_of_copy.to_vec::<i64>().unwrap(), vec![4, 0, 1, 5, 3, 2]);
         assert_eq!(p.invalid_ids.to_vec::<i64>().unwrap(), vec![0]);
         // A transposed view is read in its logical order.

@@ -13,6 +13,7 @@ mod convert;
 mod cross_entropy;
 mod cumsum;
 mod dispatch_plan;
+mod dispatch_rows;
 mod embedding;
 mod expert_combine;
 mod fused_util;
@@ -36,7 +37,7 @@ pub use cross_entropy::{Reduction, DEFAULT_IGNORE_INDEX};
 pub use dispatch_plan::DispatchPlan;
 /// Kernel errors as tensor errors, for the CUDA backend's host-side checks.
 #[cfg(feature = "cuda")]
-pub(crate) use index::kernel_err;
+pub(crate) use index::{dims3, kernel_err};
 pub use rope::Rope;
 pub use segments::Segments;
 pub use unary::UnaryOp;
