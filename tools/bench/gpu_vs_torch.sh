@@ -8,8 +8,10 @@
 # training FLOPs per step (`moe bench`'s model_gflop_per_step: 6 x active
 # parameters plus attention, per token) over the step time and PEAK_TFLOPS
 # (default 989: H100/H200 SXM dense bf16). Builds nothing: MOE names a
-# `moe` binary built with `--features moe-train/cuda`. Each run's stderr is
-# appended to RESULTS.jsonl.stderr.
+# `moe` binary built with `--features moe-train/cuda`. For the MoE models a
+# third run of ours (`moe-bf16-cublas`) uses cuBLAS's grouped GEMM with the
+# segment counts read back (MOE_GROUPED_GEMM=cublas) instead of the default
+# device-side routing. Each run's stderr is appended to RESULTS.jsonl.stderr.
 #
 # Usage (repository root):
 #   MOE=target/release/moe PYTHON=python3 tools/bench/gpu_vs_torch.sh [RESULTS.jsonl]
@@ -45,6 +47,12 @@ common=(--steps "$STEPS" --warmup "$WARMUP" --batch-size "$BATCH" --seq-len "$SE
 for cfg in $CONFIGS; do
     run "moe-bf16_$cfg" "$MOE" bench --config "$cfg" --device cuda --precision bf16 "${common[@]}"
     run "moe-f32_$cfg" "$MOE" bench --config "$cfg" --device cuda "${common[@]}"
+    if [ "$cfg" != gpu-dense ]; then
+        # The experts through cuBLAS's grouped GEMM, segment counts read back
+        # per layer, against the default device-side routing above.
+        run "moe-bf16-cublas_$cfg" env MOE_GROUPED_GEMM=cublas "$MOE" bench --config "$cfg" --device cuda \
+            --precision bf16 "${common[@]}"
+    fi
     run "torch-eager-bf16_$cfg" "$PY" tools/bench/train_peer.py --config "$cfg" --device cuda --amp bf16 "${common[@]}"
     if [ "$COMPILE" = 1 ]; then
         run "torch-compile-bf16_$cfg" "$PY" tools/bench/train_peer.py --config "$cfg" --device cuda --amp bf16 \
@@ -62,7 +70,7 @@ for cfg in dict.fromkeys(l.split("_", 1)[1] for l in res):
     ours = res.get(f"moe-bf16_{cfg}")
     gflop = ours and ours.get("model_gflop_per_step")
     eager = res.get(f"torch-eager-bf16_{cfg}")
-    for impl in ("moe-bf16", "moe-f32", "torch-eager-bf16", "torch-compile-bf16"):
+    for impl in ("moe-bf16", "moe-bf16-cublas", "moe-f32", "torch-eager-bf16", "torch-compile-bf16"):
         x = res.get(f"{impl}_{cfg}")
         if x is None:
             continue
