@@ -9,8 +9,9 @@ use super::launch::{config, float_kernel, long};
 use super::memory::{cuda_of, elems, upload_i64, CudaStorage};
 use crate::storage::Storage;
 use crate::{Result, Tensor};
-use cudarc::driver::{CudaView, DeviceRepr, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, PushKernelArg};
 use moe_kernels::cpu::index::group_by_index;
+use moe_kernels::cuda::launch::Launch1d;
 use moe_kernels::cuda::{launch, COMBINE};
 use std::sync::Arc;
 
@@ -84,47 +85,66 @@ fn backward_typed<T: DeviceRepr>(
 ) -> Result<(Storage, Storage)> {
     let (m, d) = (y.dims()[0], y.dims()[1]);
     let (starts, order) = copies_by_row(rows, m)?;
-    let (ys, ws, gs) = (y.read_storage(), w.read_storage(), g.read_storage());
-    let (yc, wc, gc) = (cuda_of(&ys, BOP)?, cuda_of(&ws, BOP)?, cuda_of(&gs, BOP)?);
-    let dev = yc.dev().clone();
+    let dev = {
+        let ys = y.read_storage();
+        cuda_of(&ys, BOP)?.dev().clone()
+    };
     let (starts, order, ids) = (
         upload_i64(&dev, &starts)?,
         upload_i64(&dev, &order)?,
         upload_i64(&dev, rows)?,
     );
-    let mut dy = CudaStorage::alloc(&dev, y.dtype(), m * d, BOP)?;
-    let mut dw = CudaStorage::alloc(&dev, y.dtype(), rows.len(), BOP)?;
-    let (dd, kk) = (long(d, BOP)?, long(k, BOP)?);
-    let (yv, wv, gv) = (
-        elems::<T>(yc, y, BOP)?,
-        elems::<T>(wc, w, BOP)?,
-        elems::<T>(gc, g, BOP)?,
-    );
-    if let Some(l) = launch::elementwise(m * d) {
+    let iv = ids.view::<i64>(0..ids.len(), BOP)?;
+    let dy_kernel = |wv: &CudaView<'_, T>, gv: &CudaView<'_, T>, dyv: &mut CudaViewMut<'_, T>, l: Launch1d| {
         let f = dev.function(&COMBINE, &format!("combine_bwd_rows_{suffix}"))?;
-        let total = long(m * d, BOP)?;
+        let (total, dd, kk) = (long(m * d, BOP)?, long(d, BOP)?, long(k, BOP)?);
         let (sv, ov) = (
             starts.view::<i64>(0..starts.len(), BOP)?,
             order.view::<i64>(0..order.len(), BOP)?,
         );
-        let mut dyv = dy.view_mut::<T>(BOP)?;
         let mut b = dev.stream.launch_builder(&f);
         b.arg(&total)
             .arg(&dd)
             .arg(&kk)
             .arg(&sv)
             .arg(&ov)
-            .arg(&wv)
-            .arg(&gv)
-            .arg(&mut dyv);
+            .arg(wv)
+            .arg(gv)
+            .arg(dyv);
         // SAFETY: combine_bwd_rows_T(long long total, long long d, long long k,
         // const long long* starts, const long long* order, const T* w,
         // const T* g, T* dy): starts holds m + 1 offsets into order, whose
         // copy indices are < n·k; g holds n·d elements, dy m·d.
         unsafe { b.launch(config(l)) }.map_err(cuda_err(BOP))?;
+        Ok(())
+    };
+    combine_grads::<T>(suffix, (y, w, g, k), &iv, dy_kernel)
+}
+
+/// `(dy, dw)` of a combine: `dy_kernel` launches the dy kernel of its kind
+/// (given w, g, dy and the elementwise launch over dy), then every copy's
+/// weight gradient comes from the device row ids `rows`.
+fn combine_grads<T: DeviceRepr>(
+    suffix: &str,
+    (y, w, g, k): (&Tensor, &Tensor, &Tensor, usize),
+    rows: &CudaView<'_, i64>,
+    dy_kernel: impl FnOnce(&CudaView<'_, T>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>, Launch1d) -> Result<()>,
+) -> Result<(Storage, Storage)> {
+    let (m, d, copies) = (y.dims()[0], y.dims()[1], w.elem_count());
+    let (ys, ws, gs) = (y.read_storage(), w.read_storage(), g.read_storage());
+    let (yc, wc, gc) = (cuda_of(&ys, BOP)?, cuda_of(&ws, BOP)?, cuda_of(&gs, BOP)?);
+    let dev = yc.dev().clone();
+    let mut dy = CudaStorage::alloc(&dev, y.dtype(), m * d, BOP)?;
+    let mut dw = CudaStorage::alloc(&dev, y.dtype(), copies, BOP)?;
+    let (yv, wv, gv) = (
+        elems::<T>(yc, y, BOP)?,
+        elems::<T>(wc, w, BOP)?,
+        elems::<T>(gc, g, BOP)?,
+    );
+    if let Some(l) = launch::elementwise(m * d) {
+        dy_kernel(&wv, &gv, &mut dy.view_mut::<T>(BOP)?, l)?;
     }
-    let iv = ids.view::<i64>(0..ids.len(), BOP)?;
-    weights_grad::<T>(suffix, &dev, (&iv, rows.len(), k, d), (&gv, &yv), &mut dw)?;
+    weights_grad::<T>(suffix, &dev, (rows, copies, k, d), (&gv, &yv), &mut dw)?;
     Ok((Storage::Cuda(dy), Storage::Cuda(dw)))
 }
 
@@ -174,34 +194,23 @@ fn planned_backward_typed<T: DeviceRepr>(
     copy_of_row: &Tensor,
     g: &Tensor,
 ) -> Result<(Storage, Storage)> {
-    let (m, d, copies, k) = (y.dims()[0], y.dims()[1], rows.elem_count(), rows.dims()[1]);
+    let (m, d, k) = (y.dims()[0], y.dims()[1], rows.dims()[1]);
     let (rows, copy_of_row) = (rows.contiguous()?, copy_of_row.contiguous()?);
-    let (ys, ws, gs) = (y.read_storage(), w.read_storage(), g.read_storage());
     let (rs, cs) = (rows.read_storage(), copy_of_row.read_storage());
-    let (yc, wc, gc) = (cuda_of(&ys, BOP)?, cuda_of(&ws, BOP)?, cuda_of(&gs, BOP)?);
     let (rc, cc) = (cuda_of(&rs, BOP)?, cuda_of(&cs, BOP)?);
-    let dev = yc.dev().clone();
-    let mut dy = CudaStorage::alloc(&dev, y.dtype(), m * d, BOP)?;
-    let mut dw = CudaStorage::alloc(&dev, y.dtype(), copies, BOP)?;
-    let (yv, wv, gv) = (
-        elems::<T>(yc, y, BOP)?,
-        elems::<T>(wc, w, BOP)?,
-        elems::<T>(gc, g, BOP)?,
-    );
-    if let Some(l) = launch::elementwise(m * d) {
+    let dev = rc.dev().clone();
+    let (rv, cv) = (elems::<i64>(rc, &rows, BOP)?, elems::<i64>(cc, &copy_of_row, BOP)?);
+    let dy_kernel = |wv: &CudaView<'_, T>, gv: &CudaView<'_, T>, dyv: &mut CudaViewMut<'_, T>, l: Launch1d| {
         let f = dev.function(&COMBINE, &format!("combine_bwd_rows_planned_{suffix}"))?;
         let (total, dd, kk) = (long(m * d, BOP)?, long(d, BOP)?, long(k, BOP)?);
-        let cv = elems::<i64>(cc, &copy_of_row, BOP)?;
-        let mut dyv = dy.view_mut::<T>(BOP)?;
         let mut b = dev.stream.launch_builder(&f);
-        b.arg(&total).arg(&dd).arg(&kk).arg(&cv).arg(&wv).arg(&gv).arg(&mut dyv);
+        b.arg(&total).arg(&dd).arg(&kk).arg(&cv).arg(wv).arg(gv).arg(dyv);
         // SAFETY: combine_bwd_rows_planned_T(long long total, long long d,
         // long long k, const long long* copy_of_row, const T* w, const T* g,
         // T* dy): copy_of_row holds m entries, each a copy < n·k (w holds
         // n·k, g n·d) or negative (skipped); dy holds m·d.
         unsafe { b.launch(config(l)) }.map_err(cuda_err(BOP))?;
-    }
-    let rv = elems::<i64>(rc, &rows, BOP)?;
-    weights_grad::<T>(suffix, &dev, (&rv, copies, k, d), (&gv, &yv), &mut dw)?;
-    Ok((Storage::Cuda(dy), Storage::Cuda(dw)))
+        Ok(())
+    };
+    combine_grads::<T>(suffix, (y, w, g, k), &rv, dy_kernel)
 }
