@@ -18,11 +18,11 @@ wheels=$("$py" -c 'import nvidia, os; print(os.path.join(os.path.dirname(nvidia.
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib "$wheels"; do
     [ -d "$d" ] && LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
-export LD_LIBRARY_PATH
+export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 {
     date -u
     nvidia-smi
-    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 } >"$res/machine.txt" 2>&1
 status=0
 log=$res/tests.log
