@@ -129,6 +129,7 @@ fn unary_ops_forward_and_backward() -> Result<()> {
             UnaryOp::Powf(2.0),
             UnaryOp::Affine { mul: 1.5, add: -0.25 },
         ];
+        let wide = x.to_dtype(DType::F64)?;
         for op in ops {
             compare_with_cpu(
                 &format!("{op:?}"),
@@ -138,6 +139,8 @@ fn unary_ops_forward_and_backward() -> Result<()> {
                 true,
                 Tolerance::F32,
             )?;
+            let f = |t: &[Tensor]| t[0].unary(op);
+            compare_with_cpu(&format!("{op:?} f64"), &dev, f, std::slice::from_ref(&wide), true, F64)?;
         }
         // On a transposed view too.
         compare_with_cpu(
@@ -175,6 +178,10 @@ fn binary_ops_broadcast_forward_and_backward() -> Result<()> {
         compare_with_cpu("div", &dev, |t| t[0].div(&t[1]), &ins, true, Tolerance::F32_REDUCE)?;
         compare_with_cpu("maximum", &dev, |t| t[0].maximum(&t[1]), &ins, true, Tolerance::F32)?;
         compare_with_cpu("minimum", &dev, |t| t[0].minimum(&t[1]), &ins, true, Tolerance::F32)?;
+        let wide = [a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?];
+        compare_with_cpu("div f64", &dev, |t| t[0].div(&t[1]), &wide, true, F64)?;
+        compare_with_cpu("maximum f64", &dev, |t| t[0].maximum(&t[1]), &wide, true, F64)?;
+        compare_with_cpu("lt f64", &dev, |t| t[0].lt(&t[1]), &wide, false, EXACT)?;
         for (name, f) in [
             ("ge", Tensor::ge as CmpOp),
             ("lt", Tensor::lt),
@@ -812,7 +819,7 @@ fn scatter_add_forward_and_backward() -> Result<()> {
         let st = randn(&mut rng, &[3, 6]);
         let v = |t: &[Tensor]| t[0].t()?.scatter_add(0, &t[1], &t[2].t()?);
         compare_with_cpu("scatter_add of views", &dev, v, &[xt, idx0.clone(), st], true, EXACT)?;
-        // Errors as on the CPU: a bad index, indices on another device, i64 data.
+        // Errors as on the CPU: a bad index, indices on another device.
         let (xd, sd) = (x.to_device(&dev)?, src.to_device(&dev)?);
         let mut bad = vec![0i64; 18];
         bad[7] = 4;
@@ -825,13 +832,22 @@ fn scatter_add_forward_and_backward() -> Result<()> {
             xd.scatter_add(0, &idx0, &sd),
             Err(Error::DeviceMismatch { .. })
         ));
-        let counts = Tensor::zeros(4, DType::I64, &dev)?;
-        let ones = Tensor::ones(3, DType::I64, &dev)?;
-        let few = ids(vec![3, 1, 3], &[3]).to_device(&dev)?;
-        assert!(matches!(
-            counts.scatter_add(0, &few, &ones),
-            Err(Error::UnsupportedDType { .. })
-        ));
+        // Integer data as on the CPU: i64 counts and u8 sums.
+        let few = ids(vec![3, 1, 3], &[3]);
+        let counts = Tensor::zeros(4, DType::I64, &Device::Cpu)?;
+        let ones = Tensor::ones(3, DType::I64, &Device::Cpu)?;
+        let want = counts.scatter_add(0, &few, &ones)?.to_vec::<i64>()?;
+        let got = counts
+            .to_device(&dev)?
+            .scatter_add(0, &few.to_device(&dev)?, &ones.to_device(&dev)?)?;
+        assert_eq!((got.device(), got.to_vec::<i64>()?), (dev, want));
+        let bytes = Tensor::full(200.0, 4, DType::U8, &Device::Cpu)?;
+        let add = Tensor::full(25.0, 3, DType::U8, &Device::Cpu)?;
+        let want = bytes.scatter_add(0, &few, &add)?.to_vec::<u8>()?;
+        let got = bytes
+            .to_device(&dev)?
+            .scatter_add(0, &few.to_device(&dev)?, &add.to_device(&dev)?)?;
+        assert_eq!(got.to_vec::<u8>()?, want);
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
-// elementwise_check.cpp: runs elementwise.cu's kernels under emu.h: every
-// unary op forward (on strided views) and backward, the binary ops and
-// comparisons on broadcast strided views, and the gated activations (two
-// views, and the packed [rows, 2F] form) forward and backward in f32 and
-// f64. References follow the CPU's formulas (moe-tensor's UnaryOp::f / df,
+// elementwise_check.cpp: runs elementwise.cu's kernels under emu.h, in f32
+// and f64: every unary op forward (on strided views) and backward, the
+// binary ops and comparisons on broadcast strided views, and the gated
+// activations (two views, and the packed [rows, 2F] form) forward and
+// backward. References follow the CPU's formulas (moe-tensor's UnaryOp::f / df,
 // BinaryOp::f, Cmp::test) in long double. Exit status 1 on any mismatch.
 #include <cstdio>
 #include <random>
 #include <string>
+#include <type_traits>
 
 #include "kernels.inc"  // common.cuh + elementwise.cu, rewritten by run.sh
 #include "check.h"
@@ -124,42 +125,63 @@ static std::vector<View> unary_views() {
             contiguous({(long long)(sizeof SPECIALS / sizeof SPECIALS[0])})};
 }
 
+// The unary kernels of one element type, and its tolerances against long
+// double (atol only for subnormal results).
+template <typename T>
+struct Unary;
+template <>
+struct Unary<float> {
+    static constexpr const char* name = "f32";
+    static constexpr double rtol = 1e-5, atol = 1e-37;
+    static constexpr auto fwd = unary_fwd_f32;
+    static constexpr auto bwd = unary_bwd_f32;
+};
+template <>
+struct Unary<double> {
+    static constexpr const char* name = "f64";
+    static constexpr double rtol = 1e-13, atol = 1e-300;
+    static constexpr auto fwd = unary_fwd_f64;
+    static constexpr auto bwd = unary_bwd_f64;
+};
+
+template <typename T>
 static void check_unary(std::mt19937& rng) {
-    const double RTOL = 1e-5, ATOL = 1e-37;  // f32 vs long double; atol only for subnormal results
+    const double RTOL = Unary<T>::rtol, ATOL = Unary<T>::atol;
+    const std::string tname = Unary<T>::name;
     for (const UnaryCase& c : UNARY) {
         for (const View& v : unary_views()) {
             const bool specials = v.dims.size() == 1 && v.dims[0] == (long long)(sizeof SPECIALS / sizeof SPECIALS[0]);
-            std::vector<float> x = normals<float>(rng, v.span(), 2.0);
+            std::vector<T> x = normals<T>(rng, v.span(), 2.0);
             if (specials) x.assign(std::begin(SPECIALS), std::end(SPECIALS));
-            else if (c.positive) for (auto& e : x) e = std::fabs(e) + 1e-3f;
+            else if (c.positive) for (auto& e : x) e = (T)(std::fabs(e) + 1e-3);
             const size_t n = v.numel();
-            const float p0 = (float)c.p0, p1 = (float)c.p1;  // the host rounds the constants to f32
-            std::vector<float> y(n), xs(n);
+            const T p0 = (T)c.p0, p1 = (T)c.p1;  // the host passes the constants in the element type
+            std::vector<T> y(n), xs(n);
             std::vector<double> want(n), mag(n);
             const auto off = v.offsets();
             for (size_t i = 0; i < n; ++i) {
                 xs[i] = x[off[i]];
                 const Val r = ref_f(c.op, xs[i], p0, p1);
-                want[i] = (double)(float)r.v;  // as f32 (exp overflows there)
+                want[i] = (double)(T)r.v;  // in the element type (exp overflows in f32)
                 mag[i] = (double)r.mag;
             }
             const Strided sx = strided_arg(v);
-            run(launch::elementwise(n), [&] { unary_fwd_f32((long long)n, c.op, p0, p1, sx, x.data(), y.data()); });
-            const std::string name = std::string("unary_fwd_f32 ") + c.name + " " + (specials ? "specials" : describe(v));
+            run(launch::elementwise(n), [&] { Unary<T>::fwd((long long)n, c.op, p0, p1, sx, x.data(), y.data()); });
+            const std::string name = "unary_fwd_" + tname + " " + c.name + " " + (specials ? "specials" : describe(v));
             expect_close(name, "y", want, widen(y), RTOL, ATOL, &mag);
 
             // Backward on contiguous buffers: g, x, and the saved y.
-            const std::vector<float> g = normals<float>(rng, n);
-            std::vector<float> dx(n);
+            const std::vector<T> g = normals<T>(rng, n);
+            std::vector<T> dx(n);
             std::vector<double> dwant(n), dmag(n);
             for (size_t i = 0; i < n; ++i) {
                 const Val d = ref_df(c.op, xs[i], y[i], p0);
-                dwant[i] = (double)(float)((R)g[i] * d.v);
+                dwant[i] = (double)(T)((R)g[i] * d.v);
                 dmag[i] = std::fabs((double)g[i]) * (double)d.mag;
             }
             run(launch::elementwise(n),
-                [&] { unary_bwd_f32((long long)n, c.op, p0, g.data(), xs.data(), y.data(), dx.data()); });
-            expect_close(std::string("unary_bwd_f32 ") + c.name + (specials ? " specials" : " n" + std::to_string(n)),
+                [&] { Unary<T>::bwd((long long)n, c.op, p0, g.data(), xs.data(), y.data(), dx.data()); });
+            expect_close("unary_bwd_" + tname + " " + c.name + (specials ? " specials" : " n" + std::to_string(n)),
                          "dx", dwant, widen(dx), RTOL, ATOL, &dmag);
         }
     }
@@ -182,22 +204,27 @@ static std::vector<BinaryCase> binary_cases() {
 }
 
 // Values with ties between a and b, signed zeros, NaN and infinities.
-static std::vector<float> binary_inputs(std::mt19937& rng, size_t n) {
-    std::vector<float> x = normals<float>(rng, n, 3.0);
-    const float edge[] = {0.0f, -0.0f, 1.0f, INFINITY, -INFINITY, NAN, 2.0f};
+template <typename T>
+static std::vector<T> binary_inputs(std::mt19937& rng, size_t n) {
+    std::vector<T> x = normals<T>(rng, n, 3.0);
+    const T edge[] = {0.0, -0.0, 1.0, INFINITY, -INFINITY, NAN, 2.0};
     for (size_t i = 0; i < n; ++i)
         if (i % 5 == 0) x[i] = edge[(i / 5) % 7];
     return x;
 }
 
+// Each op rounded once to T from a wider result: for f32 from double,
+// exact for + - * / (double carries 2 * 24 + 2 bits); for f64 from long
+// double, within an ulp (compared with that tolerance).
+template <typename T>
 static double ref_binary(int op, double a, double b) {
-    // Each op rounded once to f32 from a double result: exact for + - * /
-    // (double carries 2 * 24 + 2 bits), so the comparison is exact.
+    using W = std::conditional_t<std::is_same_v<T, float>, double, R>;
+    const W x = a, y = b;
     switch (op) {
-        case BOP_ADD: return (float)(a + b);
-        case BOP_SUB: return (float)(a - b);
-        case BOP_MUL: return (float)(a * b);
-        case BOP_DIV: return (float)(a / b);
+        case BOP_ADD: return (T)(x + y);
+        case BOP_SUB: return (T)(x - y);
+        case BOP_MUL: return (T)(x * y);
+        case BOP_DIV: return (T)(x / y);
         case BOP_MAXIMUM: return (a >= b || std::isnan(a)) ? a : b;  // ties and a NaN in a pick a
         case BOP_MINIMUM: return (a <= b || std::isnan(a)) ? a : b;
     }
@@ -216,13 +243,30 @@ static bool ref_compare(int op, double a, double b) {
     return false;
 }
 
+template <typename T>
+struct Pairwise;
+template <>
+struct Pairwise<float> {
+    static constexpr const char* name = "f32";
+    static constexpr auto binary = binary_f32;
+    static constexpr auto compare = compare_f32;
+};
+template <>
+struct Pairwise<double> {
+    static constexpr const char* name = "f64";
+    static constexpr auto binary = binary_f64;
+    static constexpr auto compare = compare_f64;
+};
+
+template <typename T>
 static void check_binary(std::mt19937& rng) {
     const char* bnames[] = {"add", "sub", "mul", "div", "maximum", "minimum"};
     const char* cnames[] = {"eq", "ne", "lt", "le", "gt", "ge"};
+    const std::string tname = Pairwise<T>::name;
     for (const BinaryCase& c : binary_cases()) {
         const View a = broadcast_as(c.a, c.out), b = broadcast_as(c.b, c.out);
-        const std::vector<float> av = binary_inputs(rng, a.span());
-        std::vector<float> bv = binary_inputs(rng, b.span());
+        const std::vector<T> av = binary_inputs<T>(rng, a.span());
+        std::vector<T> bv = binary_inputs<T>(rng, b.span());
         // Make some elements equal to a's, for ties.
         const auto oa = a.offsets(), ob = b.offsets();
         const size_t n = a.numel();
@@ -230,18 +274,21 @@ static void check_binary(std::mt19937& rng) {
         const Strided sa = strided_arg(a), sb = strided_arg(b);
         const std::string shapes = describe(a) + " " + describe(b);
         for (int op = 0; op < 6; ++op) {
-            std::vector<float> out(n);
+            std::vector<T> out(n);
             std::vector<double> want(n);
-            for (size_t i = 0; i < n; ++i) want[i] = ref_binary(op, av[oa[i]], bv[ob[i]]);
-            run(launch::elementwise(n), [&] { binary_f32((long long)n, op, sa, av.data(), sb, bv.data(), out.data()); });
-            expect_same(std::string("binary_f32 ") + bnames[op] + " " + shapes, "out", want, widen(out));
+            for (size_t i = 0; i < n; ++i) want[i] = ref_binary<T>(op, av[oa[i]], bv[ob[i]]);
+            run(launch::elementwise(n),
+                [&] { Pairwise<T>::binary((long long)n, op, sa, av.data(), sb, bv.data(), out.data()); });
+            const std::string name = "binary_" + tname + " " + bnames[op] + " " + shapes;
+            if constexpr (std::is_same_v<T, float>) expect_same(name, "out", want, widen(out));
+            else expect_close(name, "out", want, widen(out), 0x1p-52, 0);
         }
         for (int op = 0; op < 6; ++op) {
             std::vector<unsigned char> mask(n, 7), want(n);
             for (size_t i = 0; i < n; ++i) want[i] = ref_compare(op, av[oa[i]], bv[ob[i]]);
             run(launch::elementwise(n),
-                [&] { compare_f32((long long)n, op, sa, av.data(), sb, bv.data(), mask.data()); });
-            expect_equal(std::string("compare_f32 ") + cnames[op] + " " + shapes, "mask", want, mask);
+                [&] { Pairwise<T>::compare((long long)n, op, sa, av.data(), sb, bv.data(), mask.data()); });
+            expect_equal("compare_" + tname + " " + cnames[op] + " " + shapes, "mask", want, mask);
         }
     }
 }
@@ -379,8 +426,10 @@ int main() {
     std::mt19937 rng(11);
     with_host_and_capped_grids([&](const std::string& pass) {
         std::printf("-- launches%s\n", pass.empty() ? " as the host plans them" : pass.c_str());
-        check_unary(rng);
-        check_binary(rng);
+        check_unary<float>(rng);
+        check_unary<double>(rng);
+        check_binary<float>(rng);
+        check_binary<double>(rng);
         check_gated<float>(rng);
         check_gated<double>(rng);
     });

@@ -79,6 +79,31 @@ static void check_pick(const char* bytes, void (*select)(long long, long long, l
     }
 }
 
+// scatter_add into a zeroed dx, one thread per (outer, inner) column, for
+// float and integer element types (u8 wraps, as the CPU's u8 does).
+template <typename T>
+static void check_scatter(const char* type, const Case& c, std::mt19937& rng, const std::vector<T>& g,
+                          void (*scatter_add)(long long, long long, long long, long long, const long long*, const T*,
+                                              T*)) {
+    const Dims3 d = c.d;
+    const long long nx = d.outer * d.dim * d.inner, ng = d.outer * c.k * d.inner;
+    char buf[120];
+    std::snprintf(buf, sizeof buf, "_%s [%lld,%lld,%lld] k%lld", type, d.outer, d.dim, d.inner, c.k);
+    std::vector<long long> gidx(ng);
+    for (auto& i : gidx) i = (long long)(rng() % d.dim);
+    std::vector<T> want(nx, T(0)), dx(nx, T(0));
+    for (long long o = 0; o < d.outer; ++o)
+        for (long long j = 0; j < c.k; ++j)
+            for (long long i = 0; i < d.inner; ++i) {
+                const long long s = (o * c.k + j) * d.inner + i;
+                want[(o * d.dim + gidx[s]) * d.inner + i] += g[s];
+            }
+    if (c.k > 0)  // the host launches nothing for k = 0
+        run(launch::elementwise(d.outer * d.inner),
+            [&] { scatter_add(d.outer * d.inner, c.k, d.dim, d.inner, gidx.data(), g.data(), dx.data()); });
+    expect_equal(std::string("scatter_add") + buf, "dx (bit for bit)", want, dx);
+}
+
 template <typename T>
 static void check_add(const char* type,
                       void (*index_add)(long long, long long, long long, long long, const long long*, const long long*,
@@ -111,21 +136,19 @@ static void check_add(const char* type,
         });
         expect_equal(std::string("index_add") + buf, "dx (bit for bit)", want, dx);
 
-        // scatter_add into a zeroed dx, one thread per (outer, inner) column.
-        std::vector<long long> gidx(ng);
-        for (auto& i : gidx) i = (long long)(rng() % d.dim);
-        std::fill(want.begin(), want.end(), T(0));
-        for (long long o = 0; o < d.outer; ++o)
-            for (long long j = 0; j < c.k; ++j)
-                for (long long i = 0; i < d.inner; ++i) {
-                    const long long s = (o * c.k + j) * d.inner + i;
-                    want[(o * d.dim + gidx[s]) * d.inner + i] += g[s];
-                }
-        std::fill(dx.begin(), dx.end(), T(0));
-        if (c.k > 0)  // the host launches nothing for k = 0
-            run(launch::elementwise(d.outer * d.inner),
-                [&] { scatter_add(d.outer * d.inner, c.k, d.dim, d.inner, gidx.data(), g.data(), dx.data()); });
-        expect_equal(std::string("scatter_add") + buf, "dx (bit for bit)", want, dx);
+        check_scatter<T>(type, c, rng, g, scatter_add);
+    }
+}
+
+template <typename T>
+static void check_scatter_ints(const char* type,
+                               void (*scatter_add)(long long, long long, long long, long long, const long long*,
+                                                   const T*, T*)) {
+    std::mt19937 rng(10);
+    for (const Case& c : CASES) {
+        std::vector<T> g(c.d.outer * c.k * c.d.inner);
+        for (auto& v : g) v = (T)(rng() % 200);  // u8 sums overflow and wrap
+        check_scatter<T>(type, c, rng, g, scatter_add);
     }
 }
 
@@ -138,6 +161,8 @@ int main() {
         check_pick<unsigned long long>("8", index_select_b8, gather_b8);
         check_add<float>("f32", index_add_f32, scatter_add_f32);
         check_add<double>("f64", index_add_f64, scatter_add_f64);
+        check_scatter_ints<long long>("i64", scatter_add_i64);
+        check_scatter_ints<unsigned char>("u8", scatter_add_u8);
     });
     return finish("select");
 }

@@ -1,7 +1,7 @@
 // elementwise.cu: unary ops (forward on any view, backward on contiguous
-// buffers), broadcasting binary ops and comparisons, f32; and gated
-// activations act(gate) * up (separate views, or one packed [.., 2F] buffer),
-// forward and backward, f32 and f64. Launch with launch::elementwise(n).
+// buffers), broadcasting binary ops and comparisons, and gated activations
+// act(gate) * up (separate views, or one packed [.., 2F] buffer), forward
+// and backward; f32 and f64. Launch with launch::elementwise(n).
 //
 // The activation math is written once as templates over the element type
 // (float calls the f-suffixed CUDA functions, double the plain ones).
@@ -133,18 +133,23 @@ __device__ __forceinline__ T unary_df(int op, T x, T y, T p0) {
 }
 
 // y[i] = f(x[view(i)]), y row-major [n].
-extern "C" __global__ void unary_fwd_f32(long long n, int op, float p0, float p1, Strided sx,
-                                         const float* x, float* y) {
-    GRID_STRIDE_LOOP(i, n) { y[i] = unary_f(op, x[strided_offset(sx, i)], p0, p1); }
-}
+#define UNARY_FWD(NAME, T)                                                                         \
+    extern "C" __global__ void NAME(long long n, int op, T p0, T p1, Strided sx, const T* x, T* y) { \
+        GRID_STRIDE_LOOP(i, n) { y[i] = unary_f(op, x[strided_offset(sx, i)], p0, p1); }          \
+    }
+UNARY_FWD(unary_fwd_f32, float)
+UNARY_FWD(unary_fwd_f64, double)
 
 // dx[i] = g[i] * f'(x[i], y[i]); all four contiguous [n].
-extern "C" __global__ void unary_bwd_f32(long long n, int op, float p0, const float* g,
-                                         const float* x, const float* y, float* dx) {
-    GRID_STRIDE_LOOP(i, n) { dx[i] = g[i] * unary_df(op, x[i], y[i], p0); }
-}
+#define UNARY_BWD(NAME, T)                                                                         \
+    extern "C" __global__ void NAME(long long n, int op, T p0, const T* g, const T* x, const T* y, T* dx) { \
+        GRID_STRIDE_LOOP(i, n) { dx[i] = g[i] * unary_df(op, x[i], y[i], p0); }                   \
+    }
+UNARY_BWD(unary_bwd_f32, float)
+UNARY_BWD(unary_bwd_f64, double)
 
-__device__ __forceinline__ float binary_f(int op, float a, float b) {
+template <typename T>
+__device__ __forceinline__ T binary_f(int op, T a, T b) {
     switch (op) {
         case BOP_ADD: return a + b;
         case BOP_SUB: return a - b;
@@ -153,18 +158,21 @@ __device__ __forceinline__ float binary_f(int op, float a, float b) {
         // Ties and a NaN in `a` pick `a`, as on the CPU.
         case BOP_MAXIMUM: return (a >= b || a != a) ? a : b;
         case BOP_MINIMUM: return (a <= b || a != a) ? a : b;
-        default: return NAN_F;
+        default: return T(NAN_F);
     }
 }
 
 // out[i] = a[view_a(i)] op b[view_b(i)]; both views are already broadcast to
 // the output shape (stride 0 on broadcast dims), out row-major [n].
-extern "C" __global__ void binary_f32(long long n, int op, Strided sa, const float* a, Strided sb,
-                                      const float* b, float* out) {
-    GRID_STRIDE_LOOP(i, n) { out[i] = binary_f(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]); }
-}
+#define BINARY(NAME, T)                                                                             \
+    extern "C" __global__ void NAME(long long n, int op, Strided sa, const T* a, Strided sb, const T* b, T* out) { \
+        GRID_STRIDE_LOOP(i, n) { out[i] = binary_f(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]); } \
+    }
+BINARY(binary_f32, float)
+BINARY(binary_f64, double)
 
-__device__ __forceinline__ bool compare_f(int op, float x, float z) {
+template <typename T>
+__device__ __forceinline__ bool compare_f(int op, T x, T z) {
     switch (op) {
         case CMP_EQ: return x == z;
         case CMP_NE: return x != z;
@@ -178,12 +186,15 @@ __device__ __forceinline__ bool compare_f(int op, float x, float z) {
 
 // mask[i] = a[view_a(i)] <op> b[view_b(i)] as u8 (1 = true), both views
 // broadcast to the output shape, mask row-major [n].
-extern "C" __global__ void compare_f32(long long n, int op, Strided sa, const float* a, Strided sb,
-                                       const float* b, unsigned char* mask) {
-    GRID_STRIDE_LOOP(i, n) {
-        mask[i] = (unsigned char)compare_f(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]);
+#define COMPARE(NAME, T)                                                                            \
+    extern "C" __global__ void NAME(long long n, int op, Strided sa, const T* a, Strided sb, const T* b, \
+                                    unsigned char* mask) {                                          \
+        GRID_STRIDE_LOOP(i, n) {                                                                    \
+            mask[i] = (unsigned char)compare_f(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]); \
+        }                                                                                           \
     }
-}
+COMPARE(compare_f32, float)
+COMPARE(compare_f64, double)
 
 // Gated activations: y = act(gate) * up, act a UOP_* code with its constants
 // p0, p1 (passed as double, used in the element type). The backward, with

@@ -76,17 +76,21 @@ pub const STRIDED: KernelSource = KernelSource {
     ],
 };
 
-/// Unary (forward and backward), broadcasting binary ops and comparisons;
-/// gated activations `act(gate) · up` (separate or packed), forward and
-/// backward, f32 and f64.
+/// Unary (forward and backward), broadcasting binary ops and comparisons,
+/// and gated activations `act(gate) · up` (separate or packed), forward and
+/// backward; f32 and f64.
 pub const ELEMENTWISE: KernelSource = KernelSource {
     name: "elementwise",
     source: include_str!("elementwise.cu"),
     functions: &[
         "unary_fwd_f32",
+        "unary_fwd_f64",
         "unary_bwd_f32",
+        "unary_bwd_f64",
         "binary_f32",
+        "binary_f64",
         "compare_f32",
+        "compare_f64",
         "gated_fwd_f32",
         "gated_fwd_f64",
         "gated_bwd_f32",
@@ -150,7 +154,8 @@ pub const EMBEDDING: KernelSource = KernelSource {
 };
 
 /// index_select and gather along a dim (any dtype, by element size) and
-/// their deterministic backward, index_add and scatter-add (f32, f64).
+/// their deterministic backward, index_add (f32, f64) and scatter-add (f32,
+/// f64, i64, u8).
 pub const SELECT: KernelSource = KernelSource {
     name: "select",
     source: include_str!("select.cu"),
@@ -167,6 +172,8 @@ pub const SELECT: KernelSource = KernelSource {
         "index_add_f64",
         "scatter_add_f32",
         "scatter_add_f64",
+        "scatter_add_i64",
+        "scatter_add_u8",
     ],
 };
 

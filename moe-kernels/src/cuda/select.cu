@@ -89,3 +89,6 @@ __device__ void scatter_add_cols(long long n, long long k, long long dim, long l
     }
 SCATTER_ADD(scatter_add_f32, float)
 SCATTER_ADD(scatter_add_f64, double)
+// Integers as on the CPU: i64 sums, u8 sums (modulo 256).
+SCATTER_ADD(scatter_add_i64, long long)
+SCATTER_ADD(scatter_add_u8, unsigned char)

@@ -10,7 +10,7 @@ use super::launch::{config, float_kernel, long, strided, DevStrided};
 use super::layout::copy_layout;
 use super::memory::{cuda_of, elems, upload_i64, CudaStorage};
 use crate::storage::Storage;
-use crate::{Error, Result, Shape, Tensor};
+use crate::{DType, Error, Result, Shape, Tensor};
 use cudarc::driver::{CudaView, DeviceRepr, PushKernelArg};
 use moe_kernels::cpu::index::{group_by_index, Dims3};
 use moe_kernels::cuda::launch::{elementwise as ew, Launch1d};
@@ -165,8 +165,8 @@ pub(crate) fn gather_backward(g: &Tensor, index: &[i64], d: Dims3, k: usize) -> 
 /// `None`) with `src [outer, k, inner]` (any view) added at the device i64
 /// `index` (`outer · k · inner` checked entries in `0..dim`, row-major):
 /// `out[o, index[o, j, i], i] += src[o, j, i]`, j ascending, as the CPU
-/// adds. f32 and f64. Also the backward of gather (zeros) and of max
-/// (zeros, k = 1, the positions of the maxima).
+/// adds. f32, f64, i64 and u8 (wrapping, as the CPU's). Also the backward
+/// of gather (zeros) and of max (zeros, k = 1, the positions of the maxima).
 pub(crate) fn scatter_add(
     base: Option<&Tensor>,
     d: Dims3,
@@ -175,7 +175,13 @@ pub(crate) fn scatter_add(
     k: usize,
     op: &'static str,
 ) -> Result<Storage> {
-    float_kernel!(src.dtype(), op, scatter_add_typed(base, d, index, src, k, op))
+    match src.dtype() {
+        DType::F32 => scatter_add_typed::<f32>("f32", base, d, index, src, k, op),
+        DType::F64 => scatter_add_typed::<f64>("f64", base, d, index, src, k, op),
+        DType::I64 => scatter_add_typed::<i64>("i64", base, d, index, src, k, op),
+        DType::U8 => scatter_add_typed::<u8>("u8", base, d, index, src, k, op),
+        dtype => Err(Error::UnsupportedDType { op, dtype }),
+    }
 }
 
 fn scatter_add_typed<T: DeviceRepr>(
