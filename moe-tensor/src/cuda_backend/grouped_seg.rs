@@ -62,6 +62,7 @@ fn strides2(t: &Tensor, first: usize, op: &'static str) -> Result<(i64, i64)> {
 /// `y [M, F]`, `y[seg e] = x[seg e] · w[e]` for `x [M, D]`, `w [E, D, F]`
 /// (any layouts, one float dtype) and device `offsets [E + 1]`.
 pub(crate) fn grouped_matmul_offsets(x: &Tensor, w: &Tensor, offsets: &Tensor) -> Result<Storage> {
+    let offsets = &offsets.contiguous()?;
     float_kernel!(x.dtype(), OP, forward(x, w, offsets))
 }
 
@@ -119,6 +120,7 @@ pub(crate) fn grouped_weight_grad_offsets(a: &Tensor, b: &Tensor, offsets: &Tens
             rhs: b.dtype(),
         });
     }
+    let offsets = &offsets.contiguous()?;
     float_kernel!(a.dtype(), WOP, weight_grad(a, b, offsets))
 }
 
