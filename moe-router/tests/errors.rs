@@ -66,6 +66,15 @@ fn bad_shapes_and_dtypes_are_named() {
     assert_eq!(empty.stats().unwrap().mri, 0.0);
     assert_eq!(empty.weighted_loss().unwrap().unwrap().to_scalar_f64().unwrap(), 0.0);
     assert_eq!(empty.combine(&zeros(&[0, 3], DType::F32)).unwrap().dims(), &[0, 3]);
+    // The same through the dropless (device-planned) path.
+    let r = Router::new(RouterConfig::penalty_balanced(4, 2), zeros(&[4, 8], DType::F32)).unwrap();
+    let empty = r.route(&zeros(&[0, 8], DType::F32), RouteMode::Train).unwrap();
+    assert_eq!(empty.tokens_per_expert_E.to_vec::<i64>().unwrap(), vec![0, 0, 0, 0]);
+    assert_eq!(empty.stats().unwrap().mri, 0.0);
+    assert_eq!(empty.weighted_loss().unwrap().unwrap().to_scalar_f64().unwrap(), 0.0);
+    let x_md = empty.permute(&zeros(&[0, 8], DType::F32)).unwrap();
+    assert_eq!(x_md.dims(), &[0, 8]);
+    assert_eq!(empty.combine(&zeros(&[0, 3], DType::F32)).unwrap().dims(), &[0, 3]);
 }
 
 #[test]
