@@ -16,6 +16,21 @@ struct State {
     bias_E: Vec<f32>,
     /// Routed copies per expert since the last update.
     load_E: Vec<u64>,
+    /// Loads recorded as device counts (`[E]`, I64), not yet read: added
+    /// to `load_E` when the load is next needed, so routing never waits.
+    pending_E: Vec<Tensor>,
+}
+
+impl State {
+    /// Reads the pending device counts into `load_E`.
+    fn fold_pending(&mut self) -> Result<()> {
+        for counts in std::mem::take(&mut self.pending_E) {
+            for (l, c) in self.load_E.iter_mut().zip(counts.to_vec::<i64>()?) {
+                *l += c.max(0) as u64;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The per-expert selection bias and the load recorded since its last update.
@@ -35,6 +50,7 @@ impl ExpertBias {
             state: Mutex::new(State {
                 bias_E: vec![0.0; num_experts],
                 load_E: vec![0; num_experts],
+                pending_E: Vec::new(),
             }),
         }
     }
@@ -81,20 +97,30 @@ impl ExpertBias {
         }
     }
 
-    /// Load recorded since the last [`ExpertBias::update`].
-    pub fn pending_load(&self) -> Vec<u64> {
-        self.lock().load_E.clone()
+    /// Adds one training forward's routed copies per expert, `[E]` I64 on
+    /// any device, without reading them now.
+    pub fn record_counts(&self, counts_E: Tensor) {
+        self.lock().pending_E.push(counts_E);
+    }
+
+    /// Load recorded since the last [`ExpertBias::update`] (reads the
+    /// recorded device counts).
+    pub fn pending_load(&self) -> Result<Vec<u64>> {
+        let mut s = self.lock();
+        s.fold_pending()?;
+        Ok(s.load_E.clone())
     }
 
     /// Applies `bias_e += γ · sign(mean load − load_e)` for the recorded load
     /// and clears it; returns the new bias. Nothing changes if no load was
     /// recorded. Call once after each optimiser step.
-    pub fn update(&self) -> Vec<f32> {
+    pub fn update(&self) -> Result<Vec<f32>> {
         let mut s = self.lock();
+        s.fold_pending()?;
         let total: u64 = s.load_E.iter().sum();
         if total > 0 {
             let mean = total as f64 / s.load_E.len() as f64;
-            let State { bias_E, load_E } = &mut *s;
+            let State { bias_E, load_E, .. } = &mut *s;
             for (b, &l) in bias_E.iter_mut().zip(load_E.iter()) {
                 let diff = mean - l as f64;
                 let sign = if diff > 0.0 {
@@ -108,7 +134,7 @@ impl ExpertBias {
             }
             load_E.iter_mut().for_each(|l| *l = 0);
         }
-        s.bias_E.clone()
+        Ok(s.bias_E.clone())
     }
 }
 
@@ -127,7 +153,13 @@ pub(crate) fn aux_free_topk(
     };
     let bias_1E = bias.bias_tensor(scores_NE.dtype(), &scores_NE.device())?;
     let ids_NK = no_grad(|| scores_NE.detach().add(&bias_1E)?.topk(top_k))?.1;
-    let raw_NK = scores_NE.gather(1, &ids_NK)?;
+    let raw_NK = if scores_NE.device().is_cpu() {
+        scores_NE.gather(1, &ids_NK)?
+    } else {
+        // gather reads its indices back to check them; the one-hot sum
+        // does not (the ids are the top-k's own, so in range).
+        select_by_one_hot(&scores_NE, &ids_NK)?
+    };
     let weights_NK = apply_weights(&raw_NK, &cfg.weights, 1e-20)?;
     // Scores normalised per token, as DeepSeek-V3's sequence-wise balance loss uses them.
     let probs_NE = match cfg.score {
@@ -143,18 +175,61 @@ pub(crate) fn aux_free_topk(
     })
 }
 
+/// `scores_NE[t, ids_NK[t, k]]` as `Σ_e scores[t, e] · [e = ids[t, k]]`:
+/// the same values and gradient as `gather(1, ids)` (each sum adds one
+/// score and zeros), with no index read back from the device.
+pub(crate) fn select_by_one_hot(scores_NE: &Tensor, ids_NK: &Tensor) -> Result<Tensor> {
+    let (n, k, e) = (ids_NK.dims()[0], ids_NK.dims()[1], scores_NE.dims()[1]);
+    let experts_11E = Tensor::arange(e, DType::F32, &scores_NE.device())?.reshape((1, 1, e))?;
+    let one_hot_NKE = ids_NK
+        .to_dtype(DType::F32)?
+        .reshape((n, k, 1))?
+        .eq(&experts_11E)?
+        .to_dtype(DType::F32)?
+        .to_dtype(scores_NE.dtype())?;
+    Ok(one_hot_NKE.mul(&scores_NE.reshape((n, 1, e))?)?.sum(&[2], false)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn one_hot_selection_equals_gather_in_value_and_gradient() {
+        let dev = Device::Cpu;
+        let s = Tensor::from_vec(vec![0.1f64, 0.7, 0.2, 0.5, 0.3, 0.9], (2, 3), &dev).unwrap();
+        let ids = Tensor::from_vec(vec![1i64, 2, 2, 0], (2, 2), &dev).unwrap();
+        let (a, b) = (s.to_param(), s.to_param());
+        let via_gather = a.gather(1, &ids).unwrap();
+        let via_one_hot = select_by_one_hot(&b, &ids).unwrap();
+        assert_eq!(
+            via_gather.to_vec::<f64>().unwrap(),
+            via_one_hot.to_vec::<f64>().unwrap()
+        );
+        let g = Tensor::from_vec(vec![1.5f64, -2.0, 0.25, 3.0], (2, 2), &dev).unwrap();
+        via_gather.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
+        via_one_hot.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
+        let (ga, gb) = (a.grad().unwrap(), b.grad().unwrap());
+        assert_eq!(ga.to_vec::<f64>().unwrap(), gb.to_vec::<f64>().unwrap());
+    }
+
+    #[test]
+    fn device_counts_are_read_when_the_load_is_needed() {
+        let b = ExpertBias::new(3, 0.5);
+        b.record(&[1, 0, 0]);
+        b.record_counts(Tensor::from_vec(vec![5i64, 3, 0], 3, &Device::Cpu).unwrap());
+        assert_eq!(b.pending_load().unwrap(), vec![6, 3, 0]);
+        assert_eq!(b.update().unwrap(), vec![-0.5, 0.0, 0.5]);
+    }
+
+    #[test]
     fn update_moves_against_the_load_and_clears_it() {
         let b = ExpertBias::new(3, 0.5);
-        assert_eq!(b.update(), vec![0.0; 3]); // nothing recorded
+        assert_eq!(b.update().unwrap(), vec![0.0; 3]); // nothing recorded
         b.record(&[6, 3, 0]);
-        assert_eq!(b.pending_load(), vec![6, 3, 0]);
-        assert_eq!(b.update(), vec![-0.5, 0.0, 0.5]); // mean 3
-        assert_eq!(b.pending_load(), vec![0, 0, 0]);
+        assert_eq!(b.pending_load().unwrap(), vec![6, 3, 0]);
+        assert_eq!(b.update().unwrap(), vec![-0.5, 0.0, 0.5]); // mean 3
+        assert_eq!(b.pending_load().unwrap(), vec![0, 0, 0]);
         assert!(b.set_bias(&[1.0, 2.0]).is_err());
         b.set_bias(&[1.0, 2.0, f32::MIN_POSITIVE]).unwrap();
         assert_eq!(b.bias()[1], 2.0);

@@ -130,30 +130,30 @@ impl Router {
             (RouterKind::AuxFree(a), Some(bias)) => aux_free_topk(logits_NE, k, a, bias)?,
             (RouterKind::AuxFree(_), None) => unreachable!("Router::new creates the bias of an aux-free router"),
         };
-        if self.plans_on_device(train) {
-            self.decide_on_device(logits_NE, sel)
+        if self.plans_on_device() {
+            self.decide_on_device(logits_NE, sel, train)
         } else {
             self.decide_on_host(logits_NE, sel, train)
         }
     }
 
     /// Whether the decision can be planned on the logits' device with
-    /// nothing read back: every copy kept (dropless), and neither the
-    /// sequence-level aux loss nor the aux-free bias update, which count
-    /// per sequence or accumulate on the host.
-    fn plans_on_device(&self, train: bool) -> bool {
-        let aux_free_update = self.bias.is_some() && train;
-        matches!(self.config.capacity, Capacity::Dropless)
-            && !matches!(self.config.aux_loss, AuxLoss::Sequence { .. })
-            && !aux_free_update
+    /// nothing read back: every copy kept (dropless), and no sequence-level
+    /// aux loss (it counts per sequence on the host).
+    fn plans_on_device(&self) -> bool {
+        matches!(self.config.capacity, Capacity::Dropless) && !matches!(self.config.aux_loss, AuxLoss::Sequence { .. })
     }
 
     /// The dropless plan on the logits' device; statistics stay there until
-    /// [`RoutingDecision::stats`] asks for them.
-    fn decide_on_device(&self, logits_NE: &Tensor, sel: Selection) -> Result<RoutingDecision> {
+    /// [`RoutingDecision::stats`] asks for them, and an aux-free router's
+    /// load until its bias update.
+    fn decide_on_device(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
         let (e, k) = (self.config.num_experts, self.config.top_k);
         let (dispatch, invalid_ids) = Dispatch::plan_dropless(&sel.ids_NK, e)?;
         let counts_E = dispatch.counts_tensor().clone();
+        if let (Some(bias), true) = (&self.bias, train) {
+            bias.record_counts(counts_E.clone());
+        }
         let aux_loss = match self.config.aux_loss {
             AuxLoss::Switch => Some(losses::switch_aux_loss_from(&sel.probs_NE, &counts_E, k)?),
             _ => None,

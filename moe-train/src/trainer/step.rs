@@ -144,7 +144,7 @@ impl Trainer {
             }
         } else {
             self.optimizer.step(lr)?;
-            self.update_expert_biases();
+            self.update_expert_biases()?;
         }
         params.zero_grad();
         let step_tokens = self.cfg.tokens_per_step();
@@ -169,14 +169,16 @@ impl Trainer {
         })
     }
 
-    /// Moves the aux-loss-free routers' biases against the step's loads.
-    fn update_expert_biases(&self) {
+    /// Moves the aux-loss-free routers' biases against the step's loads
+    /// (read here from the device counts the forwards recorded).
+    fn update_expert_biases(&self) -> Result<()> {
         for b in self.model.blocks() {
             if let Ffn::Moe(m) = &b.ffn {
                 if let Some(bias) = m.router.expert_bias() {
-                    bias.update();
+                    bias.update().map_err(moe_model::Error::from)?;
                 }
             }
         }
+        Ok(())
     }
 }
