@@ -52,11 +52,14 @@ pub struct RoutingDecision {
     pub(crate) pending_stats: Option<PendingStats>,
 }
 
-/// A dropless device plan's statistics, still on the device: the counts per
-/// expert and the number of out-of-range ids the plan left out.
+/// A device plan's statistics, still on the device: the copies per expert
+/// before and after capacity, the dropped flags (with a capacity) and the
+/// number of out-of-range ids the plan left out.
 #[derive(Clone, Debug)]
 pub(crate) struct PendingStats {
-    pub counts_E: Tensor,
+    pub selected_E: Tensor,
+    pub kept_E: Tensor,
+    pub dropped_NK: Option<Tensor>,
     pub invalid_ids: Tensor,
     pub num_tokens: usize,
     pub top_k: usize,
@@ -72,13 +75,22 @@ impl PendingStats {
                 msg: format!("{invalid} routed copies chose an expert outside 0..E"),
             });
         }
-        let counts: Vec<usize> = self
-            .counts_E
-            .to_vec::<i64>()?
-            .iter()
-            .map(|&c| c.max(0) as usize)
-            .collect();
-        let mut s = RoutingStats::from_counts(counts.clone(), counts, (0, 0), self.num_tokens, self.top_k);
+        let read =
+            |t: &Tensor| -> Result<Vec<usize>> { Ok(t.to_vec::<i64>()?.iter().map(|&c| c.max(0) as usize).collect()) };
+        let (selected, kept) = (read(&self.selected_E)?, read(&self.kept_E)?);
+        let dropped = match &self.dropped_NK {
+            None => (0, 0),
+            Some(flags) => {
+                let flags = flags.to_vec::<u8>()?;
+                let copies = flags.iter().filter(|&&f| f != 0).count();
+                let tokens = flags
+                    .chunks(self.top_k.max(1))
+                    .filter(|c| c.iter().all(|&f| f != 0))
+                    .count();
+                (copies, tokens)
+            }
+        };
+        let mut s = RoutingStats::from_counts(selected, kept, dropped, self.num_tokens, self.top_k);
         s.sinkhorn_iters = self.sinkhorn_iters;
         Ok(s)
     }

@@ -10,10 +10,13 @@
 //! well as the expert outputs; a dropped copy reads no row, so it adds nothing
 //! and its weight gets no gradient.
 //!
-//! Two ways to plan: [`Dispatch::plan`] sorts host ids with capacity drops;
-//! [`Dispatch::plan_dropless`] keeps every copy and plans on the ids' device
-//! ([`Tensor::dispatch_plan`]), so on CUDA the segment offsets go straight
-//! from the router to the expert GEMMs without a host round-trip.
+//! Two ways to plan: [`Dispatch::plan`] sorts host ids and keep flags (any
+//! capacity policy); [`Dispatch::plan_on_device`] plans on the ids' device
+//! ([`Tensor::dispatch_plan_with_capacity`]: every copy kept, or each
+//! expert's first copies), so on CUDA the segment offsets go straight from
+//! the router to the expert GEMMs without a host round-trip. Its sorted
+//! buffer always has `N·K` rows; rows past the kept copies belong to no
+//! expert.
 
 use crate::error::{Result, RouterError};
 use moe_tensor::{DType, Device, DispatchPlan, Segments, Tensor};
@@ -117,14 +120,19 @@ impl Dispatch {
         })
     }
 
-    /// Plans every copy of `topk_ids_NK` (`[N, K]`, I64) kept, on the ids'
-    /// device: on CUDA no id is read back and the experts' segments are
-    /// device offsets. Ids out of range are an error on the CPU; on CUDA
-    /// they are counted in the plan's `invalid_ids` (returned here), which
-    /// the routing statistics check.
-    pub fn plan_dropless(topk_ids_NK: &Tensor, num_experts: usize) -> Result<(Self, Tensor)> {
+    /// Plans the copies of `topk_ids_NK` (`[N, K]`, I64) on the ids' device,
+    /// each expert keeping all its copies (`capacity` None) or its first
+    /// `capacity` in token order: on CUDA no id is read back and the
+    /// experts' segments are device offsets. Ids out of range are an error
+    /// on the CPU; on CUDA they are counted in the plan's `invalid_ids`,
+    /// which the routing statistics check. Returns the dispatch and the plan.
+    pub fn plan_on_device(
+        topk_ids_NK: &Tensor,
+        num_experts: usize,
+        capacity: Option<usize>,
+    ) -> Result<(Self, DispatchPlan)> {
         let (n, k) = (topk_ids_NK.dims()[0], topk_ids_NK.dims()[1]);
-        let plan = topk_ids_NK.dispatch_plan(num_experts)?;
+        let plan = topk_ids_NK.dispatch_plan_with_capacity(num_experts, capacity)?;
         let on_cuda = !topk_ids_NK.device().is_cpu();
         let segments = if on_cuda && !cuda_host_counts() {
             Segments::Offsets(plan.offsets.clone())
@@ -133,7 +141,6 @@ impl Dispatch {
             let counts = plan.counts.to_vec::<i64>()?;
             Segments::Counts(counts.iter().map(|&c| c.max(0) as usize).collect())
         };
-        let invalid_ids = plan.invalid_ids.clone();
         let dispatch = Dispatch {
             num_tokens: n,
             top_k: k,
@@ -141,10 +148,10 @@ impl Dispatch {
             counts_E: plan.counts.clone(),
             token_of_row_M: plan.token_of_row.clone(),
             row_of_copy_NK: plan.row_of_copy.clone(),
-            dropped_NK: None,
-            plan: Some(plan),
+            dropped_NK: capacity.map(|_| plan.dropped.clone()),
+            plan: Some(plan.clone()),
         };
-        Ok((dispatch, invalid_ids))
+        Ok((dispatch, plan))
     }
 
     /// The experts' rows for `grouped_matmul`: host counts or device offsets.
@@ -157,7 +164,8 @@ impl Dispatch {
         &self.counts_E
     }
 
-    /// M: kept copies, the rows of the sorted buffer.
+    /// M: the rows of the sorted buffer (the kept copies; `N·K` for a
+    /// device plan, whose rows past the kept copies belong to no expert).
     pub fn num_rows(&self) -> usize {
         self.token_of_row_M.elem_count()
     }
@@ -252,8 +260,8 @@ mod tests {
         let ids = [2i64, 0, 0, 2, 1, 0, 3, 0];
         let host = Dispatch::plan(&ids, &[true; 8], 2, 4, &Device::Cpu).unwrap();
         let t = Tensor::from_vec(ids.to_vec(), (4, 2), &Device::Cpu).unwrap();
-        let (dev, invalid) = Dispatch::plan_dropless(&t, 4).unwrap();
-        assert_eq!(invalid.to_vec::<i64>().unwrap(), vec![0]);
+        let (dev, plan) = Dispatch::plan_on_device(&t, 4, None).unwrap();
+        assert_eq!(plan.invalid_ids.to_vec::<i64>().unwrap(), vec![0]);
         let (Segments::Counts(a), Segments::Counts(b)) = (host.segments(), dev.segments()) else {
             panic!("CPU plans give host counts");
         };

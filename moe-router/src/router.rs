@@ -1,8 +1,8 @@
 //! A router layer: bias-free linear logits in f32, expert selection per the
 //! configured router, capacity, losses, statistics and the dispatch plan.
 
-use crate::capacity::keep_mask;
-use crate::config::{AuxLoss, Capacity, RouterConfig, RouterKind};
+use crate::capacity::{expert_capacity, keep_mask};
+use crate::config::{AuxLoss, Capacity, DropPolicy, RouterConfig, RouterKind};
 use crate::decision::{PendingStats, RouteMode, RoutingDecision};
 use crate::dispatch::{expert_index, Dispatch};
 use crate::error::{Result, RouterError};
@@ -138,42 +138,59 @@ impl Router {
     }
 
     /// Whether the decision can be planned on the logits' device with
-    /// nothing read back: every copy kept (dropless), and no sequence-level
-    /// aux loss (it counts per sequence on the host).
+    /// nothing read back: dropless or dropping by position (score dropping
+    /// sorts on the host), and no sequence-level aux loss (it counts per
+    /// sequence on the host).
     fn plans_on_device(&self) -> bool {
-        matches!(self.config.capacity, Capacity::Dropless) && !matches!(self.config.aux_loss, AuxLoss::Sequence { .. })
+        let capacity_on_device = match self.config.capacity {
+            Capacity::Dropless => true,
+            Capacity::Factor { drop_policy, .. } => drop_policy == DropPolicy::Position,
+        };
+        capacity_on_device && !matches!(self.config.aux_loss, AuxLoss::Sequence { .. })
     }
 
     /// The dropless plan on the logits' device; statistics stay there until
     /// [`RoutingDecision::stats`] asks for them, and an aux-free router's
     /// load until its bias update.
     fn decide_on_device(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
-        let (e, k) = (self.config.num_experts, self.config.top_k);
-        let (dispatch, invalid_ids) = Dispatch::plan_dropless(&sel.ids_NK, e)?;
-        let counts_E = dispatch.counts_tensor().clone();
+        let (n, e, k) = (logits_NE.dims()[0], self.config.num_experts, self.config.top_k);
+        let capacity = expert_capacity(&self.config.capacity, n, k, e);
+        let (dispatch, plan) = Dispatch::plan_on_device(&sel.ids_NK, e, capacity)?;
+        // Before capacity: what the balancing losses and the bias count.
+        let selected_E = plan.selected.clone();
         if let (Some(bias), true) = (&self.bias, train) {
-            bias.record_counts(counts_E.clone());
+            bias.record_counts(selected_E.clone());
         }
         let aux_loss = match self.config.aux_loss {
-            AuxLoss::Switch => Some(losses::switch_aux_loss_from(&sel.probs_NE, &counts_E, k)?),
+            AuxLoss::Switch => Some(losses::switch_aux_loss_from(&sel.probs_NE, &selected_E, k)?),
             _ => None,
         };
+        let weights_NK = match capacity {
+            None => sel.weights_NK,
+            // A constant 0/1 mask: dropped copies get weight 0 and no gradient.
+            Some(_) => {
+                let keep = plan.dropped.to_dtype(DType::F32)?.affine(-1.0, 1.0)?;
+                sel.weights_NK.mul(&keep.to_dtype(logits_NE.dtype())?)?
+            }
+        };
         let pending = PendingStats {
-            counts_E: counts_E.clone(),
-            invalid_ids,
-            num_tokens: logits_NE.dims()[0],
+            selected_E: selected_E.clone(),
+            kept_E: plan.counts.clone(),
+            dropped_NK: capacity.map(|_| plan.dropped.clone()),
+            invalid_ids: plan.invalid_ids.clone(),
+            num_tokens: n,
             top_k: k,
             sinkhorn_iters: sel.sinkhorn_iters,
         };
         Ok(RoutingDecision {
             z_loss: losses::z_loss(logits_NE)?,
-            balance: BalanceStats::new(&sel.probs_NE, counts_E.clone())?,
-            tokens_per_expert_E: counts_E,
+            balance: BalanceStats::new(&sel.probs_NE, selected_E.clone())?,
+            tokens_per_expert_E: selected_E,
             dropped_NK: dispatch.dropped_mask()?,
             logits_NE: logits_NE.clone(),
             probs_NE: sel.probs_NE,
             topk_ids_NK: sel.ids_NK,
-            weights_NK: sel.weights_NK,
+            weights_NK,
             aux_loss,
             dispatch,
             aux_loss_coef: self.config.aux_loss_coef,

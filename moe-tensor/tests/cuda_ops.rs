@@ -990,17 +990,27 @@ fn dispatch_plan_matches_the_cpu() -> Result<()> {
             &Device::Cpu,
         )?)?;
         let ids = probs.topk(2)?.1;
-        let want = ids.dispatch_plan(8)?;
-        let got = ids.to_device(&dev)?.dispatch_plan(8)?;
-        for (name, w, g) in [
-            ("counts", &want.counts, &got.counts),
-            ("offsets", &want.offsets, &got.offsets),
-            ("token_of_row", &want.token_of_row, &got.token_of_row),
-            ("row_of_copy", &want.row_of_copy, &got.row_of_copy),
-            ("invalid_ids", &want.invalid_ids, &got.invalid_ids),
-        ] {
-            assert_eq!(g.device(), dev, "{name}");
-            assert_eq!(g.to_vec::<i64>()?, w.to_vec::<i64>()?, "{name}");
+        // Dropless, and capacities under and over the busiest expert's load.
+        for capacity in [None, Some(40), Some(1000)] {
+            let want = ids.dispatch_plan_with_capacity(8, capacity)?;
+            let got = ids.to_device(&dev)?.dispatch_plan_with_capacity(8, capacity)?;
+            for (name, w, g) in [
+                ("selected", &want.selected, &got.selected),
+                ("counts", &want.counts, &got.counts),
+                ("offsets", &want.offsets, &got.offsets),
+                ("token_of_row", &want.token_of_row, &got.token_of_row),
+                ("copy_of_row", &want.copy_of_row, &got.copy_of_row),
+                ("row_of_copy", &want.row_of_copy, &got.row_of_copy),
+                ("invalid_ids", &want.invalid_ids, &got.invalid_ids),
+            ] {
+                assert_eq!(g.device(), dev, "{name}");
+                assert_eq!(g.to_vec::<i64>()?, w.to_vec::<i64>()?, "{name} {capacity:?}");
+            }
+            assert_eq!(
+                got.dropped.to_vec::<u8>()?,
+                want.dropped.to_vec::<u8>()?,
+                "{capacity:?}"
+            );
         }
         // An id out of range is counted on the device, not written anywhere.
         let bad = Tensor::from_vec(vec![0i64, 9, 1, 1], (2, 2), &dev)?.dispatch_plan(8)?;
@@ -1019,7 +1029,14 @@ fn planned_dispatch_and_combine_match_the_cpu() -> Result<()> {
         let plan_on = |d: &Device| Tensor::from_vec(ids.clone(), (7, 2), d)?.dispatch_plan(4);
         let x = randn(&mut rng, &[7, 5]);
         let gather = |t: &[Tensor]| t[0].dispatch_rows(&plan_on(&t[0].device())?);
-        compare_with_cpu("dispatch_rows", &dev, gather, &[x], true, Tolerance::F32_REDUCE)?;
+        compare_with_cpu(
+            "dispatch_rows",
+            &dev,
+            gather,
+            std::slice::from_ref(&x),
+            true,
+            Tolerance::F32_REDUCE,
+        )?;
         let (y, w) = (randn(&mut rng, &[14, 5]), randn(&mut rng, &[7, 2]));
         let combine = |t: &[Tensor]| t[0].combine_rows(&plan_on(&t[0].device())?, &t[1]);
         compare_with_cpu(
@@ -1032,6 +1049,20 @@ fn planned_dispatch_and_combine_match_the_cpu() -> Result<()> {
         )?;
         let wide = [y.to_dtype(DType::F64)?, w.to_dtype(DType::F64)?];
         compare_with_cpu("combine_rows f64", &dev, combine, &wide, true, F64)?;
+        // With a capacity of 3 copies per expert: dropped copies read no row,
+        // rows past the kept copies are gathered from token 0 and unused.
+        let capped = |d: &Device| Tensor::from_vec(ids.clone(), (7, 2), d)?.dispatch_plan_with_capacity(4, Some(3));
+        let gather = |t: &[Tensor]| t[0].dispatch_rows(&capped(&t[0].device())?);
+        compare_with_cpu("dispatch_rows capped", &dev, gather, &[x], true, Tolerance::F32_REDUCE)?;
+        let combine = |t: &[Tensor]| t[0].combine_rows(&capped(&t[0].device())?, &t[1]);
+        compare_with_cpu(
+            "combine_rows capped",
+            &dev,
+            combine,
+            &[y, w],
+            true,
+            Tolerance::F32_REDUCE,
+        )?;
     }
     Ok(())
 }

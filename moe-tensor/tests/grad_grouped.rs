@@ -105,11 +105,33 @@ fn offsets_segments_equal_counts_in_value_and_gradient() {
 }
 
 #[test]
+fn rows_past_the_segments_are_zero_with_zero_gradient() {
+    // 6 rows, segments cover 4: rows 4 and 5 belong to no expert.
+    let mut rng = Rng::seed(16);
+    let x = randn(&mut rng, &[6, 3]);
+    let w = randn(&mut rng, &[2, 3, 2]);
+    let (xp, wp) = (x.to_param(), w.to_param());
+    let y = xp.grouped_matmul(&wp, &[1, 3]).unwrap();
+    let head = x.narrow(0, 0, 4).unwrap().grouped_matmul(&w, &[1, 3]).unwrap();
+    let got = y.to_vec_f64().unwrap();
+    assert_eq!(&got[..8], head.to_vec_f64().unwrap().as_slice());
+    assert_eq!(&got[8..], &[0.0; 4]);
+    let by_offsets = x
+        .grouped_matmul(&w, Segments::Offsets(offsets(&[1, 3], &Device::Cpu)))
+        .unwrap();
+    assert_eq!(by_offsets.to_vec_f64().unwrap(), got);
+    y.sum_all().unwrap().backward().unwrap();
+    let gx = xp.grad().unwrap().to_vec_f64().unwrap();
+    assert_eq!(&gx[12..], &[0.0; 6]);
+    gradcheck(|t| t[0].grouped_matmul(&t[1], &[1, 3]), &[x, w]).unwrap();
+}
+
+#[test]
 fn bad_offsets_are_typed_errors() {
     let dev = Device::Cpu;
     let x = Tensor::zeros((5, 4), DType::F32, &dev).unwrap();
     let w = Tensor::zeros((2, 4, 2), DType::F32, &dev).unwrap();
-    for bad in [vec![0i64, 3, 4], vec![1, 3, 5], vec![0, 4, 3], vec![0, -1, 5]] {
+    for bad in [vec![0i64, 3, 6], vec![1, 3, 5], vec![0, 4, 3], vec![0, -1, 5]] {
         let o = Tensor::from_vec(bad.clone(), 3, &dev).unwrap();
         let r = x.grouped_matmul(&w, Segments::Offsets(o));
         assert!(matches!(r, Err(Error::InvalidShape { .. })), "{bad:?}: {r:?}");
@@ -242,7 +264,7 @@ fn bad_arguments_are_typed_errors() {
     let dev = Device::Cpu;
     let x = Tensor::zeros((5, 4), DType::F32, &dev).unwrap();
     let w = Tensor::zeros((3, 4, 2), DType::F32, &dev).unwrap();
-    let bad_sum = x.grouped_matmul(&w, &[1, 1, 1]);
+    let bad_sum = x.grouped_matmul(&w, &[2, 2, 2]);
     assert!(matches!(bad_sum, Err(Error::InvalidShape { .. })), "{bad_sum:?}");
     let bad_len = x.grouped_matmul(&w, &[5, 0]);
     assert!(matches!(bad_len, Err(Error::InvalidShape { .. })), "{bad_len:?}");

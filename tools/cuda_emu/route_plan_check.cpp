@@ -2,9 +2,10 @@
 // backend launches it (route_plan_rank with one block of 256 threads per
 // expert, then route_plan_place over launch::elementwise(max(C, E + 1)))
 // against a naive stable sort of the copies by expert, written here from
-// the contract in route_plan.cu's header. Every output is compared exactly,
-// for dropless and capacity-dropped copies, out-of-range ids, copies of
-// more than one 256-thread chunk, experts with no copies, and no copies.
+// the contract in route_plan.cu's header (an expert keeps its first
+// `capacity` copies, as moe-router's position policy). Every output is
+// compared exactly, dropless and with capacity, for out-of-range ids, copies
+// of more than one 256-thread chunk, experts with no copies, and no copies.
 // Exit status 1 on any mismatch.
 #include <cstdio>
 #include <random>
@@ -15,10 +16,11 @@
 
 struct Plan {
     std::vector<long long> selected, counts, bad, offsets, row_of_copy, copy_of_row, token_of_row;
+    std::vector<unsigned char> dropped;
 };
 
 // The reference: copies in order, each kept one appended to its expert's list.
-Plan reference(const std::vector<long long>& ids, const std::vector<unsigned char>* keep, int k, int e) {
+Plan reference(const std::vector<long long>& ids, long long capacity, int k, int e) {
     Plan p;
     p.selected.assign(e, 0);
     p.counts.assign(e, 0);
@@ -30,8 +32,8 @@ Plan reference(const std::vector<long long>& ids, const std::vector<unsigned cha
             ++p.bad[0];
             continue;
         }
+        if (capacity < 0 || p.selected[id] < capacity) lists[id].push_back((long long)c);
         ++p.selected[id];
-        if (!keep || (*keep)[c]) lists[id].push_back((long long)c);
     }
     p.row_of_copy.assign(ids.size(), -1);
     p.offsets.push_back(0);
@@ -44,13 +46,14 @@ Plan reference(const std::vector<long long>& ids, const std::vector<unsigned cha
         }
         p.offsets.push_back((long long)p.token_of_row.size());
     }
+    for (long long r : p.row_of_copy) p.dropped.push_back(r < 0 ? 1 : 0);
     // Rows past the segments: copy -1, token 0.
     p.copy_of_row.resize(ids.size(), -1);
     p.token_of_row.resize(ids.size(), 0);
     return p;
 }
 
-Plan on_device(const std::vector<long long>& ids, const std::vector<unsigned char>* keep, int k, int e) {
+Plan on_device(const std::vector<long long>& ids, long long capacity, int k, int e) {
     const long long copies = (long long)ids.size();
     const long long sentinel = -7;  // every output the contract names must be written
     Plan p;
@@ -62,14 +65,15 @@ Plan on_device(const std::vector<long long>& ids, const std::vector<unsigned cha
     std::vector<long long> rank(copies, sentinel);
     p.copy_of_row.assign(copies, sentinel);
     p.token_of_row.assign(copies, sentinel);
-    const unsigned char* kp = keep ? keep->data() : nullptr;
+    p.dropped.assign(copies, 7);
     // route_plan_rank needs its full grid (one block per expert): no cap.
     emu_launch(EmuDim{(unsigned)e, 1, 1}, EmuDim{256, 1, 1}, 0, [&] {
-        route_plan_rank(copies, e, ids.data(), kp, p.selected.data(), p.counts.data(), p.bad.data(), rank.data());
+        route_plan_rank(copies, e, capacity, ids.data(), p.selected.data(), p.counts.data(), p.bad.data(),
+                        rank.data());
     });
     run(launch::elementwise(std::max<size_t>(copies, e + 1)), [&] {
-        route_plan_place(copies, k, e, ids.data(), kp, p.counts.data(), rank.data(), p.offsets.data(),
-                         p.row_of_copy.data(), p.copy_of_row.data(), p.token_of_row.data());
+        route_plan_place(copies, k, e, ids.data(), p.counts.data(), rank.data(), p.offsets.data(),
+                         p.row_of_copy.data(), p.copy_of_row.data(), p.token_of_row.data(), p.dropped.data());
     });
     return p;
 }
@@ -87,13 +91,14 @@ int main() {
     std::mt19937 rng(7);
     struct Case {
         int n, k, e;
-        int keep;  // 0 dropless, 1 random drops
+        long long capacity;  // -1 dropless
         int invalid_per_mille;
     };
+    // Capacities below, at and above an expert's load; one past a 256-copy chunk.
     const Case cases[] = {
-        {6, 2, 3, 0, 0},    {6, 2, 3, 1, 0},      {300, 2, 8, 0, 0},   {300, 2, 8, 1, 0},  {129, 3, 32, 0, 0},
-        {200, 1, 8, 1, 20}, {700, 2, 64, 0, 10}, {5, 1, 40, 0, 0},    {0, 2, 4, 0, 0},    {1, 1, 1, 0, 0},
-        {256, 1, 2, 1, 0},  {1000, 4, 5, 0, 0},
+        {6, 2, 3, -1, 0},    {6, 2, 3, 2, 0},      {300, 2, 8, -1, 0},  {300, 2, 8, 75, 0},  {129, 3, 32, -1, 0},
+        {200, 1, 8, 30, 20}, {700, 2, 64, -1, 10}, {5, 1, 40, -1, 0},   {0, 2, 4, -1, 0},    {0, 2, 4, 3, 0},
+        {1, 1, 1, -1, 0},    {256, 1, 2, 0, 0},    {1000, 4, 5, 300, 0}, {1000, 4, 5, 5000, 0},
     };
     for (int pass = 0; pass < 2; ++pass) {
         grid_cap = pass ? 1 : 0;  // the second pass runs the grid-stride loop
@@ -106,13 +111,11 @@ int main() {
                 id = std::min(skew(rng), cs.e - 1);
                 if ((int)(rng() % 1000) < cs.invalid_per_mille) id = rng() % 2 ? -1 : cs.e + (long long)(rng() % 3);
             }
-            std::vector<unsigned char> keep(copies);
-            for (auto& b : keep) b = rng() % 4 != 0;
-            const auto* kp = cs.keep ? &keep : nullptr;
-            const Plan want = reference(ids, kp, cs.k, cs.e), got = on_device(ids, kp, cs.k, cs.e);
+            const Plan want = reference(ids, cs.capacity, cs.k, cs.e);
+            const Plan got = on_device(ids, cs.capacity, cs.k, cs.e);
             const std::string tag = "n " + std::to_string(cs.n) + " k " + std::to_string(cs.k) + " e " +
-                                    std::to_string(cs.e) + (cs.keep ? " drops" : "") + " cap " +
-                                    std::to_string(grid_cap);
+                                    std::to_string(cs.e) + " capacity " + std::to_string(cs.capacity) +
+                                    " grid cap " + std::to_string(grid_cap);
             compare(tag + " selected", got.selected, want.selected);
             compare(tag + " counts", got.counts, want.counts);
             compare(tag + " bad", got.bad, want.bad);
@@ -120,6 +123,8 @@ int main() {
             compare(tag + " row_of_copy", got.row_of_copy, want.row_of_copy);
             compare(tag + " copy_of_row", got.copy_of_row, want.copy_of_row);
             compare(tag + " token_of_row", got.token_of_row, want.token_of_row);
+            compare(tag + " dropped", std::vector<long long>(got.dropped.begin(), got.dropped.end()),
+                    std::vector<long long>(want.dropped.begin(), want.dropped.end()));
             if (!failures) std::printf("ok   %s\n", tag.c_str());
         }
     }

@@ -86,6 +86,7 @@ check optim optim.cu
 must_fail optim optim.cu optim.cu '__fmul_rn(-step_size, mi)' '__fmul_rn(step_size, mi)'
 check route_plan route_plan.cu
 must_fail route_plan route_plan.cu route_plan.cu 'if (t >= step) x += buf[cur][t - step];' 'if (t > step) x += buf[cur][t - step];'
+must_fail route_plan route_plan.cu route_plan.cu 'position < capacity ? position' 'position <= capacity ? position'
 check grouped_seg grouped_seg.cu
 must_fail grouped_seg grouped_seg.cu grouped_seg.cu 'if (tile < tiles) {' 'if (tile <= tiles) {'
 must_fail grouped_seg grouped_seg.cu grouped_seg.cu 'const int m = warp * 16 + g + (i >= 2 ? 8 : 0)' 'const int m = warp * 16 + g + (i >= 1 ? 8 : 0)'

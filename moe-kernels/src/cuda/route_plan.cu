@@ -3,8 +3,9 @@
 // C = N * K token copies by expert (copies of one expert stay in copy order,
 // as moe-router's host `Dispatch::plan` sorts them).
 //
-// Inputs: ids[C] (i64, row-major [N, K]), keep[C] (u8, 1 = kept; null when
-// every copy is kept). Outputs, all i64:
+// Inputs: ids[C] (i64, row-major [N, K]) and capacity: an expert keeps its
+// first `capacity` copies in copy order (Megatron-LM's position policy;
+// capacity < 0: every copy is kept). Outputs, i64 unless said:
 //   selected[E]      copies choosing each expert (before capacity),
 //   counts[E]        kept copies per expert (the segment sizes),
 //   bad[1]           copies whose id is not in 0..E (they are left out),
@@ -14,7 +15,8 @@
 //   copy_of_row[C]   the copy placed in each sorted row,
 //   token_of_row[C]  its source token (copy / K); rows past offsets[E]
 //                    (only when copies were dropped or bad) get copy -1 and
-//                    token 0, so a gather by token_of_row stays in bounds.
+//                    token 0, so a gather by token_of_row stays in bounds,
+//   dropped[C]       u8, 1 for a copy in no segment (dropped or bad).
 //
 // Two launches: route_plan_rank (one block per expert, blockDim.x =
 // PLAN_THREADS), then route_plan_place (launch::elementwise(max(C, E + 1))).
@@ -42,28 +44,28 @@ __device__ int plan_block_scan(int v, int* total) {
     return inclusive - v;
 }
 
-extern "C" __global__ void route_plan_rank(long long copies, int num_experts, const long long* ids,
-                                           const unsigned char* keep, long long* selected, long long* counts,
+// rank[c] of a copy of expert e: its position among e's copies when kept,
+// -1 when capacity drops it (kept copies are the first ones, so a kept
+// copy's position is also its row within e's segment).
+extern "C" __global__ void route_plan_rank(long long copies, int num_experts, long long capacity,
+                                           const long long* ids, long long* selected, long long* counts,
                                            long long* bad, long long* rank) {
     const int e = blockIdx.x;
     if (e >= num_experts) return;
-    long long kept = 0, chose = 0, invalid = 0;
+    long long chose = 0, invalid = 0;
     for (long long base = 0; base < copies; base += PLAN_THREADS) {
         long long c = base + threadIdx.x;
         long long id = c < copies ? ids[c] : -1;
         int mine = id == e;
-        int kept_here = mine && (keep == 0 || keep[c] != 0);
-        int total_kept = 0, total_mine = 0, total_bad = 0;
-        int before = plan_block_scan(kept_here, &total_kept);
-        plan_block_scan(mine, &total_mine);
+        int total_mine = 0, total_bad = 0;
+        long long position = chose + plan_block_scan(mine, &total_mine);
         if (e == 0) plan_block_scan(c < copies && (id < 0 || id >= num_experts), &total_bad);
-        if (kept_here) rank[c] = kept + before;
-        kept += total_kept;
+        if (mine) rank[c] = capacity < 0 || position < capacity ? position : -1;
         chose += total_mine;
         invalid += total_bad;
     }
     if (threadIdx.x == 0) {
-        counts[e] = kept;
+        counts[e] = capacity < 0 || chose < capacity ? chose : capacity;
         selected[e] = chose;
         if (e == 0) bad[0] = invalid;
     }
@@ -77,17 +79,18 @@ __device__ __forceinline__ long long plan_segment_start(const long long* counts,
 }
 
 extern "C" __global__ void route_plan_place(long long copies, int top_k, int num_experts, const long long* ids,
-                                            const unsigned char* keep, const long long* counts,
-                                            const long long* rank, long long* offsets, long long* row_of_copy,
-                                            long long* copy_of_row, long long* token_of_row) {
+                                            const long long* counts, const long long* rank, long long* offsets,
+                                            long long* row_of_copy, long long* copy_of_row, long long* token_of_row,
+                                            unsigned char* dropped) {
     long long n = copies > num_experts + 1 ? copies : num_experts + 1;
     GRID_STRIDE_LOOP(i, n) {
         if (i <= num_experts) offsets[i] = plan_segment_start(counts, i);
         if (i < copies) {
             long long id = ids[i];
-            bool placed = id >= 0 && id < num_experts && (keep == 0 || keep[i] != 0);
+            bool placed = id >= 0 && id < num_experts && rank[i] >= 0;
             long long row = placed ? plan_segment_start(counts, id) + rank[i] : -1;
             row_of_copy[i] = row;
+            dropped[i] = placed ? 0 : 1;
             if (placed) {
                 copy_of_row[row] = i;
                 token_of_row[row] = i / top_k;

@@ -395,8 +395,8 @@ fn forward<T: Scalar>(x: &Tensor, w: &Tensor, counts: &[usize]) -> Result<Storag
     let (xc, wc) = (cuda_of(&xs, OP)?, cuda_of(&ws, OP)?);
     let dev = xc.dev().clone();
     let mut y = CudaStorage::alloc(&dev, x.dtype(), rows * f, OP)?;
-    if d == 0 {
-        // Empty sums: no problem runs and y is zero.
+    if d == 0 || counts.iter().sum::<usize>() < rows {
+        // Empty sums, or rows in no segment: zero where no problem writes.
         y.zero(OP)?;
     }
     let make = |x: Place<'_>, w: Place<'_>| forward_problems(counts, (d, f), x, w);

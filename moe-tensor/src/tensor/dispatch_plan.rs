@@ -1,34 +1,47 @@
-//! The dropless MoE dispatch plan as a tensor op: a stable counting sort of
-//! the `N·K` token copies by expert, computed on the ids' device. On CUDA
-//! the plan never visits the host (route_plan.cu), so the grouped expert
-//! GEMMs can read their segments from device memory ([`crate::Segments`]).
+//! The MoE dispatch plan as a tensor op: a stable counting sort of the
+//! `N·K` token copies by expert, each expert keeping all its copies or, with
+//! a capacity, its first `capacity` in copy order (Megatron-LM's position
+//! policy), computed on the ids' device. On CUDA the plan never visits the
+//! host (route_plan.cu), so the grouped expert GEMMs can read their segments
+//! from device memory ([`crate::Segments`]).
 
 use crate::storage::{CpuStorage, Storage};
 use crate::{DType, Error, Result, Shape, Tensor};
 
-/// Where every token copy goes, all I64 tensors on the ids' device.
+/// Where every token copy goes, all tensors on the ids' device (I64 unless
+/// said). Rows are `N·K`; with a capacity, rows past the kept copies
+/// (`offsets[E]` onwards) belong to no expert (copy −1, token 0).
 #[derive(Clone, Debug)]
 pub struct DispatchPlan {
-    /// Copies per expert, `[E]`: the segment sizes.
+    /// Copies choosing each expert, `[E]` (before capacity).
+    pub selected: Tensor,
+    /// Kept copies per expert, `[E]`: the segment sizes.
     pub counts: Tensor,
-    /// Segment starts, `[E + 1]`; `offsets[E] = N·K`.
+    /// Segment starts, `[E + 1]`; `offsets[E]` = kept copies.
     pub offsets: Tensor,
     /// Source token of each sorted row, `[N·K]`.
     pub token_of_row: Tensor,
-    /// The copy (`t·K + k`) placed in each sorted row, `[N·K]`; the inverse
-    /// of `row_of_copy`.
+    /// The copy (`t·K + k`) placed in each sorted row, `[N·K]` (−1 past the
+    /// kept copies); the inverse of `row_of_copy`.
     pub copy_of_row: Tensor,
-    /// Sorted row of each copy, `[N, K]`.
+    /// Sorted row of each copy, `[N, K]`; −1 for a dropped copy.
     pub row_of_copy: Tensor,
+    /// U8 `[N, K]`: 1 for a dropped copy.
+    pub dropped: Tensor,
     /// `[1]`: copies whose id was outside `0..E` (left out of every
     /// segment). Always 0 on the CPU, which returns an error for them
     /// instead; on CUDA, read it when the host next needs routing numbers.
     pub invalid_ids: Tensor,
 }
 
-/// The CPU plan: the same counting sort as route_plan.cu.
-fn plan_on_host(ids: &[i64], top_k: usize, num_experts: usize) -> Result<[Vec<i64>; 5]> {
-    let mut counts = vec![0i64; num_experts];
+/// The CPU plan, as route_plan.cu computes it: selected, counts, offsets,
+/// token and copy of each row, row of each copy, and the dropped flags.
+type HostPlan = ([Vec<i64>; 6], Vec<u8>);
+
+fn plan_on_host(ids: &[i64], top_k: usize, num_experts: usize, capacity: Option<usize>) -> Result<HostPlan> {
+    let mut selected = vec![0i64; num_experts];
+    // Each copy's position among its expert's copies.
+    let mut position = Vec::with_capacity(ids.len());
     for &id in ids {
         let e = usize::try_from(id)
             .ok()
@@ -37,25 +50,31 @@ fn plan_on_host(ids: &[i64], top_k: usize, num_experts: usize) -> Result<[Vec<i6
                 op: "dispatch_plan",
                 msg: format!("expert id {id} out of range for {num_experts} experts"),
             })?;
-        counts[e] += 1;
+        position.push(selected[e]);
+        selected[e] += 1;
     }
+    let cap = capacity.map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX));
+    let counts: Vec<i64> = selected.iter().map(|&c| c.min(cap)).collect();
     let mut offsets = Vec::with_capacity(num_experts + 1);
     offsets.push(0i64);
     for &c in &counts {
         offsets.push(offsets[offsets.len() - 1] + c);
     }
-    let mut next = offsets.clone();
-    let mut token_of_row = vec![0i64; ids.len()];
-    let mut copy_of_row = vec![0i64; ids.len()];
-    let mut row_of_copy = vec![0i64; ids.len()];
-    for (c, &id) in ids.iter().enumerate() {
-        let row = &mut next[id as usize];
-        token_of_row[*row as usize] = (c / top_k) as i64;
-        copy_of_row[*row as usize] = c as i64;
-        row_of_copy[c] = *row;
-        *row += 1;
+    let (mut token_of_row, mut copy_of_row) = (vec![0i64; ids.len()], vec![-1i64; ids.len()]);
+    let (mut row_of_copy, mut dropped) = (vec![-1i64; ids.len()], vec![1u8; ids.len()]);
+    for (c, (&id, &p)) in ids.iter().zip(&position).enumerate() {
+        if p < cap {
+            let row = (offsets[id as usize] + p) as usize;
+            token_of_row[row] = (c / top_k) as i64;
+            copy_of_row[row] = c as i64;
+            row_of_copy[c] = row as i64;
+            dropped[c] = 0;
+        }
     }
-    Ok([counts, offsets, token_of_row, copy_of_row, row_of_copy])
+    Ok((
+        [selected, counts, offsets, token_of_row, copy_of_row, row_of_copy],
+        dropped,
+    ))
 }
 
 impl Tensor {
@@ -64,6 +83,13 @@ impl Tensor {
     /// copy kept. Copies of one expert keep their copy order. On the ids'
     /// device and without gradient; on CUDA, no value is read back.
     pub fn dispatch_plan(&self, num_experts: usize) -> Result<DispatchPlan> {
+        self.dispatch_plan_with_capacity(num_experts, None)
+    }
+
+    /// [`Tensor::dispatch_plan`] where each expert keeps at most `capacity`
+    /// copies, the first ones in copy order (earlier tokens first); `None`
+    /// keeps every copy.
+    pub fn dispatch_plan_with_capacity(&self, num_experts: usize, capacity: Option<usize>) -> Result<DispatchPlan> {
         let op = "dispatch_plan";
         if self.rank() != 2 || self.dtype() != DType::I64 {
             return Err(Error::InvalidShape {
@@ -79,30 +105,40 @@ impl Tensor {
         }
         let (n, k) = (self.dims()[0], self.dims()[1]);
         let ids = self.contiguous()?;
+        let (e, rows, nk) = (vec![num_experts], vec![n * k], vec![n, k]);
         let shapes = [
-            Shape::from(vec![num_experts]),
-            Shape::from(vec![num_experts + 1]),
-            Shape::from(vec![n * k]),
-            Shape::from(vec![n * k]),
-            Shape::from(vec![n, k]),
-            Shape::from(vec![1]),
-        ];
-        let storages: [Storage; 6] = if ids.device().is_cpu() {
+            e.clone(),
+            e,
+            vec![num_experts + 1],
+            rows.clone(),
+            rows,
+            nk.clone(),
+            nk,
+            vec![1],
+        ]
+        .map(Shape::from);
+        let storages: [Storage; 8] = if ids.device().is_cpu() {
             let host = ids.to_vec::<i64>()?;
-            let [counts, offsets, token, copy, row] = plan_on_host(&host, k.max(1), num_experts)?;
-            [counts, offsets, token, copy, row, vec![0]].map(|v| Storage::Cpu(CpuStorage::I64(v)))
+            let ([selected, counts, offsets, token, copy, row], dropped) =
+                plan_on_host(&host, k.max(1), num_experts, capacity)?;
+            let i64s = [selected, counts, offsets, token, copy, row].map(|v| Storage::Cpu(CpuStorage::I64(v)));
+            let [s0, s1, s2, s3, s4, s5] = i64s;
+            let (flags, none) = (CpuStorage::U8(dropped), CpuStorage::I64(vec![0]));
+            [s0, s1, s2, s3, s4, s5, Storage::Cpu(flags), Storage::Cpu(none)]
         } else {
-            crate::cuda_backend::dispatch_plan(&ids, num_experts)?
+            crate::cuda_backend::dispatch_plan(&ids, num_experts, capacity)?
         };
-        let [counts, offsets, token_of_row, copy_of_row, row_of_copy, invalid_ids] = storages;
-        let [s0, s1, s2, s3, s4, s5] = shapes;
+        let [selected, counts, offsets, token_of_row, copy_of_row, row_of_copy, dropped, invalid_ids] = storages;
+        let [s0, s1, s2, s3, s4, s5, s6, s7] = shapes;
         Ok(DispatchPlan {
-            counts: Tensor::from_storage(counts, s0),
-            offsets: Tensor::from_storage(offsets, s1),
-            token_of_row: Tensor::from_storage(token_of_row, s2),
-            copy_of_row: Tensor::from_storage(copy_of_row, s3),
-            row_of_copy: Tensor::from_storage(row_of_copy, s4),
-            invalid_ids: Tensor::from_storage(invalid_ids, s5),
+            selected: Tensor::from_storage(selected, s0),
+            counts: Tensor::from_storage(counts, s1),
+            offsets: Tensor::from_storage(offsets, s2),
+            token_of_row: Tensor::from_storage(token_of_row, s3),
+            copy_of_row: Tensor::from_storage(copy_of_row, s4),
+            row_of_copy: Tensor::from_storage(row_of_copy, s5),
+            dropped: Tensor::from_storage(dropped, s6),
+            invalid_ids: Tensor::from_storage(invalid_ids, s7),
         })
     }
 }
@@ -127,6 +163,23 @@ mod tests {
         let t = Tensor::from_vec(vec![2i64, 0, 1, 0, 2, 0], (2, 3), &Device::Cpu).unwrap();
         let pt = t.t().unwrap().dispatch_plan(4).unwrap();
         assert_eq!(pt.row_of_copy.to_vec::<i64>().unwrap(), vec![4, 0, 1, 5, 3, 2]);
+    }
+
+    #[test]
+    fn capacity_keeps_each_experts_first_copies() {
+        // Expert 0 is chosen by copies 1, 2, 5; capacity 2 drops copy 5.
+        let ids = Tensor::from_vec(vec![2i64, 0, 0, 2, 1, 0], (3, 2), &Device::Cpu).unwrap();
+        let p = ids.dispatch_plan_with_capacity(4, Some(2)).unwrap();
+        assert_eq!(p.selected.to_vec::<i64>().unwrap(), vec![3, 1, 2, 0]);
+        assert_eq!(p.counts.to_vec::<i64>().unwrap(), vec![2, 1, 2, 0]);
+        assert_eq!(p.offsets.to_vec::<i64>().unwrap(), vec![0, 2, 3, 5, 5]);
+        assert_eq!(p.row_of_copy.to_vec::<i64>().unwrap(), vec![3, 0, 1, 4, 2, -1]);
+        assert_eq!(p.dropped.to_vec::<u8>().unwrap(), vec![0, 0, 0, 0, 0, 1]);
+        // Rows past the kept copies: copy -1, token 0.
+        assert_eq!(p.copy_of_row.to_vec::<i64>().unwrap(), vec![1, 2, 4, 0, 3, -1]);
+        assert_eq!(p.token_of_row.to_vec::<i64>().unwrap(), vec![0, 1, 2, 0, 1, 0]);
+        let all = ids.dispatch_plan_with_capacity(4, Some(3)).unwrap();
+        assert_eq!(all.dropped.to_vec::<u8>().unwrap(), vec![0; 6]);
     }
 
     #[test]

@@ -68,14 +68,27 @@ fn mat<'a, T>(data: &'a [T], t: &Tensor) -> MatRef<'a, T> {
 fn forward<T: Real>(x: &[T], xt: &Tensor, w: &[T], wt: &Tensor, counts: &[usize]) -> Result<Vec<T>> {
     let (m, k, n) = (xt.dims()[0], xt.dims()[1], wt.dims()[2]);
     let ws = wt.layout().strides();
+    // Rows past the segments (Σ counts < M) belong to no expert: zero.
     let mut y = vec![T::zero(); m * n];
+    let rows: usize = counts.iter().sum();
     let b_s = BatchStrides {
         bs: ws[0],
         rs: ws[1],
         cs: ws[2],
     };
     let w = w.get(wt.layout().offset()..).unwrap_or(&[]);
-    grouped_gemm(counts, k, n, T::one(), mat(x, xt), w, b_s, T::zero(), &mut y).map_err(kernel_err(OP))?;
+    grouped_gemm(
+        counts,
+        k,
+        n,
+        T::one(),
+        mat(x, xt),
+        w,
+        b_s,
+        T::zero(),
+        &mut y[..rows * n],
+    )
+    .map_err(kernel_err(OP))?;
     Ok(y)
 }
 
@@ -166,9 +179,10 @@ impl Tensor {
     /// Grouped matmul over contiguous row segments, the expert products of an
     /// MoE layer: `self` is `x_MD` (rows sorted by expert), `w` is `[E, D, F]`
     /// and `segments` says which rows of `x` (in order, possibly none) go to
-    /// expert `e`: host counts (`&[usize]`, summing to `M`) or device
-    /// offsets ([`Segments::Offsets`]). Returns `[M, F]` with
-    /// `y[seg e] = x[seg e] · w[e]`.
+    /// expert `e`: host counts (`&[usize]`, summing to at most `M`) or
+    /// device offsets ([`Segments::Offsets`]). Returns `[M, F]` with
+    /// `y[seg e] = x[seg e] · w[e]`; rows past the last segment (a dispatch
+    /// plan's dropped copies) are zero and get zero gradient.
     ///
     /// One kernel call covers every segment (parallel across segments). Any
     /// strides are read in place, so an HF-layout weight `[E, F, D]` is used as

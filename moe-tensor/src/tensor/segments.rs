@@ -6,10 +6,10 @@ use crate::{DType, Error, Result, Tensor};
 /// The expert segments of [`Tensor::grouped_matmul`]'s rows, in order.
 #[derive(Clone, Debug)]
 pub enum Segments {
-    /// Rows per expert, host data (`Σ = M`).
+    /// Rows per expert, host data (`Σ ≤ M`).
     Counts(Vec<usize>),
     /// Segment starts and the end, `[E + 1]` I64 on the rows' device
-    /// (`0 = o[0] ≤ o[1] ≤ … ≤ o[E] = M`), as [`crate::DispatchPlan`]
+    /// (`0 = o[0] ≤ o[1] ≤ … ≤ o[E] ≤ M`), as [`crate::DispatchPlan`]
     /// makes them. On CUDA they are read only by the kernels, so the host
     /// never waits for routing; there they cannot be validated either, and
     /// a bad tensor gives wrong rows (clamped into `0..=M`, never read
@@ -27,15 +27,15 @@ impl Segments {
     }
 
     /// Checks what can be checked without reading device memory: offsets
-    /// are an I64 `[E + 1]` on `device`; counts sum to `rows`.
+    /// are an I64 `[E + 1]` on `device`; counts sum to at most `rows`.
     pub(crate) fn check(&self, rows: usize, device: &crate::Device, op: &'static str) -> Result<()> {
         match self {
             Segments::Counts(counts) => {
                 let total = counts.iter().try_fold(0usize, |a, &c| a.checked_add(c));
-                if total != Some(rows) {
+                if total.is_none_or(|t| t > rows) {
                     return Err(Error::InvalidShape {
                         op,
-                        msg: format!("segment counts {counts:?} do not sum to the {rows} rows of x"),
+                        msg: format!("segment counts {counts:?} sum to more than the {rows} rows of x"),
                     });
                 }
             }
@@ -70,12 +70,14 @@ impl Segments {
             Segments::Offsets(o) => o.to_vec::<i64>()?,
         };
         let valid = o.first() == Some(&0)
-            && o.last().and_then(|&l| usize::try_from(l).ok()) == Some(rows)
+            && o.last()
+                .and_then(|&l| usize::try_from(l).ok())
+                .is_some_and(|l| l <= rows)
             && o.windows(2).all(|w| w[0] <= w[1]);
         if !valid {
             return Err(Error::InvalidShape {
                 op,
-                msg: format!("segment offsets {o:?} are not a non-decreasing 0..={rows}"),
+                msg: format!("segment offsets {o:?} are not non-decreasing from 0 to at most {rows}"),
             });
         }
         Ok(o.windows(2).map(|w| (w[1] - w[0]) as usize).collect())
