@@ -182,22 +182,15 @@ impl Router {
             top_k: k,
             sinkhorn_iters: sel.sinkhorn_iters,
         };
-        Ok(RoutingDecision {
-            z_loss: losses::z_loss(logits_NE)?,
-            balance: BalanceStats::new(&sel.probs_NE, selected_E.clone())?,
+        let decided = Decided {
             tokens_per_expert_E: selected_E,
-            dropped_NK: dispatch.dropped_mask()?,
-            logits_NE: logits_NE.clone(),
-            probs_NE: sel.probs_NE,
-            topk_ids_NK: sel.ids_NK,
             weights_NK,
             aux_loss,
             dispatch,
-            aux_loss_coef: self.config.aux_loss_coef,
-            z_loss_coef: self.config.z_loss_coef,
             stats: OnceLock::new(),
             pending_stats: Some(pending),
-        })
+        };
+        self.decision(logits_NE, (sel.probs_NE, sel.ids_NK), decided)
     }
 
     /// The plan from host copies of the ids (and scores): capacity drops,
@@ -231,21 +224,50 @@ impl Router {
         };
         let counts_i64: Vec<i64> = stats.tokens_per_expert.iter().map(|&c| c as i64).collect();
         let tokens_per_expert_E = Tensor::from_vec(counts_i64, e, &logits_NE.device())?;
-        Ok(RoutingDecision {
-            z_loss: losses::z_loss(logits_NE)?,
-            balance: BalanceStats::new(&sel.probs_NE, tokens_per_expert_E.clone())?,
+        let decided = Decided {
             tokens_per_expert_E,
-            dropped_NK: dispatch.dropped_mask()?,
-            logits_NE: logits_NE.clone(),
-            probs_NE: sel.probs_NE,
-            topk_ids_NK: sel.ids_NK,
             weights_NK,
             aux_loss,
             dispatch,
-            aux_loss_coef: self.config.aux_loss_coef,
-            z_loss_coef: self.config.z_loss_coef,
             stats: OnceLock::from(stats),
             pending_stats: None,
+        };
+        self.decision(logits_NE, (sel.probs_NE, sel.ids_NK), decided)
+    }
+
+    /// The decision from the selection and what the host or device plan
+    /// decided; the losses every router reports are formed here.
+    fn decision(
+        &self,
+        logits_NE: &Tensor,
+        (probs_NE, topk_ids_NK): (Tensor, Tensor),
+        d: Decided,
+    ) -> Result<RoutingDecision> {
+        Ok(RoutingDecision {
+            z_loss: losses::z_loss(logits_NE)?,
+            balance: BalanceStats::new(&probs_NE, d.tokens_per_expert_E.clone())?,
+            tokens_per_expert_E: d.tokens_per_expert_E,
+            dropped_NK: d.dispatch.dropped_mask()?,
+            logits_NE: logits_NE.clone(),
+            probs_NE,
+            topk_ids_NK,
+            weights_NK: d.weights_NK,
+            aux_loss: d.aux_loss,
+            dispatch: d.dispatch,
+            aux_loss_coef: self.config.aux_loss_coef,
+            z_loss_coef: self.config.z_loss_coef,
+            stats: d.stats,
+            pending_stats: d.pending_stats,
         })
     }
+}
+
+/// What a plan (on the host or the device) decided for a selection.
+struct Decided {
+    tokens_per_expert_E: Tensor,
+    weights_NK: Tensor,
+    aux_loss: Option<Tensor>,
+    dispatch: Dispatch,
+    stats: OnceLock<RoutingStats>,
+    pending_stats: Option<PendingStats>,
 }
