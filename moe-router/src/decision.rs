@@ -3,7 +3,7 @@
 use crate::dispatch::Dispatch;
 use crate::error::{Result, RouterError};
 use crate::losses::BalanceStats;
-use crate::stats::RoutingStats;
+use crate::stats::{count_drops, RoutingStats};
 use moe_tensor::{Segments, Tensor};
 use std::sync::OnceLock;
 
@@ -80,15 +80,7 @@ impl PendingStats {
         let (selected, kept) = (read(&self.selected_E)?, read(&self.kept_E)?);
         let dropped = match &self.dropped_NK {
             None => (0, 0),
-            Some(flags) => {
-                let flags = flags.to_vec::<u8>()?;
-                let copies = flags.iter().filter(|&&f| f != 0).count();
-                let tokens = flags
-                    .chunks(self.top_k.max(1))
-                    .filter(|c| c.iter().all(|&f| f != 0))
-                    .count();
-                (copies, tokens)
-            }
+            Some(flags) => count_drops(&flags.to_vec::<u8>()?, self.top_k, |&f| f != 0),
         };
         let mut s = RoutingStats::from_counts(selected, kept, dropped, self.num_tokens, self.top_k);
         s.sinkhorn_iters = self.sinkhorn_iters;

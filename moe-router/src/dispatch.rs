@@ -32,7 +32,7 @@ pub(crate) fn expert_index(id: i64, num_experts: usize) -> Result<usize> {
         })
 }
 
-/// Whether the grouped GEMMs of a CUDA dropless plan take host counts (one
+/// Whether the grouped GEMMs of a CUDA device plan take host counts (one
 /// read of E numbers per MoE layer, then cuBLAS's grouped GEMM) instead of
 /// the device offsets (`MOE_GROUPED_GEMM=cublas`; for comparing the two).
 fn cuda_host_counts() -> bool {
@@ -54,7 +54,7 @@ pub struct Dispatch {
     row_of_copy_NK: Tensor,
     /// 1 where a copy was dropped, `[N, K]` (U8); None when none can be.
     dropped_NK: Option<Tensor>,
-    /// The device plan of a dropless dispatch: permute and combine use its
+    /// The plan of a device-planned dispatch: permute and combine use its
     /// tensors in place (no host read on CUDA).
     plan: Option<DispatchPlan>,
 }

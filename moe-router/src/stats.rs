@@ -33,6 +33,14 @@ pub struct RoutingStats {
     pub sinkhorn_iters: Option<usize>,
 }
 
+/// `(dropped copies, tokens with every copy dropped)` of row-major `[N, K]`
+/// per-copy flags, `dropped` telling whether a flag marks a dropped copy.
+pub(crate) fn count_drops<T>(flags_NK: &[T], top_k: usize, dropped: impl Fn(&T) -> bool) -> (usize, usize) {
+    let copies = flags_NK.iter().filter(|&f| dropped(f)).count();
+    let tokens = flags_NK.chunks(top_k.max(1)).filter(|c| c.iter().all(&dropped)).count();
+    (copies, tokens)
+}
+
 impl RoutingStats {
     /// Statistics of `N·K` assignments (`topk_ids_NK` row-major, ids already
     /// checked to be in `0..E`) and their keep flags.
@@ -45,12 +53,10 @@ impl RoutingStats {
         }
         let copies = topk_ids_NK.len();
         let num_tokens = copies.checked_div(top_k).unwrap_or(0);
-        let dropped_copies = keep_NK.iter().filter(|&&k| !k).count();
-        let dropped_tokens = keep_NK.chunks(top_k.max(1)).filter(|c| c.iter().all(|&k| !k)).count();
         Self::from_counts(
             tokens_per_expert,
             kept_per_expert,
-            (dropped_copies, dropped_tokens),
+            count_drops(keep_NK, top_k, |&kp| !kp),
             num_tokens,
             top_k,
         )

@@ -1,6 +1,6 @@
-//! The dropless dispatch plan on CUDA (kernels: route_plan.cu): two launches
-//! queued on the stream, nothing read back, so the expert GEMMs that follow
-//! take their segments from device memory.
+//! The dispatch plan on CUDA, dropless or with a capacity (kernels:
+//! route_plan.cu): two launches queued on the stream, nothing read back,
+//! so the expert GEMMs that follow take their segments from device memory.
 
 use super::device::cuda_err;
 use super::launch::{config, int, long};
