@@ -46,8 +46,6 @@ pub struct Dispatch {
     top_k: usize,
     /// The rows of each expert: host counts or device offsets.
     segments: Segments,
-    /// Kept copies per expert `[E]` (I64), on the plan's device.
-    counts_E: Tensor,
     /// Source token of each sorted row, `[M]` (I64).
     token_of_row_M: Tensor,
     /// Sorted row of each copy, `[N, K]` (I64); −1 for dropped copies.
@@ -107,14 +105,12 @@ impl Dispatch {
         }
         let n = topk_ids_NK.len() / top_k;
         let dropped: Vec<u8> = keep_NK.iter().map(|&kp| u8::from(!kp)).collect();
-        let counts_i64: Vec<i64> = counts_E.iter().map(|&c| c as i64).collect();
         Ok(Dispatch {
             num_tokens: n,
             top_k,
             token_of_row_M: Tensor::from_vec(token_of_row, m, device)?,
             row_of_copy_NK: Tensor::from_vec(row_of_copy, (n, top_k), device)?,
             dropped_NK: Some(Tensor::from_vec(dropped, (n, top_k), device)?),
-            counts_E: Tensor::from_vec(counts_i64, num_experts, device)?,
             segments: Segments::Counts(counts_E),
             plan: None,
         })
@@ -145,7 +141,6 @@ impl Dispatch {
             num_tokens: n,
             top_k: k,
             segments,
-            counts_E: plan.counts.clone(),
             token_of_row_M: plan.token_of_row.clone(),
             row_of_copy_NK: plan.row_of_copy.clone(),
             dropped_NK: capacity.map(|_| plan.dropped.clone()),
@@ -157,11 +152,6 @@ impl Dispatch {
     /// The experts' rows for `grouped_matmul`: host counts or device offsets.
     pub fn segments(&self) -> &Segments {
         &self.segments
-    }
-
-    /// Kept copies per expert, `[E]` I64 on the plan's device.
-    pub fn counts_tensor(&self) -> &Tensor {
-        &self.counts_E
     }
 
     /// M: the rows of the sorted buffer (the kept copies; `N·K` for a
@@ -269,7 +259,6 @@ mod tests {
         for (x, y) in [
             (&host.token_of_row_M, &dev.token_of_row_M),
             (&host.row_of_copy_NK, &dev.row_of_copy_NK),
-            (&host.counts_E, &dev.counts_E),
         ] {
             assert_eq!(x.to_vec::<i64>().unwrap(), y.to_vec::<i64>().unwrap());
         }
