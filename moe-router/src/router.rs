@@ -149,9 +149,9 @@ impl Router {
         capacity_on_device && !matches!(self.config.aux_loss, AuxLoss::Sequence { .. })
     }
 
-    /// The dropless plan on the logits' device; statistics stay there until
-    /// [`RoutingDecision::stats`] asks for them, and an aux-free router's
-    /// load until its bias update.
+    /// The plan on the logits' device (dropless, or dropping by position);
+    /// statistics stay there until [`RoutingDecision::stats`] asks for them,
+    /// and an aux-free router's load until its bias update.
     fn decide_on_device(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
         let (n, e, k) = (logits_NE.dims()[0], self.config.num_experts, self.config.top_k);
         let capacity = expert_capacity(&self.config.capacity, n, k, e);
@@ -193,8 +193,8 @@ impl Router {
         self.decision(logits_NE, (sel.probs_NE, sel.ids_NK), decided)
     }
 
-    /// The plan from host copies of the ids (and scores): capacity drops,
-    /// the sequence aux loss and the aux-free bias need them.
+    /// The plan from host copies of the ids (and scores): dropping by score
+    /// and the sequence aux loss need them.
     fn decide_on_host(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
         let (e, k) = (self.config.num_experts, self.config.top_k);
         let ids = sel.ids_NK.to_vec::<i64>()?;
