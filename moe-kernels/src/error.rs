@@ -50,6 +50,15 @@ pub enum KernelError {
         /// Size of the dimension.
         size: usize,
     },
+    /// A size the kernel does not support (for example more experts than
+    /// the Sinkhorn kernel's block has threads).
+    #[error("{op}: unsupported size: {msg}")]
+    Unsupported {
+        /// The kernel that found it.
+        op: &'static str,
+        /// What is out of range, and the limit.
+        msg: String,
+    },
     /// A reduction with no identity (argmax, ...) over a dimension of size 0.
     #[error("{op}: cannot reduce over a dimension of size 0")]
     EmptyDim {

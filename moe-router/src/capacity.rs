@@ -4,10 +4,12 @@
 //! copies (Megatron-LM's `get_capacity`); the rest are dropped, and a dropped
 //! copy contributes nothing to its token's MoE output. Copies are ranked per
 //! expert either by position (earlier tokens first) or by router score
-//! (higher first, ties to the earlier token), both deterministic.
+//! (higher first, ties to the earlier token), both deterministic. The
+//! ranking itself is part of the dispatch plan
+//! ([`Tensor::dispatch_plan_limited`]), on the router's device.
 
 use crate::config::{Capacity, DropPolicy};
-use crate::error::{Result, RouterError};
+use moe_tensor::{CopyLimit, Tensor};
 
 /// Copies each expert may keep: `ceil(factor · N · K / E)`, or None when dropless.
 pub fn expert_capacity(capacity: &Capacity, num_tokens: usize, top_k: usize, num_experts: usize) -> Option<usize> {
@@ -20,52 +22,33 @@ pub fn expert_capacity(capacity: &Capacity, num_tokens: usize, top_k: usize, num
     }
 }
 
-/// Keep mask over the `N·K` copies (row-major `[N, K]`): false where the copy is
-/// dropped. `scores_NK` ranks copies for [`DropPolicy::Score`].
-pub fn keep_mask(
+/// The dispatch plan's limit for `N` tokens routed to `K` of `E` experts:
+/// none when dropless, else the capacity by position or by `scores_NK`
+/// (the router's scores of the chosen experts, ranking copies for
+/// [`DropPolicy::Score`]).
+pub fn copy_limit<'a>(
     capacity: &Capacity,
-    topk_ids_NK: &[i64],
-    scores_NK: &[f64],
+    num_tokens: usize,
     top_k: usize,
     num_experts: usize,
-) -> Result<Vec<bool>> {
-    let copies = topk_ids_NK.len();
-    let mut keep = vec![true; copies];
-    let Capacity::Factor { drop_policy, .. } = *capacity else {
-        return Ok(keep);
-    };
-    let n = copies / top_k.max(1);
-    let cap = expert_capacity(capacity, n, top_k, num_experts).unwrap_or(usize::MAX);
-    // Copies of each expert in token order (a token picks an expert at most once).
-    let mut per_expert: Vec<Vec<usize>> = vec![Vec::new(); num_experts];
-    for (i, &id) in topk_ids_NK.iter().enumerate() {
-        let e = crate::dispatch::expert_index(id, num_experts)?;
-        per_expert[e].push(i);
+    scores_NK: &'a Tensor,
+) -> CopyLimit<'a> {
+    match (capacity, expert_capacity(capacity, num_tokens, top_k, num_experts)) {
+        (Capacity::Factor { drop_policy, .. }, Some(c)) => match drop_policy {
+            DropPolicy::Position => CopyLimit::FirstCopies(c),
+            DropPolicy::Score => CopyLimit::TopScores {
+                capacity: c,
+                scores: scores_NK,
+            },
+        },
+        _ => CopyLimit::None,
     }
-    if drop_policy == DropPolicy::Score && scores_NK.len() != copies {
-        return Err(RouterError::Invalid {
-            what: "capacity",
-            msg: format!("{} scores for {copies} token copies", scores_NK.len()),
-        });
-    }
-    for list in &mut per_expert {
-        if list.len() <= cap {
-            continue;
-        }
-        if drop_policy == DropPolicy::Score {
-            // Stable sort: equal scores keep token order.
-            list.sort_by(|&a, &b| scores_NK[b].total_cmp(&scores_NK[a]));
-        }
-        for &i in &list[cap..] {
-            keep[i] = false;
-        }
-    }
-    Ok(keep)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use moe_tensor::Device;
 
     #[test]
     fn capacity_is_the_rounded_up_share() {
@@ -80,24 +63,21 @@ mod tests {
     #[test]
     fn position_keeps_early_tokens_and_score_keeps_high_scores() {
         // 4 tokens, top-1, 2 experts, capacity 2; expert 0 gets 3 tokens.
-        let ids = [0i64, 0, 1, 0];
-        let scores = [0.1, 0.9, 0.5, 0.8];
-        let pos = Capacity::Factor {
-            factor: 1.0,
-            drop_policy: DropPolicy::Position,
+        let ids = Tensor::from_vec(vec![0i64, 0, 1, 0], (4, 1), &Device::Cpu).unwrap();
+        let scores = Tensor::from_vec(vec![0.1f64, 0.9, 0.5, 0.8], (4, 1), &Device::Cpu).unwrap();
+        let dropped = |drop_policy| {
+            let c = Capacity::Factor {
+                factor: 1.0,
+                drop_policy,
+            };
+            let plan = ids.dispatch_plan_limited(2, copy_limit(&c, 4, 1, 2, &scores)).unwrap();
+            plan.dropped.to_vec::<u8>().unwrap()
         };
-        assert_eq!(
-            keep_mask(&pos, &ids, &scores, 1, 2).unwrap(),
-            vec![true, true, true, false]
-        );
-        let score = Capacity::Factor {
-            factor: 1.0,
-            drop_policy: DropPolicy::Score,
-        };
-        assert_eq!(
-            keep_mask(&score, &ids, &scores, 1, 2).unwrap(),
-            vec![false, true, true, true]
-        );
-        assert!(keep_mask(&pos, &[0, 2], &[0.0, 0.0], 1, 2).is_err());
+        assert_eq!(dropped(DropPolicy::Position), vec![0, 0, 0, 1]);
+        assert_eq!(dropped(DropPolicy::Score), vec![1, 0, 0, 0]);
+        assert!(matches!(
+            copy_limit(&Capacity::Dropless, 4, 1, 2, &scores),
+            CopyLimit::None
+        ));
     }
 }

@@ -46,13 +46,13 @@ pub struct RoutingDecision {
     pub dispatch: Dispatch,
     pub(crate) aux_loss_coef: f64,
     pub(crate) z_loss_coef: f64,
-    /// The statistics once computed (at routing time for host plans).
+    /// The statistics once computed.
     pub(crate) stats: OnceLock<RoutingStats>,
-    /// What a device plan's statistics are computed from, when first asked.
-    pub(crate) pending_stats: Option<PendingStats>,
+    /// What the statistics are computed from, when first asked.
+    pub(crate) pending_stats: PendingStats,
 }
 
-/// A device plan's statistics, still on the device: the copies per expert
+/// The plan's statistics, still on the device: the copies per expert
 /// before and after capacity, the dropped flags (with a capacity) and the
 /// number of out-of-range ids the plan left out.
 #[derive(Clone, Debug)]
@@ -63,7 +63,8 @@ pub(crate) struct PendingStats {
     pub invalid_ids: Tensor,
     pub num_tokens: usize,
     pub top_k: usize,
-    pub sinkhorn_iters: Option<usize>,
+    /// Sinkhorn's iteration count (`[1]`, I64), when Sinkhorn chose.
+    pub sinkhorn_iters: Option<Tensor>,
 }
 
 impl PendingStats {
@@ -83,7 +84,9 @@ impl PendingStats {
             Some(flags) => count_drops(&flags.to_vec::<u8>()?, self.top_k, |&f| f != 0),
         };
         let mut s = RoutingStats::from_counts(selected, kept, dropped, self.num_tokens, self.top_k);
-        s.sinkhorn_iters = self.sinkhorn_iters;
+        if let Some(iters) = &self.sinkhorn_iters {
+            s.sinkhorn_iters = iters.to_vec::<i64>()?.first().map(|&i| i.max(0) as usize);
+        }
         Ok(s)
     }
 }
@@ -97,11 +100,7 @@ impl RoutingDecision {
         if let Some(s) = self.stats.get() {
             return Ok(s);
         }
-        let pending = self.pending_stats.as_ref().ok_or(RouterError::Invalid {
-            what: "routing statistics",
-            msg: "a decision without statistics".into(),
-        })?;
-        let computed = pending.compute()?;
+        let computed = self.pending_stats.compute()?;
         Ok(self.stats.get_or_init(|| computed))
     }
 

@@ -7,7 +7,7 @@
 
 use crate::config::{AuxFreeConfig, ScoreFn};
 use crate::error::{Result, RouterError};
-use crate::topk::{apply_weights, Selection};
+use crate::topk::{apply_weights, select_chosen, Selection};
 use moe_tensor::{no_grad, DType, Device, Tensor};
 use std::sync::{Mutex, MutexGuard};
 
@@ -153,13 +153,7 @@ pub(crate) fn aux_free_topk(
     };
     let bias_1E = bias.bias_tensor(scores_NE.dtype(), &scores_NE.device())?;
     let ids_NK = no_grad(|| scores_NE.detach().add(&bias_1E)?.topk(top_k))?.1;
-    let raw_NK = if scores_NE.device().is_cpu() {
-        scores_NE.gather(1, &ids_NK)?
-    } else {
-        // gather reads its indices back to check them; the one-hot sum
-        // does not (the ids are the top-k's own, so in range).
-        select_by_one_hot(&scores_NE, &ids_NK)?
-    };
+    let raw_NK = select_chosen(&scores_NE, &ids_NK)?;
     let weights_NK = apply_weights(&raw_NK, &cfg.weights, 1e-20)?;
     // Scores normalised per token, as DeepSeek-V3's sequence-wise balance loss uses them.
     let probs_NE = match cfg.score {
@@ -175,43 +169,9 @@ pub(crate) fn aux_free_topk(
     })
 }
 
-/// `scores_NE[t, ids_NK[t, k]]` as `Σ_e scores[t, e] · [e = ids[t, k]]`:
-/// the same values and gradient as `gather(1, ids)` (each sum adds one
-/// score and zeros), with no index read back from the device.
-pub(crate) fn select_by_one_hot(scores_NE: &Tensor, ids_NK: &Tensor) -> Result<Tensor> {
-    let (n, k, e) = (ids_NK.dims()[0], ids_NK.dims()[1], scores_NE.dims()[1]);
-    let experts_11E = Tensor::arange(e, DType::F32, &scores_NE.device())?.reshape((1, 1, e))?;
-    let one_hot_NKE = ids_NK
-        .to_dtype(DType::F32)?
-        .reshape((n, k, 1))?
-        .eq(&experts_11E)?
-        .to_dtype(DType::F32)?
-        .to_dtype(scores_NE.dtype())?;
-    Ok(one_hot_NKE.mul(&scores_NE.reshape((n, 1, e))?)?.sum(&[2], false)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_hot_selection_equals_gather_in_value_and_gradient() {
-        let dev = Device::Cpu;
-        let s = Tensor::from_vec(vec![0.1f64, 0.7, 0.2, 0.5, 0.3, 0.9], (2, 3), &dev).unwrap();
-        let ids = Tensor::from_vec(vec![1i64, 2, 2, 0], (2, 2), &dev).unwrap();
-        let (a, b) = (s.to_param(), s.to_param());
-        let via_gather = a.gather(1, &ids).unwrap();
-        let via_one_hot = select_by_one_hot(&b, &ids).unwrap();
-        assert_eq!(
-            via_gather.to_vec::<f64>().unwrap(),
-            via_one_hot.to_vec::<f64>().unwrap()
-        );
-        let g = Tensor::from_vec(vec![1.5f64, -2.0, 0.25, 3.0], (2, 2), &dev).unwrap();
-        via_gather.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
-        via_one_hot.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
-        let (ga, gb) = (a.grad().unwrap(), b.grad().unwrap());
-        assert_eq!(ga.to_vec::<f64>().unwrap(), gb.to_vec::<f64>().unwrap());
-    }
 
     #[test]
     fn device_counts_are_read_when_the_load_is_needed() {

@@ -49,7 +49,7 @@ mod sinkhorn;
 mod stats;
 mod topk;
 
-pub use capacity::{expert_capacity, keep_mask};
+pub use capacity::{copy_limit, expert_capacity};
 pub use config::{
     AuxFreeConfig, AuxLoss, Capacity, DropPolicy, RouterConfig, RouterKind, ScoreFn, SinkhornConfig, TopKWeights,
 };

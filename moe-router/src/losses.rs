@@ -17,12 +17,6 @@
 use crate::error::{Result, RouterError};
 use moe_tensor::{no_grad, DType, Tensor};
 
-/// Per-expert values as a constant float tensor of `like`'s dtype, shape `[E]`.
-fn counts_tensor(counts: &[f64], like: &Tensor) -> Result<Tensor> {
-    let t = Tensor::from_vec(counts.to_vec(), counts.len(), &like.device())?;
-    Ok(t.to_dtype(like.dtype())?)
-}
-
 /// Host counts as an I64 `[E]` tensor on `like`'s device.
 fn host_counts(counts_E: &[usize], like: &Tensor) -> Result<Tensor> {
     let c: Vec<i64> = counts_E.iter().map(|&c| c as i64).collect();
@@ -78,8 +72,11 @@ pub fn switch_aux_loss_from(probs_NE: &Tensor, counts_E: &Tensor, top_k: usize) 
 /// `seq_len` consecutive tokens, `Σ_e f_e · P_e` with `f_e = E·c_e / (K·T)`
 /// (`c_e` = tokens of the sequence selecting e) and `P_e` = the sequence's mean
 /// score of e; averaged over sequences. `probs_NE` are normalised scores
-/// (softmax probabilities, or sigmoid scores divided by their row sum).
-pub fn sequence_aux_loss(probs_NE: &Tensor, topk_ids_NK: &[i64], top_k: usize, seq_len: usize) -> Result<Tensor> {
+/// (softmax probabilities, or sigmoid scores divided by their row sum);
+/// `topk_ids_NK` the chosen experts (I64 `[N, K]`, on the probabilities'
+/// device: the counts are formed there, nothing is read back; an id outside
+/// `0..E` counts for no expert, and the dispatch plan reports it).
+pub fn sequence_aux_loss(probs_NE: &Tensor, topk_ids_NK: &Tensor, top_k: usize, seq_len: usize) -> Result<Tensor> {
     let (n, e) = (
         probs_NE.dims().first().copied().unwrap_or(0),
         probs_NE.dims().get(1).copied().unwrap_or(0),
@@ -91,28 +88,37 @@ pub fn sequence_aux_loss(probs_NE: &Tensor, topk_ids_NK: &[i64], top_k: usize, s
             msg: format!("{n} tokens are not a positive multiple of seq_len {seq_len}"),
         });
     }
-    if topk_ids_NK.len() != n * top_k {
-        return Err(RouterError::Invalid {
-            what: "sequence aux loss",
-            msg: format!("{} expert ids for {n} tokens × top_k {top_k}", topk_ids_NK.len()),
+    if topk_ids_NK.dims() != [n, top_k] {
+        return Err(RouterError::Shape {
+            what: "sequence aux loss expert ids",
+            expected: format!("[{n}, {top_k}]"),
+            got: topk_ids_NK.dims().to_vec(),
         });
     }
     let b = n / seq_len;
     let scale = e as f64 / (top_k as f64 * seq_len as f64);
-    let mut f_BE = vec![0.0; b * e];
-    for (i, &id) in topk_ids_NK.iter().enumerate() {
-        let id = usize::try_from(id)
-            .ok()
-            .filter(|&id| id < e)
-            .ok_or(RouterError::Invalid {
-                what: "sequence aux loss",
-                msg: format!("expert id {id} out of range for {e} experts"),
-            })?;
-        f_BE[(i / top_k / seq_len) * e + id] += scale;
-    }
-    let f_BE = counts_tensor(&f_BE, probs_NE)?.reshape((b, e))?;
+    // c_BE: each token's experts as a one-hot row, summed over the sequence.
+    let chosen_NE = one_hot(topk_ids_NK, e, probs_NE.dtype())?.sum(&[1], false)?;
+    let f_BE = chosen_NE
+        .reshape((b, seq_len, e))?
+        .sum(&[1], false)?
+        .mul_scalar(scale)?;
     let p_BE = probs_NE.reshape((b, seq_len, e))?.mean(&[1], false)?;
     Ok(p_BE.mul(&f_BE)?.sum(&[1], false)?.mean_all()?)
+}
+
+/// `[N, K, E]` in `dtype`: 1 at `[t, k, ids[t, k]]`, 0 elsewhere (an id
+/// outside `0..E` gives a zero row), formed on the ids' device.
+pub(crate) fn one_hot(ids_NK: &Tensor, num_experts: usize, dtype: DType) -> Result<Tensor> {
+    let (n, k) = (ids_NK.dims()[0], ids_NK.dims()[1]);
+    // Ids and expert numbers compared in f32: exact below 2^24 experts.
+    let experts_11E = Tensor::arange(num_experts, DType::F32, &ids_NK.device())?.reshape((1, 1, num_experts))?;
+    Ok(ids_NK
+        .to_dtype(DType::F32)?
+        .reshape((n, k, 1))?
+        .eq(&experts_11E)?
+        .to_dtype(DType::F32)?
+        .to_dtype(dtype)?)
 }
 
 /// Router z-loss (ST-MoE): `mean_t (logsumexp_e logits_te)²`.

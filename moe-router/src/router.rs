@@ -1,18 +1,17 @@
 //! A router layer: bias-free linear logits in f32, expert selection per the
 //! configured router, capacity, losses, statistics and the dispatch plan.
 
-use crate::capacity::{expert_capacity, keep_mask};
-use crate::config::{AuxLoss, Capacity, DropPolicy, RouterConfig, RouterKind};
+use crate::capacity::copy_limit;
+use crate::config::{AuxLoss, RouterConfig, RouterKind};
 use crate::decision::{PendingStats, RouteMode, RoutingDecision};
-use crate::dispatch::{expert_index, Dispatch};
+use crate::dispatch::Dispatch;
 use crate::error::{Result, RouterError};
 use crate::expert_bias::{aux_free_topk, ExpertBias};
 use crate::losses::{self, BalanceStats};
 use crate::sinkhorn::sinkhorn_topk;
-use crate::stats::RoutingStats;
 use crate::topk::{softmax_topk, Selection};
 use moe_tensor::init::Rng;
-use moe_tensor::{no_grad, DType, Device, Tensor};
+use moe_tensor::{CopyLimit, DType, Device, Tensor};
 use std::sync::OnceLock;
 
 /// A router: weight `[E, D]` (HF's `gate.weight` layout) plus the config and,
@@ -130,144 +129,61 @@ impl Router {
             (RouterKind::AuxFree(a), Some(bias)) => aux_free_topk(logits_NE, k, a, bias)?,
             (RouterKind::AuxFree(_), None) => unreachable!("Router::new creates the bias of an aux-free router"),
         };
-        if self.plans_on_device() {
-            self.decide_on_device(logits_NE, sel, train)
-        } else {
-            self.decide_on_host(logits_NE, sel, train)
-        }
+        self.decide(logits_NE, sel, train)
     }
 
-    /// Whether the decision can be planned on the logits' device with
-    /// nothing read back: dropless or dropping by position (score dropping
-    /// sorts on the host), and no sequence-level aux loss (it counts per
-    /// sequence on the host).
-    fn plans_on_device(&self) -> bool {
-        let capacity_on_device = match self.config.capacity {
-            Capacity::Dropless => true,
-            Capacity::Factor { drop_policy, .. } => drop_policy == DropPolicy::Position,
-        };
-        capacity_on_device && !matches!(self.config.aux_loss, AuxLoss::Sequence { .. })
-    }
-
-    /// The plan on the logits' device (dropless, or dropping by position);
-    /// statistics stay there until [`RoutingDecision::stats`] asks for them,
-    /// and an aux-free router's load until its bias update.
-    fn decide_on_device(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
+    /// Plans the dispatch on the logits' device and forms the losses there:
+    /// nothing is read back (statistics stay on the device until
+    /// [`RoutingDecision::stats`] asks for them, an aux-free router's load
+    /// until its bias update).
+    fn decide(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
         let (n, e, k) = (logits_NE.dims()[0], self.config.num_experts, self.config.top_k);
-        let capacity = expert_capacity(&self.config.capacity, n, k, e);
-        let (dispatch, plan) = Dispatch::plan_on_device(&sel.ids_NK, e, capacity)?;
+        // Scores rank copies for dropping by score; constants to the plan.
+        let scores_NK = sel.raw_NK.detach();
+        let limit = copy_limit(&self.config.capacity, n, k, e, &scores_NK);
+        let can_drop = !matches!(limit, CopyLimit::None);
+        let (dispatch, plan) = Dispatch::plan(&sel.ids_NK, e, limit)?;
         // Before capacity: what the balancing losses and the bias count.
         let selected_E = plan.selected.clone();
         if let (Some(bias), true) = (&self.bias, train) {
             bias.record_counts(selected_E.clone());
         }
         let aux_loss = match self.config.aux_loss {
+            AuxLoss::None => None,
             AuxLoss::Switch => Some(losses::switch_aux_loss_from(&sel.probs_NE, &selected_E, k)?),
-            _ => None,
+            AuxLoss::Sequence { seq_len } => Some(losses::sequence_aux_loss(&sel.probs_NE, &sel.ids_NK, k, seq_len)?),
         };
-        let weights_NK = match capacity {
-            None => sel.weights_NK,
+        let weights_NK = if can_drop {
             // A constant 0/1 mask: dropped copies get weight 0 and no gradient.
-            Some(_) => {
-                let keep = plan.dropped.to_dtype(DType::F32)?.affine(-1.0, 1.0)?;
-                sel.weights_NK.mul(&keep.to_dtype(logits_NE.dtype())?)?
-            }
+            let keep = plan.dropped.to_dtype(DType::F32)?.affine(-1.0, 1.0)?;
+            sel.weights_NK.mul(&keep.to_dtype(logits_NE.dtype())?)?
+        } else {
+            sel.weights_NK
         };
-        let pending = PendingStats {
+        let pending_stats = PendingStats {
             selected_E: selected_E.clone(),
             kept_E: plan.counts.clone(),
-            dropped_NK: capacity.map(|_| plan.dropped.clone()),
+            dropped_NK: can_drop.then(|| plan.dropped.clone()),
             invalid_ids: plan.invalid_ids.clone(),
             num_tokens: n,
             top_k: k,
             sinkhorn_iters: sel.sinkhorn_iters,
         };
-        let decided = Decided {
-            tokens_per_expert_E: selected_E,
-            weights_NK,
-            aux_loss,
-            dispatch,
-            stats: OnceLock::new(),
-            pending_stats: Some(pending),
-        };
-        self.decision(logits_NE, (sel.probs_NE, sel.ids_NK), decided)
-    }
-
-    /// The plan from host copies of the ids (and scores): dropping by score
-    /// and the sequence aux loss need them.
-    fn decide_on_host(&self, logits_NE: &Tensor, sel: Selection, train: bool) -> Result<RoutingDecision> {
-        let (e, k) = (self.config.num_experts, self.config.top_k);
-        let ids = sel.ids_NK.to_vec::<i64>()?;
-        for &id in &ids {
-            expert_index(id, e)?;
-        }
-        let scores = no_grad(|| sel.raw_NK.to_vec_f64())?;
-        let keep = keep_mask(&self.config.capacity, &ids, &scores, k, e)?;
-        let mut stats = RoutingStats::from_assignments(&ids, &keep, k, e);
-        stats.sinkhorn_iters = sel.sinkhorn_iters;
-        if let (Some(bias), true) = (&self.bias, train) {
-            bias.record(&stats.tokens_per_expert);
-        }
-        let dispatch = Dispatch::plan(&ids, &keep, k, e, &logits_NE.device())?;
-        let weights_NK = if stats.dropped_copies > 0 {
-            // A constant 0/1 mask: dropped copies get weight 0 and no gradient.
-            let mask: Vec<f64> = keep.iter().map(|&kp| kp as u8 as f64).collect();
-            let mask = Tensor::from_vec(mask, (ids.len() / k, k), &logits_NE.device())?.to_dtype(logits_NE.dtype())?;
-            sel.weights_NK.mul(&mask)?
-        } else {
-            sel.weights_NK
-        };
-        let aux_loss = match self.config.aux_loss {
-            AuxLoss::None => None,
-            AuxLoss::Switch => Some(losses::switch_aux_loss(&sel.probs_NE, &stats.tokens_per_expert, k)?),
-            AuxLoss::Sequence { seq_len } => Some(losses::sequence_aux_loss(&sel.probs_NE, &ids, k, seq_len)?),
-        };
-        let counts_i64: Vec<i64> = stats.tokens_per_expert.iter().map(|&c| c as i64).collect();
-        let tokens_per_expert_E = Tensor::from_vec(counts_i64, e, &logits_NE.device())?;
-        let decided = Decided {
-            tokens_per_expert_E,
-            weights_NK,
-            aux_loss,
-            dispatch,
-            stats: OnceLock::from(stats),
-            pending_stats: None,
-        };
-        self.decision(logits_NE, (sel.probs_NE, sel.ids_NK), decided)
-    }
-
-    /// The decision from the selection and what the host or device plan
-    /// decided; the losses every router reports are formed here.
-    fn decision(
-        &self,
-        logits_NE: &Tensor,
-        (probs_NE, topk_ids_NK): (Tensor, Tensor),
-        d: Decided,
-    ) -> Result<RoutingDecision> {
         Ok(RoutingDecision {
             z_loss: losses::z_loss(logits_NE)?,
-            balance: BalanceStats::new(&probs_NE, d.tokens_per_expert_E.clone())?,
-            tokens_per_expert_E: d.tokens_per_expert_E,
-            dropped_NK: d.dispatch.dropped_mask()?,
+            balance: BalanceStats::new(&sel.probs_NE, selected_E.clone())?,
+            tokens_per_expert_E: selected_E,
+            dropped_NK: dispatch.dropped_mask()?,
             logits_NE: logits_NE.clone(),
-            probs_NE,
-            topk_ids_NK,
-            weights_NK: d.weights_NK,
-            aux_loss: d.aux_loss,
-            dispatch: d.dispatch,
+            probs_NE: sel.probs_NE,
+            topk_ids_NK: sel.ids_NK,
+            weights_NK,
+            aux_loss,
+            dispatch,
             aux_loss_coef: self.config.aux_loss_coef,
             z_loss_coef: self.config.z_loss_coef,
-            stats: d.stats,
-            pending_stats: d.pending_stats,
+            stats: OnceLock::new(),
+            pending_stats,
         })
     }
-}
-
-/// What a plan (on the host or the device) decided for a selection.
-struct Decided {
-    tokens_per_expert_E: Tensor,
-    weights_NK: Tensor,
-    aux_loss: Option<Tensor>,
-    dispatch: Dispatch,
-    stats: OnceLock<RoutingStats>,
-    pending_stats: Option<PendingStats>,
 }

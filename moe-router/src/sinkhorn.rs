@@ -16,20 +16,27 @@
 //! for overflow safety only: each row of `logits` is shifted by its maximum
 //! before `exp`. A row scale is absorbed exactly by `d0`, so the result is the
 //! same up to the `eps` term. An iteration cap bounds the work when the
-//! tolerance is not reached.
+//! tolerance is not reached. The loop is [`Tensor::sinkhorn`]: on CUDA one
+//! kernel runs it, convergence test included, so routing never waits for the
+//! device (Megatron-LM reads the error back every iteration).
 
 use crate::config::SinkhornConfig;
 use crate::error::{Result, RouterError};
-use crate::topk::Selection;
+use crate::topk::{select_chosen, Selection};
 use moe_tensor::{no_grad, Tensor};
 
-/// Megatron-LM's guard against division by zero.
-const EPS: f64 = 1e-8;
-
 /// The Sinkhorn-balanced version of `logits_NE` (no gradient) and the number
-/// of iterations run. Stops when the mean change of the expert scaling is at
-/// most `tolerance`, or after `max_iters` iterations.
+/// of iterations run (read back from the device). Stops when the mean change
+/// of the expert scaling is at most `tolerance`, or after `max_iters`
+/// iterations.
 pub fn sinkhorn(logits_NE: &Tensor, tolerance: f64, max_iters: usize) -> Result<(Tensor, usize)> {
+    let (balanced, iters) = balance(logits_NE, tolerance, max_iters)?;
+    let iters = iters.to_vec::<i64>()?.first().copied().unwrap_or(0);
+    Ok((balanced, iters.max(0) as usize))
+}
+
+/// [`sinkhorn`] with the iteration count left on the device (`[1]`, I64).
+fn balance(logits_NE: &Tensor, tolerance: f64, max_iters: usize) -> Result<(Tensor, Tensor)> {
     if logits_NE.rank() != 2 {
         return Err(RouterError::Shape {
             what: "sinkhorn logits",
@@ -37,40 +44,7 @@ pub fn sinkhorn(logits_NE: &Tensor, tolerance: f64, max_iters: usize) -> Result<
             got: logits_NE.dims().to_vec(),
         });
     }
-    let (n, e) = (logits_NE.dims()[0], logits_NE.dims()[1]);
-    no_grad(|| {
-        let x = logits_NE.detach();
-        if n == 0 || e == 0 {
-            return Ok((x, 0));
-        }
-        let cost_NE = x.sub(&x.max(1, true)?)?.exp()?;
-        let mut d1_1E = Tensor::ones((1, e), x.dtype(), &x.device())?;
-        let mut d0_N1 = Tensor::ones((n, 1), x.dtype(), &x.device())?;
-        let mut iters = 0;
-        while iters < max_iters {
-            iters += 1;
-            // Row scaling: each token's row sums to 1/N.
-            d0_N1 = cost_NE
-                .mul(&d1_1E)?
-                .sum(&[1], true)?
-                .add_scalar(EPS)?
-                .recip()?
-                .mul_scalar(1.0 / n as f64)?;
-            // Column scaling: each expert's column sums to 1/E.
-            let d1_new = cost_NE
-                .mul(&d0_N1)?
-                .sum(&[0], true)?
-                .add_scalar(EPS)?
-                .recip()?
-                .mul_scalar(1.0 / e as f64)?;
-            let err = d1_new.sub(&d1_1E)?.abs()?.mean_all()?.to_scalar_f64()?;
-            d1_1E = d1_new;
-            if err <= tolerance {
-                break;
-            }
-        }
-        Ok((cost_NE.mul(&d1_1E)?.mul(&d0_N1)?, iters))
-    })
+    Ok(logits_NE.sinkhorn(tolerance, max_iters)?)
 }
 
 /// Sinkhorn-balanced top-k, as GPT-NeoX's `SinkhornRouter` and Megatron-LM's
@@ -89,12 +63,12 @@ pub(crate) fn sinkhorn_topk(logits_NE: &Tensor, top_k: usize, cfg: &SinkhornConf
         logits_NE.softmax(-1)?
     };
     let (ids_NK, iters) = if train {
-        let (balanced, iters) = sinkhorn(logits_NE, cfg.tolerance, cfg.max_iters)?;
+        let (balanced, iters) = balance(logits_NE, cfg.tolerance, cfg.max_iters)?;
         (no_grad(|| balanced.topk(top_k))?.1, Some(iters))
     } else {
         (no_grad(|| act_NE.topk(top_k))?.1, None)
     };
-    let raw_NK = act_NE.gather(1, &ids_NK)?;
+    let raw_NK = select_chosen(&act_NE, &ids_NK)?;
     Ok(Selection {
         ids_NK,
         weights_NK: raw_NK.clone(),

@@ -45,4 +45,4 @@ pub use layout::Layout;
 pub use params::Params;
 pub use precision::{matmul_precision, set_matmul_precision, with_matmul_precision, MatmulPrecision};
 pub use shape::Shape;
-pub use tensor::{DispatchPlan, Reduction, Rope, Segments, Tensor, TensorId, UnaryOp, DEFAULT_IGNORE_INDEX};
+pub use tensor::{CopyLimit, DispatchPlan, Reduction, Rope, Segments, Tensor, TensorId, UnaryOp, DEFAULT_IGNORE_INDEX};

@@ -11,7 +11,7 @@
 
 use moe_tensor::device_check::{accelerators_or_skip, compare_with_cpu, Tolerance};
 use moe_tensor::init::Rng;
-use moe_tensor::{DType, Device, Error, Reduction, Result, Rope, Tensor, UnaryOp};
+use moe_tensor::{CopyLimit, DType, Device, Error, Reduction, Result, Rope, Tensor, UnaryOp};
 
 /// A comparison under test.
 type CmpOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
@@ -990,10 +990,67 @@ fn dispatch_plan_matches_the_cpu() -> Result<()> {
             &Device::Cpu,
         )?)?;
         let ids = probs.topk(2)?.1;
-        // Dropless, and capacities under and over the busiest expert's load.
-        for capacity in [None, Some(40), Some(1000)] {
-            let want = ids.dispatch_plan_with_capacity(8, capacity)?;
-            let got = ids.to_device(&dev)?.dispatch_plan_with_capacity(8, capacity)?;
+        // Scores with ties (rounded to 1/8), for the score policy in f32 and f64.
+        let rounded: Vec<f64> = randn(&mut rng, &[300, 2])
+            .to_vec_f64()?
+            .iter()
+            .map(|x| (x * 8.0).round() / 8.0)
+            .collect();
+        let scores64 = Tensor::from_vec(rounded, (300, 2), &Device::Cpu)?;
+        let scores32 = scores64.to_dtype(DType::F32)?;
+        // Dropless, and capacities under and over the busiest expert's load,
+        // by position and by score.
+        let on_dev = |t: &Tensor| t.to_device(&dev);
+        let (dev_scores32, dev_scores64) = (on_dev(&scores32)?, on_dev(&scores64)?);
+        let limits: Vec<(String, CopyLimit, CopyLimit)> = vec![
+            ("dropless".into(), CopyLimit::None, CopyLimit::None),
+            (
+                "first 40".into(),
+                CopyLimit::FirstCopies(40),
+                CopyLimit::FirstCopies(40),
+            ),
+            (
+                "first 1000".into(),
+                CopyLimit::FirstCopies(1000),
+                CopyLimit::FirstCopies(1000),
+            ),
+            (
+                "top 40 f32".into(),
+                CopyLimit::TopScores {
+                    capacity: 40,
+                    scores: &scores32,
+                },
+                CopyLimit::TopScores {
+                    capacity: 40,
+                    scores: &dev_scores32,
+                },
+            ),
+            (
+                "top 40 f64".into(),
+                CopyLimit::TopScores {
+                    capacity: 40,
+                    scores: &scores64,
+                },
+                CopyLimit::TopScores {
+                    capacity: 40,
+                    scores: &dev_scores64,
+                },
+            ),
+            (
+                "top 1000 f32".into(),
+                CopyLimit::TopScores {
+                    capacity: 1000,
+                    scores: &scores32,
+                },
+                CopyLimit::TopScores {
+                    capacity: 1000,
+                    scores: &dev_scores32,
+                },
+            ),
+        ];
+        for (case, on_cpu, on_gpu) in limits {
+            let want = ids.dispatch_plan_limited(8, on_cpu)?;
+            let got = ids.to_device(&dev)?.dispatch_plan_limited(8, on_gpu)?;
             for (name, w, g) in [
                 ("selected", &want.selected, &got.selected),
                 ("counts", &want.counts, &got.counts),
@@ -1004,13 +1061,9 @@ fn dispatch_plan_matches_the_cpu() -> Result<()> {
                 ("invalid_ids", &want.invalid_ids, &got.invalid_ids),
             ] {
                 assert_eq!(g.device(), dev, "{name}");
-                assert_eq!(g.to_vec::<i64>()?, w.to_vec::<i64>()?, "{name} {capacity:?}");
+                assert_eq!(g.to_vec::<i64>()?, w.to_vec::<i64>()?, "{name} {case}");
             }
-            assert_eq!(
-                got.dropped.to_vec::<u8>()?,
-                want.dropped.to_vec::<u8>()?,
-                "{capacity:?}"
-            );
+            assert_eq!(got.dropped.to_vec::<u8>()?, want.dropped.to_vec::<u8>()?, "{case}");
         }
         // An id out of range is counted on the device, not written anywhere.
         let bad = Tensor::from_vec(vec![0i64, 9, 1, 1], (2, 2), &dev)?.dispatch_plan(8)?;
@@ -1051,7 +1104,8 @@ fn planned_dispatch_and_combine_match_the_cpu() -> Result<()> {
         compare_with_cpu("combine_rows f64", &dev, combine, &wide, true, F64)?;
         // With a capacity of 3 copies per expert: dropped copies read no row,
         // rows past the kept copies are gathered from token 0 and unused.
-        let capped = |d: &Device| Tensor::from_vec(ids.clone(), (7, 2), d)?.dispatch_plan_with_capacity(4, Some(3));
+        let capped =
+            |d: &Device| Tensor::from_vec(ids.clone(), (7, 2), d)?.dispatch_plan_limited(4, CopyLimit::FirstCopies(3));
         let gather = |t: &[Tensor]| t[0].dispatch_rows(&capped(&t[0].device())?);
         compare_with_cpu("dispatch_rows capped", &dev, gather, &[x], true, Tolerance::F32_REDUCE)?;
         let combine = |t: &[Tensor]| t[0].combine_rows(&capped(&t[0].device())?, &t[1]);

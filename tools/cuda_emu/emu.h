@@ -54,6 +54,7 @@ inline EmuBlockSync emu_sync_state;
 
 #define __global__
 #define __device__
+#define __launch_bounds__(...)
 #define __forceinline__ inline
 
 inline void __syncthreads() { emu_sync_state.block->arrive_and_wait(); }
@@ -96,6 +97,16 @@ inline unsigned __float_as_uint(float f) {
     std::memcpy(&i, &f, 4);
     return i;
 }
+inline int __float_as_int(float f) {
+    int i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+inline long long __double_as_longlong(double d) {
+    long long i;
+    std::memcpy(&i, &d, 8);
+    return i;
+}
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
 // Correctly rounded single operations (the host's IEEE float arithmetic;
@@ -105,6 +116,8 @@ inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
 
 // atomicAdd: an atomic read-modify-write, as on the device (the threads of a
 // block really run concurrently here); returns the old value.

@@ -86,10 +86,15 @@ check optim optim.cu
 must_fail optim optim.cu optim.cu '__fmul_rn(-step_size, mi)' '__fmul_rn(step_size, mi)'
 check route_plan route_plan.cu
 must_fail route_plan route_plan.cu route_plan.cu 'if (t >= step) x += buf[cur][t - step];' 'if (t > step) x += buf[cur][t - step];'
-must_fail route_plan route_plan.cu route_plan.cu 'position < capacity ? position' 'position <= capacity ? position'
+must_fail route_plan route_plan.cu route_plan.cu 'position < capacity) ? position' 'position <= capacity) ? position'
+must_fail route_plan route_plan.cu route_plan.cu '(k == key && other < c)' '(k == key && other > c)'
+must_fail route_plan route_plan.cu route_plan.cu '(int)(((unsigned)(b >> 31)) >> 1)' '(int)(((unsigned)(b >> 31)) >> 0)'
 check grouped_seg grouped_seg.cu
 must_fail grouped_seg grouped_seg.cu grouped_seg.cu 'if (tile < tiles) {' 'if (tile <= tiles) {'
 must_fail grouped_seg grouped_seg.cu grouped_seg.cu 'const int m = warp * 16 + g + (i >= 2 ? 8 : 0)' 'const int m = warp * 16 + g + (i >= 1 ? 8 : 0)'
+check sinkhorn sinkhorn.cu
+must_fail sinkhorn sinkhorn.cu sinkhorn.cu 'if (g < stride && g + stride < groups)' 'if (g < stride && g + stride <= groups)'
+must_fail sinkhorn sinkhorn.cu sinkhorn.cu 'exp((double)(row[k] - m))' 'exp((double)(row[k]))'
 
 for name in "${wanted[@]}"; do
     if [[ " ${passed[*]} ${failed[*]} " != *" $name "* ]]; then

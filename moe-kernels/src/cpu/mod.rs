@@ -11,5 +11,6 @@ pub mod optim;
 pub mod reduce;
 pub mod rms_norm;
 pub mod rope;
+pub mod sinkhorn;
 pub mod softmax;
 pub mod strided;

@@ -130,6 +130,17 @@ pub fn route_plan(copies: usize, experts: usize) -> Option<(Launch1d, Launch1d)>
     Some((rank, place))
 }
 
+/// The one block of sinkhorn.cu (`SINKHORN_THREADS` threads, the count
+/// that fixes the column-sum order of [`crate::cpu::sinkhorn`]). `None`
+/// for more experts than threads.
+pub fn sinkhorn(experts: usize) -> Option<Launch1d> {
+    use crate::cpu::sinkhorn::SINKHORN_THREADS;
+    (experts <= SINKHORN_THREADS).then_some(Launch1d {
+        grid: 1,
+        block: SINKHORN_THREADS as u32,
+    })
+}
+
 /// Output tile of the grouped_seg.cu kernels: rows × cols, and its threads.
 pub const SEG_TILE: (usize, usize) = (64, 64);
 /// Threads of a grouped_seg.cu SIMT block (16 × 16, each 4 × 4 outputs).

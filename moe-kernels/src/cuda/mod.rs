@@ -266,7 +266,12 @@ pub const ATTENTION_TC: KernelSource = KernelSource {
 pub const ROUTE_PLAN: KernelSource = KernelSource {
     name: "route_plan",
     source: include_str!("route_plan.cu"),
-    functions: &["route_plan_rank", "route_plan_place"],
+    functions: &[
+        "route_plan_rank",
+        "route_plan_place",
+        "route_keep_by_score_f32",
+        "route_keep_by_score_f64",
+    ],
 };
 
 /// The expert GEMMs over segments whose offsets live on the device (forward
@@ -284,6 +289,15 @@ pub const GROUPED_SEG: KernelSource = KernelSource {
         "grouped_seg_tc_fwd",
         "grouped_seg_tc_wgrad",
     ],
+};
+
+/// Sinkhorn balancing of router logits in one block, iterations and
+/// convergence test on the device ([`launch::sinkhorn`]; the arithmetic of
+/// [`crate::cpu::sinkhorn`]).
+pub const SINKHORN: KernelSource = KernelSource {
+    name: "sinkhorn",
+    source: include_str!("sinkhorn.cu"),
+    functions: &["sinkhorn_f32", "sinkhorn_f64"],
 };
 
 /// Every kernel source, for the module cache and the tests.
@@ -305,6 +319,7 @@ pub const ALL: &[KernelSource] = &[
     ATTENTION_TC,
     ROUTE_PLAN,
     GROUPED_SEG,
+    SINKHORN,
 ];
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 // C = N * K token copies by expert (copies of one expert stay in copy order,
 // as moe-router's host `Dispatch::plan` sorts them).
 //
-// Inputs: ids[C] (i64, row-major [N, K]) and capacity: an expert keeps its
-// first `capacity` copies in copy order (Megatron-LM's position policy;
-// capacity < 0: every copy is kept). Outputs, i64 unless said:
+// Inputs: ids[C] (i64, row-major [N, K]), capacity and keep: an expert keeps
+// its first `capacity` copies in copy order (Megatron-LM's position policy;
+// capacity < 0: no limit) among the copies whose keep flag is set (keep may
+// be null: every copy; route_keep_by_score sets the flags of the score
+// policy). Outputs, i64 unless said:
 //   selected[E]      copies choosing each expert (before capacity),
 //   counts[E]        kept copies per expert (the segment sizes),
 //   bad[1]           copies whose id is not in 0..E (they are left out),
@@ -20,6 +22,8 @@
 //
 // Two launches: route_plan_rank (one block per expert, blockDim.x =
 // PLAN_THREADS), then route_plan_place (launch::elementwise(max(C, E + 1))).
+// The score policy plans twice: dropless, then route_keep_by_score over the
+// dropless segments (launch::elementwise(C)), then again with its flags.
 
 #define PLAN_THREADS 256
 
@@ -44,28 +48,33 @@ __device__ int plan_block_scan(int v, int* total) {
     return inclusive - v;
 }
 
-// rank[c] of a copy of expert e: its position among e's copies when kept,
-// -1 when capacity drops it (kept copies are the first ones, so a kept
-// copy's position is also its row within e's segment).
+// rank[c] of a copy of expert e: its position among e's kept copies, -1
+// when dropped (by its keep flag or by capacity: kept copies are the first
+// ones, so a kept copy's position is also its row within e's segment).
 extern "C" __global__ void route_plan_rank(long long copies, int num_experts, long long capacity,
-                                           const long long* ids, long long* selected, long long* counts,
-                                           long long* bad, long long* rank) {
+                                           const long long* ids, const unsigned char* keep, long long* selected,
+                                           long long* counts, long long* bad, long long* rank) {
     const int e = blockIdx.x;
     if (e >= num_experts) return;
-    long long chose = 0, invalid = 0;
+    long long chose = 0, eligible = 0, invalid = 0;
     for (long long base = 0; base < copies; base += PLAN_THREADS) {
         long long c = base + threadIdx.x;
         long long id = c < copies ? ids[c] : -1;
         int mine = id == e;
-        int total_mine = 0, total_bad = 0;
-        long long position = chose + plan_block_scan(mine, &total_mine);
+        int flagged = mine && (keep == 0 || keep[c]);
+        int total_mine = 0, total_flagged = 0, total_bad = 0;
+        long long position = eligible + plan_block_scan(flagged, &total_flagged);
+        // keep is uniform over the block, so every thread takes this branch or none.
+        if (keep != 0) plan_block_scan(mine, &total_mine);
+        else total_mine = total_flagged;
         if (e == 0) plan_block_scan(c < copies && (id < 0 || id >= num_experts), &total_bad);
-        if (mine) rank[c] = capacity < 0 || position < capacity ? position : -1;
+        if (mine) rank[c] = flagged && (capacity < 0 || position < capacity) ? position : -1;
         chose += total_mine;
+        eligible += total_flagged;
         invalid += total_bad;
     }
     if (threadIdx.x == 0) {
-        counts[e] = capacity < 0 || chose < capacity ? chose : capacity;
+        counts[e] = capacity < 0 || eligible < capacity ? eligible : capacity;
         selected[e] = chose;
         if (e == 0) bad[0] = invalid;
     }
@@ -102,4 +111,62 @@ extern "C" __global__ void route_plan_place(long long copies, int top_k, int num
             }
         }
     }
+}
+
+// Rust's f32/f64 total_cmp order as a signed integer key: flipping the
+// magnitude bits of negatives makes integer order equal float order
+// (-NaN < -inf < ... < -0 < +0 < ... < +inf < +NaN).
+__device__ __forceinline__ long long plan_score_key(float x) {
+    int b = __float_as_int(x);
+    return (long long)(b ^ (int)(((unsigned)(b >> 31)) >> 1));
+}
+__device__ __forceinline__ long long plan_score_key(double x) {
+    long long b = __double_as_longlong(x);
+    return b ^ (long long)(((unsigned long long)(b >> 63)) >> 1);
+}
+
+// keep[c] for dropping by score: expert e keeps the `capacity` copies with
+// the highest scores, equal scores to the earlier copy (a stable sort by
+// score, descending, in total_cmp order, as moe-router's host rule). Reads
+// a dropless plan's segments (offsets, copy_of_row: e's copies in copy
+// order) so each copy compares itself with its own expert's copies only:
+// O(C * load) work, no sort. Copies with an id outside 0..E get 0.
+template <typename T>
+__device__ void keep_by_score(long long copies, int num_experts, long long capacity, const long long* ids,
+                              const T* scores, const long long* offsets, const long long* copy_of_row,
+                              unsigned char* keep) {
+    GRID_STRIDE_LOOP(c, copies) {
+        long long id = ids[c];
+        if (id < 0 || id >= num_experts) {
+            keep[c] = 0;
+            continue;
+        }
+        const long long start = offsets[id], end = offsets[id + 1];
+        if (end - start <= capacity) {
+            keep[c] = 1;
+            continue;
+        }
+        const long long key = plan_score_key(scores[c]);
+        long long ahead = 0;
+        for (long long r = start; r < end && ahead < capacity; ++r) {
+            const long long other = copy_of_row[r];
+            const long long k = plan_score_key(scores[other]);
+            ahead += k > key || (k == key && other < c);
+        }
+        keep[c] = ahead < capacity ? 1 : 0;
+    }
+}
+
+extern "C" __global__ void route_keep_by_score_f32(long long copies, int num_experts, long long capacity,
+                                                   const long long* ids, const float* scores,
+                                                   const long long* offsets, const long long* copy_of_row,
+                                                   unsigned char* keep) {
+    keep_by_score(copies, num_experts, capacity, ids, scores, offsets, copy_of_row, keep);
+}
+
+extern "C" __global__ void route_keep_by_score_f64(long long copies, int num_experts, long long capacity,
+                                                   const long long* ids, const double* scores,
+                                                   const long long* offsets, const long long* copy_of_row,
+                                                   unsigned char* keep) {
+    keep_by_score(copies, num_experts, capacity, ids, scores, offsets, copy_of_row, keep);
 }

@@ -12,12 +12,18 @@ fn strip_comments(s: &str) -> String {
 }
 
 /// Names of the kernels a source defines: `extern "C" __global__ void NAME(`
+/// (or `void __launch_bounds__(N) NAME(`)
 /// and the instantiations `MACRO(NAME, ...)` of every `#define MACRO(NAME, ...)`
 /// of the source (a macro whose first parameter is the kernel name).
 fn defined_kernels(src: &str) -> Vec<String> {
     let code = strip_comments(src);
     let mut names = Vec::new();
     for part in code.split("__global__ void ").skip(1) {
+        // An optional `__launch_bounds__(...)` comes before the name.
+        let part = match part.strip_prefix("__launch_bounds__(") {
+            Some(rest) => rest.split_once(')').map_or("", |(_, name)| name.trim_start()),
+            None => part,
+        };
         let name: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         if name != "NAME" {
             names.push(name);
@@ -202,4 +208,24 @@ fn strided_arg_offsets_match_the_cpu_walk() {
         "size-1 dims are dropped"
     );
     assert_eq!(StridedArg::new(&[2], &[1, 1], 0), None);
+}
+
+#[test]
+fn sinkhorn_block_and_eps_match_the_cpu_contract() {
+    use crate::cpu::sinkhorn::{SINKHORN_EPS, SINKHORN_THREADS};
+    let defs = defines(SINKHORN.source);
+    let threads = defs
+        .iter()
+        .find(|(n, _)| n == "SINKHORN_THREADS")
+        .map(|(_, v)| *v as usize);
+    assert_eq!(threads, Some(SINKHORN_THREADS));
+    // `defines` reads integers only; the eps is spelled as in Rust.
+    assert!(SINKHORN
+        .source
+        .contains(&format!("#define SINKHORN_EPS {SINKHORN_EPS:e}")));
+    assert_eq!(
+        launch::sinkhorn(SINKHORN_THREADS).map(|l| l.block),
+        Some(SINKHORN_THREADS as u32)
+    );
+    assert_eq!(launch::sinkhorn(SINKHORN_THREADS + 1), None);
 }

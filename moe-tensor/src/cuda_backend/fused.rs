@@ -33,6 +33,7 @@ pub(crate) fn bad_index_flag(dev: &Arc<CudaDev>, op: &'static str) -> Result<Cud
 /// index if a kernel set the flag.
 pub(crate) fn bad_index(dev: &Arc<CudaDev>, f: &CudaStorage, op: &'static str) -> Result<Option<i64>> {
     let mut host = [0i64; 2];
+    super::note_host_read();
     dev.stream
         .memcpy_dtoh(&f.view::<i64>(0..2, op)?, &mut host)
         .map_err(cuda_err(op))?;

@@ -252,6 +252,7 @@ fn download_typed<T: DeviceRepr + Copy + Default>(s: &CudaStorage, range: std::o
         let src = s.view::<T>(range, OP)?;
         // Waits for the stream: the data must be computed before it is read.
         s.dev().stream.memcpy_dtoh(&src, &mut out).map_err(cuda_err(OP))?;
+        super::note_host_read();
     }
     Ok(out)
 }

@@ -38,6 +38,7 @@ mod gemm;
 mod grouped;
 #[cfg(feature = "cuda")]
 mod grouped_seg;
+mod host_reads;
 #[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]
@@ -56,6 +57,8 @@ mod route_plan;
 mod scan;
 #[cfg(feature = "cuda")]
 mod select;
+#[cfg(feature = "cuda")]
+mod sinkhorn;
 
 #[cfg(feature = "cuda")]
 pub(crate) use attention::{attention, attention_backward};
@@ -81,6 +84,9 @@ pub(crate) use gemm::matmul;
 pub(crate) use grouped::{grouped_matmul, grouped_weight_grad};
 #[cfg(feature = "cuda")]
 pub(crate) use grouped_seg::{grouped_matmul_offsets, grouped_weight_grad_offsets};
+pub use host_reads::host_reads;
+#[cfg(feature = "cuda")]
+pub(crate) use host_reads::note_host_read;
 #[cfg(feature = "cuda")]
 pub(crate) use layout::{cat, contiguous, pad_narrowed, to_dtype, where_cond};
 #[cfg(feature = "cuda")]
@@ -97,6 +103,8 @@ pub(crate) use route_plan::dispatch_plan;
 pub(crate) use scan::cumsum;
 #[cfg(feature = "cuda")]
 pub(crate) use select::{gather, gather_backward, index_add, index_select, scatter_add};
+#[cfg(feature = "cuda")]
+pub(crate) use sinkhorn::sinkhorn;
 
 #[cfg(not(feature = "cuda"))]
 mod stub;

@@ -130,6 +130,7 @@ pub(crate) fn sum_of_squares(tensors: &[Tensor]) -> Result<f64> {
         unsafe { b.launch(config(launch::single_block(total))) }.map_err(cuda_err(OP))?;
     }
     let mut host = [0.0f64];
+    super::note_host_read();
     // Waits for the stream: the step's one read-back of the norm.
     dev.stream
         .memcpy_dtoh(&out.view::<f64>(0..1, OP)?, &mut host)

@@ -1,22 +1,48 @@
 //! The dispatch plan on CUDA, dropless or with a capacity (kernels:
-//! route_plan.cu): two launches queued on the stream, nothing read back,
-//! so the expert GEMMs that follow take their segments from device memory.
+//! route_plan.cu): launches queued on the stream, nothing read back, so the
+//! expert GEMMs that follow take their segments from device memory.
+//! Dropless and position plans are one pass (rank, place); the score policy
+//! plans dropless, ranks each copy against its expert's segment by score
+//! (route_keep_by_score), then plans again with those keep flags.
 
 use super::device::cuda_err;
 use super::launch::{config, int, long};
 use super::memory::{cuda_of, elems, CudaStorage};
 use crate::storage::Storage;
+use crate::tensor::CopyLimit;
 use crate::{DType, Error, Result, Tensor};
 use cudarc::driver::PushKernelArg;
 use moe_kernels::cuda::ROUTE_PLAN;
 
 const OP: &str = "dispatch_plan";
 
+/// A capacity as the kernels' `long long` (a capacity past i64 keeps every copy).
+fn capacity_arg(capacity: usize) -> i64 {
+    i64::try_from(capacity).unwrap_or(i64::MAX)
+}
+
 /// Selected and kept counts `[E]`, offsets `[E + 1]`, token and copy of
 /// each row `[C]`, row of each copy `[C]`, the u8 dropped flags `[C]` and
 /// the bad-id count `[1]` of the contiguous I64 ids (`[N, K]`, C = N·K
-/// copies), each expert keeping its first `capacity` copies (all: `None`).
-pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize, capacity: Option<usize>) -> Result<[Storage; 8]> {
+/// copies), each expert keeping the copies `limit` allows.
+pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize, limit: CopyLimit<'_>) -> Result<[Storage; 8]> {
+    match limit {
+        CopyLimit::None => plan_pass(ids, num_experts, -1, None),
+        CopyLimit::FirstCopies(c) => plan_pass(ids, num_experts, capacity_arg(c), None),
+        CopyLimit::TopScores { capacity, scores } => {
+            let dropless = plan_pass(ids, num_experts, -1, None)?;
+            let [_, _, Storage::Cuda(offsets), _, Storage::Cuda(copy_of_row), ..] = &dropless else {
+                unreachable!("plan_pass returns CUDA storages")
+            };
+            let keep = keep_by_score(ids, scores, num_experts, capacity_arg(capacity), offsets, copy_of_row)?;
+            plan_pass(ids, num_experts, -1, Some(&keep))
+        }
+    }
+}
+
+/// One plan: each expert keeps its first `capacity` (< 0: all) copies among
+/// those whose `keep` flag is set (None: every copy).
+fn plan_pass(ids: &Tensor, num_experts: usize, capacity: i64, keep: Option<&CudaStorage>) -> Result<[Storage; 8]> {
     let (copies, top_k) = (ids.elem_count(), ids.dims()[1]);
     let guard = ids.read_storage();
     let ic = cuda_of(&guard, OP)?;
@@ -41,11 +67,12 @@ pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize, capacity: Option<u
             int(num_experts, OP, "experts")?,
             int(top_k, OP, "top_k")?,
         );
-        // -1: no capacity; a capacity past i64 keeps every copy too.
-        let cap = capacity.map_or(-1i64, |c| i64::try_from(c).unwrap_or(i64::MAX));
         let idv = elems::<i64>(ic, ids, OP)?;
         {
             let f = dev.function(&ROUTE_PLAN, "route_plan_rank")?;
+            let keep_view = keep.map(|k| k.view::<u8>(0..copies, OP)).transpose()?;
+            // A null `keep` pointer: every copy is eligible.
+            let no_keep = 0u64;
             let (mut sv, mut cv, mut bv, mut rv) = (
                 selected.view_mut::<i64>(OP)?,
                 counts.view_mut::<i64>(OP)?,
@@ -53,13 +80,18 @@ pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize, capacity: Option<u
                 rank.view_mut::<i64>(OP)?,
             );
             let mut b = dev.stream.launch_builder(&f);
-            b.arg(&c).arg(&e).arg(&cap).arg(&idv);
+            b.arg(&c).arg(&e).arg(&capacity).arg(&idv);
+            match &keep_view {
+                Some(v) => b.arg(v),
+                None => b.arg(&no_keep),
+            };
             b.arg(&mut sv).arg(&mut cv).arg(&mut bv).arg(&mut rv);
             // SAFETY: route_plan_rank(long long copies, int num_experts,
-            // long long capacity, const long long* ids, long long* selected,
-            // counts, bad, rank): ids has `copies` elements,
-            // selected/counts `num_experts`, bad 1, rank `copies`; one block
-            // per expert.
+            // long long capacity, const long long* ids, const unsigned char*
+            // keep, long long* selected, counts, bad, rank): ids and keep
+            // (or null, a 64-bit zero) have `copies` elements,
+            // selected/counts `num_experts`, bad 1, rank `copies`; one
+            // block per expert.
             unsafe { b.launch(config(rank_launch)) }.map_err(cuda_err(OP))?;
         }
         let f = dev.function(&ROUTE_PLAN, "route_plan_place")?;
@@ -96,4 +128,58 @@ pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize, capacity: Option<u
         bad,
     ]
     .map(Storage::Cuda))
+}
+
+/// The score policy's keep flags (u8 `[C]`) from a dropless plan's
+/// `offsets` and `copy_of_row`: each expert keeps its `capacity`
+/// highest-scored copies.
+fn keep_by_score(
+    ids: &Tensor,
+    scores: &Tensor,
+    num_experts: usize,
+    capacity: i64,
+    offsets: &CudaStorage,
+    copy_of_row: &CudaStorage,
+) -> Result<CudaStorage> {
+    let copies = ids.elem_count();
+    let scores = scores.detach().contiguous()?;
+    let (ig, sg) = (ids.read_storage(), scores.read_storage());
+    let (ic, sc) = (cuda_of(&ig, OP)?, cuda_of(&sg, OP)?);
+    let dev = ic.dev().clone();
+    let mut keep = CudaStorage::alloc(&dev, DType::U8, copies, OP)?;
+    let Some(launch) = moe_kernels::cuda::launch::elementwise(copies) else {
+        return Ok(keep);
+    };
+    let (c, e) = (long(copies, OP)?, int(num_experts, OP, "experts")?);
+    let idv = elems::<i64>(ic, ids, OP)?;
+    let ov = offsets.view::<i64>(0..num_experts + 1, OP)?;
+    let cv = copy_of_row.view::<i64>(0..copies, OP)?;
+    let mut kv = keep.view_mut::<u8>(OP)?;
+    let (name, f32_view, f64_view) = match scores.dtype() {
+        DType::F32 => ("route_keep_by_score_f32", Some(elems::<f32>(sc, &scores, OP)?), None),
+        DType::F64 => ("route_keep_by_score_f64", None, Some(elems::<f64>(sc, &scores, OP)?)),
+        other => {
+            return Err(Error::InvalidShape {
+                op: OP,
+                msg: format!("scores must be f32 or f64, got {other:?}"),
+            })
+        }
+    };
+    let f = dev.function(&ROUTE_PLAN, name)?;
+    let mut b = dev.stream.launch_builder(&f);
+    b.arg(&c).arg(&e).arg(&capacity).arg(&idv);
+    match (&f32_view, &f64_view) {
+        (Some(v), _) => b.arg(v),
+        (_, Some(v)) => b.arg(v),
+        _ => unreachable!("one scores view per dtype"),
+    };
+    b.arg(&ov).arg(&cv).arg(&mut kv);
+    // SAFETY: route_keep_by_score_{f32,f64}(long long copies, int
+    // num_experts, long long capacity, const long long* ids, const T*
+    // scores, const long long* offsets, const long long* copy_of_row,
+    // unsigned char* keep): ids, scores, copy_of_row and keep hold `copies`
+    // elements, offsets num_experts + 1 (a dropless plan's, so every row it
+    // names is below `copies`).
+    unsafe { b.launch(config(launch)) }.map_err(cuda_err(OP))?;
+    Ok(keep)
 }

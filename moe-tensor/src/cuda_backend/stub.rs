@@ -200,7 +200,10 @@ pub(crate) fn sum_of_squares(_: &[Tensor]) -> Result<f64> {
 pub(crate) fn embedding_op(_: &Tensor, _: &Tensor) -> Result<Tensor> {
     off(0)
 }
-pub(crate) fn dispatch_plan(_: &Tensor, _: usize, _: Option<usize>) -> Result<[Storage; 8]> {
+pub(crate) fn dispatch_plan(_: &Tensor, _: usize, _: crate::tensor::CopyLimit<'_>) -> Result<[Storage; 8]> {
+    off(0)
+}
+pub(crate) fn sinkhorn(_: &Tensor, _: f64, _: usize) -> Result<(Storage, Storage)> {
     off(0)
 }
 pub(crate) fn grouped_matmul_offsets(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Storage> {

@@ -27,6 +27,7 @@ mod reduce;
 mod rms_norm;
 mod rope;
 mod segments;
+mod sinkhorn;
 mod softmax;
 mod topk;
 mod unary;
@@ -34,7 +35,7 @@ mod view;
 mod where_cond;
 
 pub use cross_entropy::{Reduction, DEFAULT_IGNORE_INDEX};
-pub use dispatch_plan::DispatchPlan;
+pub use dispatch_plan::{CopyLimit, DispatchPlan};
 /// Kernel errors as tensor errors, for the CUDA backend's host-side checks.
 #[cfg(feature = "cuda")]
 pub(crate) use index::{dims3, kernel_err};
