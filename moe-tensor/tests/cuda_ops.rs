@@ -1074,6 +1074,42 @@ fn dispatch_plan_matches_the_cpu() -> Result<()> {
 }
 
 #[test]
+fn sinkhorn_matches_the_cpu_bit_for_bit() -> Result<()> {
+    for dev in accelerators_or_skip("sinkhorn_matches_the_cpu_bit_for_bit") {
+        let mut rng = Rng::seed(26);
+        // More rows than the block's threads; E = 8 and E = 7 (groups of
+        // 128 and 146 rows: the column sums' tree is exact and ragged).
+        for (n, e) in [(3000, 8), (513, 7), (64, 1024), (1, 1)] {
+            let x = randn(&mut rng, &[n, e]).mul_scalar(2.0)?;
+            for (tol, cap) in [(1e-4, 1000), (0.0, 7)] {
+                let (want, want_iters) = x.sinkhorn(tol, cap)?;
+                let (got, got_iters) = x.to_device(&dev)?.sinkhorn(tol, cap)?;
+                let tag = format!("n {n} e {e} tol {tol} cap {cap}");
+                assert_eq!(got_iters.to_vec::<i64>()?, want_iters.to_vec::<i64>()?, "{tag}");
+                // The arithmetic is the CPU's, rounding for rounding. (Only
+                // the f64 exp of the two math libraries may differ, by an
+                // ulp, which the rounding to f32 hides but for about one
+                // value in 2^29.)
+                let (a, b) = (got.to_vec::<f32>()?, want.to_vec::<f32>()?);
+                let differ = a.iter().zip(&b).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
+                assert_eq!(differ, 0, "{tag}: {differ} of {} values differ in bits", a.len());
+                let wide = x.to_dtype(DType::F64)?;
+                let (w64, _) = wide.sinkhorn(tol, cap)?;
+                let (g64, _) = wide.to_device(&dev)?.sinkhorn(tol, cap)?;
+                let worst = g64
+                    .to_vec::<f64>()?
+                    .iter()
+                    .zip(&w64.to_vec::<f64>()?)
+                    .map(|(p, q)| (p - q).abs() / q.abs().max(1e-300))
+                    .fold(0.0, f64::max);
+                assert!(worst < 1e-12, "{tag} f64: relative difference {worst}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn planned_dispatch_and_combine_match_the_cpu() -> Result<()> {
     for dev in accelerators_or_skip("planned_dispatch_and_combine_match_the_cpu") {
         let mut rng = Rng::seed(25);

@@ -24,6 +24,7 @@ for line in sys.stdin:
 }
 for exe in $(tests -p moe-tensor --features cuda --test cuda_ops --test cuda_optim) \
     $(tests -p moe-tensor --features cuda --lib) \
+    $(tests -p moe-router --features cuda --test cuda_router) \
     $(tests -p moe-train --features cuda --test cuda_train); do
     name=$(basename "$exe" | sed 's/-[0-9a-f]*$//')
     cp "$exe" "$out/tests/$name"
