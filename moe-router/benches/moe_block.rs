@@ -101,10 +101,12 @@ impl Block {
         let router = self.router.as_ref().ok_or("dense block has no router")?;
         let route = router.route(&self.x, RouteMode::Train)?;
         let y = route.combine(&route.permute(&self.x)?)?;
-        y.sqr()?
-            .mean_all()?
-            .add(&route.weighted_loss()?.ok_or("no router loss")?)?
-            .backward()?;
+        let mut loss = y.sqr()?.mean_all()?;
+        // Sinkhorn has no balancing loss.
+        if let Some(extra) = route.weighted_loss()? {
+            loss = loss.add(&extra)?;
+        }
+        loss.backward()?;
         router.weight().zero_grad();
         Ok(())
     }
@@ -129,6 +131,30 @@ fn variants(n: usize, d: usize, f: usize) -> Res<Vec<(String, Block)>> {
             Block::moe(n, d, cap(granular), f / 4)?,
         ),
     ])
+}
+
+/// The routed block variants, plus the other routers and drop policy of
+/// the paper's families: Sinkhorn (Switch and granular) and capacity 1.25
+/// dropping by score.
+fn routing_variants(n: usize, d: usize, f: usize) -> Res<Vec<(String, Block)>> {
+    let mut out: Vec<(String, Block)> = variants(n, d, f)?
+        .into_iter()
+        .filter(|(_, b)| b.router.is_some())
+        .collect();
+    let score = |c: RouterConfig| c.with_capacity(1.25, DropPolicy::Score);
+    out.push((
+        format!("switch_e8k1_f{f}_sinkhorn"),
+        Block::moe(n, d, RouterConfig::sinkhorn(8, 1), f)?,
+    ));
+    out.push((
+        format!("granular_e32k4_f{}_sinkhorn", f / 4),
+        Block::moe(n, d, RouterConfig::sinkhorn(32, 4), f / 4)?,
+    ));
+    out.push((
+        format!("granular_e32k4_f{}_cap1.25_score", f / 4),
+        Block::moe(n, d, score(RouterConfig::penalty_balanced(32, 4)), f / 4)?,
+    ));
+    Ok(out)
 }
 
 /// Process CPU time (all threads, user + system) in nanoseconds.
@@ -203,11 +229,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     group.sample_size(20);
     let (n, d) = (2048, 256);
     group.throughput(Throughput::Elements(n as u64));
-    for (name, block) in variants(n, d, 704)
-        .expect("init")
-        .into_iter()
-        .filter(|(_, b)| b.router.is_some())
-    {
+    for (name, block) in routing_variants(n, d, 704).expect("init") {
         group.bench_function(format!("N{n}_d{d}/{name}"), |b| {
             b.iter(|| block.routing_step().expect("step"))
         });
