@@ -68,25 +68,33 @@ pub(crate) struct PendingStats {
 }
 
 impl PendingStats {
+    /// Reads the counts back in one copy (two with a capacity: the dropped
+    /// flags too) and forms the statistics.
     fn compute(&self) -> Result<RoutingStats> {
-        let invalid = self.invalid_ids.to_vec::<i64>()?.first().copied().unwrap_or(0);
+        let e = self.selected_E.elem_count();
+        let mut parts = vec![&self.selected_E, &self.kept_E, &self.invalid_ids];
+        parts.extend(&self.sinkhorn_iters);
+        let flat: Vec<Tensor> = parts
+            .iter()
+            .map(|t| t.flatten(0, -1))
+            .collect::<moe_tensor::Result<_>>()?;
+        let refs: Vec<&Tensor> = flat.iter().collect();
+        let host = Tensor::cat(&refs, 0)?.to_vec::<i64>()?;
+        let invalid = host[2 * e];
         if invalid != 0 {
             return Err(RouterError::Invalid {
                 what: "expert ids",
                 msg: format!("{invalid} routed copies chose an expert outside 0..E"),
             });
         }
-        let read =
-            |t: &Tensor| -> Result<Vec<usize>> { Ok(t.to_vec::<i64>()?.iter().map(|&c| c.max(0) as usize).collect()) };
-        let (selected, kept) = (read(&self.selected_E)?, read(&self.kept_E)?);
+        let counts = |r: std::ops::Range<usize>| -> Vec<usize> { host[r].iter().map(|&c| c.max(0) as usize).collect() };
+        let (selected, kept) = (counts(0..e), counts(e..2 * e));
         let dropped = match &self.dropped_NK {
             None => (0, 0),
             Some(flags) => count_drops(&flags.to_vec::<u8>()?, self.top_k, |&f| f != 0),
         };
         let mut s = RoutingStats::from_counts(selected, kept, dropped, self.num_tokens, self.top_k);
-        if let Some(iters) = &self.sinkhorn_iters {
-            s.sinkhorn_iters = iters.to_vec::<i64>()?.first().map(|&i| i.max(0) as usize);
-        }
+        s.sinkhorn_iters = host.get(2 * e + 1).map(|&i| i.max(0) as usize);
         Ok(s)
     }
 }

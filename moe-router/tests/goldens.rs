@@ -202,6 +202,8 @@ fn sinkhorn_matches_megatron() {
         )
         .unwrap();
         let d = router.route_logits(l0, RouteMode::Train).unwrap();
+        // The router's statistics report the iterations the balancing ran.
+        assert_eq!(d.stats().unwrap().sinkhorn_iters, Some(iters), "k = {k}");
         assert_eq!(
             by_id(&d).0,
             g[&format!("sinkhorn_ids_k{k}")].to_vec::<i64>().unwrap(),

@@ -4,9 +4,10 @@
 //!
 //! On a GPU the token ids and their targets go up once per micro-batch, and
 //! the step itself reads back only what it reports: the losses (a few
-//! scalars per micro-batch) and the global gradient norm (once per step, for
-//! clipping). Routing statistics are host data already: the router reads its
-//! top-k ids back to plan the dispatch.
+//! scalars per micro-batch), each MoE layer's routing counts (one read per
+//! layer and micro-batch, two with a capacity, after the backward is queued;
+//! the routing itself reads nothing) and the global gradient norm (once per
+//! step, for clipping).
 
 use super::metrics::{LayerLoad, TrainRecord};
 use super::Trainer;
