@@ -246,3 +246,38 @@ fn tiny_dense_and_moe_models_track_the_cpu_loss_curve_over_50_steps() {
         }
     }
 }
+
+/// What a training step reads back from the device, measured as the
+/// difference between a 6-step and a 2-step run of the same tiny MoE (the
+/// evaluations and the checkpoint at the ends are the same in both): the
+/// losses, the embedding and cross-entropy index checks, one read of each
+/// MoE layer's routing counts and the gradient norm; the routing, the
+/// expert GEMMs and the optimiser read nothing. A regression that reads per
+/// op or per expert shows here as a jump.
+#[test]
+fn a_training_step_reads_back_only_what_it_reports() {
+    use moe_tensor::cuda_backend::host_reads;
+    for dev in accelerators_or_skip("a_training_step_reads_back_only_what_it_reports") {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = dataset(tmp.path());
+        let mut reads = Vec::new();
+        for steps in [2u64, 6] {
+            let before = host_reads();
+            run_losses(
+                &data,
+                &tmp.path().join(format!("s{steps}")),
+                dev,
+                "debug-switch",
+                steps,
+                "f32",
+            );
+            reads.push(host_reads() - before);
+        }
+        let per_step = (reads[1] - reads[0]) as f64 / 4.0;
+        println!("host reads per training step (debug-switch, 2 MoE layers): {per_step}");
+        // Expected 9: 4 loss scalars + 2 index checks + 1 norm + 2 layers'
+        // counts; a few more leave room for a report added later, a read per
+        // op (hundreds) or per expert does not.
+        assert!(per_step <= 12.0, "{per_step} device reads per step: {reads:?}");
+    }
+}
