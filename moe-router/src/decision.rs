@@ -34,7 +34,9 @@ pub struct RoutingDecision {
     pub weights_NK: Tensor,
     /// Tokens whose top-k contains each expert `[E]`, I64 (before capacity).
     pub tokens_per_expert_E: Tensor,
-    /// 1 where a token copy was dropped by capacity, `[N, K]`, U8.
+    /// 1 where a token copy was dropped by capacity, `[N, K]`, U8 (on
+    /// CUDA also a copy whose expert id was out of range, which
+    /// [`RoutingDecision::stats`] reports as an error).
     pub dropped_NK: Tensor,
     /// The configured auxiliary balancing loss (unweighted), if any.
     pub aux_loss: Option<Tensor>,

@@ -15,7 +15,7 @@
 //! kept copies belong to no expert.
 
 use crate::error::{Result, RouterError};
-use moe_tensor::{CopyLimit, DType, DispatchPlan, Segments, Tensor};
+use moe_tensor::{CopyLimit, DispatchPlan, Segments, Tensor};
 
 /// Whether the grouped GEMMs of a CUDA device plan take host counts (one
 /// read of E numbers per MoE layer, then cuBLAS's grouped GEMM) instead of
@@ -31,10 +31,8 @@ pub struct Dispatch {
     top_k: usize,
     /// The rows of each expert: host counts or device offsets.
     segments: Segments,
-    /// 1 where a copy was dropped, `[N, K]` (U8); None when none can be.
-    dropped_NK: Option<Tensor>,
     /// The plan: permute and combine use its tensors in place (no host
-    /// read on CUDA).
+    /// read on CUDA); its `dropped` flags mark the copies in no segment.
     plan: DispatchPlan,
 }
 
@@ -44,8 +42,8 @@ impl Dispatch {
     /// or its highest-scored ones): on CUDA no id is read back and the
     /// experts' segments are device offsets. Ids out of range are an error
     /// on the CPU; on CUDA they are counted in the plan's `invalid_ids`,
-    /// which the routing statistics check. Returns the dispatch and the plan.
-    pub fn plan(topk_ids_NK: &Tensor, num_experts: usize, limit: CopyLimit<'_>) -> Result<(Self, DispatchPlan)> {
+    /// which the routing statistics check.
+    pub fn plan(topk_ids_NK: &Tensor, num_experts: usize, limit: CopyLimit<'_>) -> Result<Self> {
         if topk_ids_NK.rank() != 2 {
             return Err(RouterError::Shape {
                 what: "expert ids",
@@ -54,7 +52,6 @@ impl Dispatch {
             });
         }
         let (n, k) = (topk_ids_NK.dims()[0], topk_ids_NK.dims()[1]);
-        let can_drop = !matches!(limit, CopyLimit::None);
         let plan = topk_ids_NK.dispatch_plan_limited(num_experts, limit)?;
         let on_cuda = !topk_ids_NK.device().is_cpu();
         let segments = if on_cuda && !cuda_host_counts() {
@@ -64,14 +61,18 @@ impl Dispatch {
             let counts = plan.counts.to_vec::<i64>()?;
             Segments::Counts(counts.iter().map(|&c| c.max(0) as usize).collect())
         };
-        let dispatch = Dispatch {
+        Ok(Dispatch {
             num_tokens: n,
             top_k: k,
             segments,
-            dropped_NK: can_drop.then(|| plan.dropped.clone()),
-            plan: plan.clone(),
-        };
-        Ok((dispatch, plan))
+            plan,
+        })
+    }
+
+    /// The plan's tensors: counts, offsets, rows, dropped flags (U8 `[N, K]`,
+    /// 1 for a copy in no segment), on the ids' device.
+    pub fn tensors(&self) -> &DispatchPlan {
+        &self.plan
     }
 
     /// The experts' rows for `grouped_matmul`: host counts or device offsets.
@@ -124,18 +125,6 @@ impl Dispatch {
         let w = weights_NK.to_dtype(y_MD.dtype())?;
         Ok(y_MD.combine_rows(&self.plan, &w)?)
     }
-
-    /// The kept-copy mask as U8 `[N, K]` (1 = dropped).
-    pub(crate) fn dropped_mask(&self) -> Result<Tensor> {
-        match &self.dropped_NK {
-            Some(d) => Ok(d.clone()),
-            None => Ok(Tensor::zeros(
-                (self.num_tokens, self.top_k),
-                DType::U8,
-                &self.plan.token_of_row.device(),
-            )?),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -151,15 +140,13 @@ mod tests {
     fn plan_is_a_stable_sort_by_expert() {
         // 3 tokens, top-2, 3 experts; capacity 2 drops copy (2, 1), the
         // third copy of expert 0.
-        let (d, plan) = Dispatch::plan(&ids(&[2, 0, 0, 2, 1, 0], 2), 3, CopyLimit::FirstCopies(2)).unwrap();
+        let d = Dispatch::plan(&ids(&[2, 0, 0, 2, 1, 0], 2), 3, CopyLimit::FirstCopies(2)).unwrap();
+        let plan = d.tensors();
         assert!(matches!(d.segments(), Segments::Counts(c) if c == &[2, 1, 2]));
         // Six rows: five kept copies, then one that belongs to no expert.
         assert_eq!(d.token_of_row().to_vec::<i64>().unwrap(), vec![0, 1, 2, 0, 1, 0]);
         assert_eq!(plan.row_of_copy.to_vec::<i64>().unwrap(), vec![3, 0, 1, 4, 2, -1]);
-        assert_eq!(
-            d.dropped_mask().unwrap().to_vec::<u8>().unwrap(),
-            vec![0, 0, 0, 0, 0, 1]
-        );
+        assert_eq!(plan.dropped.to_vec::<u8>().unwrap(), vec![0, 0, 0, 0, 0, 1]);
         let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], (3, 1), &Device::Cpu).unwrap();
         let xs = d.permute(&x).unwrap();
         assert_eq!(xs.to_vec::<f64>().unwrap(), vec![1.0, 2.0, 3.0, 1.0, 2.0, 1.0]);
@@ -171,10 +158,11 @@ mod tests {
 
     #[test]
     fn dropless_plans_drop_nothing() {
-        let (d, plan) = Dispatch::plan(&ids(&[2, 0, 0, 2, 1, 0, 3, 0], 2), 4, CopyLimit::None).unwrap();
+        let d = Dispatch::plan(&ids(&[2, 0, 0, 2, 1, 0, 3, 0], 2), 4, CopyLimit::None).unwrap();
+        let plan = d.tensors();
         assert_eq!(plan.invalid_ids.to_vec::<i64>().unwrap(), vec![0]);
         assert!(matches!(d.segments(), Segments::Counts(c) if c == &[4, 1, 2, 1]));
-        assert_eq!(d.dropped_mask().unwrap().to_vec::<u8>().unwrap(), vec![0; 8]);
+        assert_eq!(plan.dropped.to_vec::<u8>().unwrap(), vec![0; 8]);
     }
 
     #[test]

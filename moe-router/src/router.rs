@@ -142,7 +142,8 @@ impl Router {
         let scores_NK = sel.raw_NK.detach();
         let limit = copy_limit(&self.config.capacity, n, k, e, &scores_NK);
         let can_drop = !matches!(limit, CopyLimit::None);
-        let (dispatch, plan) = Dispatch::plan(&sel.ids_NK, e, limit)?;
+        let dispatch = Dispatch::plan(&sel.ids_NK, e, limit)?;
+        let plan = dispatch.tensors();
         // Before capacity: what the balancing losses and the bias count.
         let selected_E = plan.selected.clone();
         if let (Some(bias), true) = (&self.bias, train) {
@@ -173,7 +174,7 @@ impl Router {
             z_loss: losses::z_loss(logits_NE)?,
             balance: BalanceStats::new(&sel.probs_NE, selected_E.clone())?,
             tokens_per_expert_E: selected_E,
-            dropped_NK: dispatch.dropped_mask()?,
+            dropped_NK: plan.dropped.clone(),
             logits_NE: logits_NE.clone(),
             probs_NE: sel.probs_NE,
             topk_ids_NK: sel.ids_NK,
