@@ -6,12 +6,12 @@
 //! (route_keep_by_score), then plans again with those keep flags.
 
 use super::device::cuda_err;
-use super::launch::{config, int, long};
+use super::launch::{config, float_kernel, int, long};
 use super::memory::{cuda_of, elems, CudaStorage};
 use crate::storage::Storage;
 use crate::tensor::CopyLimit;
 use crate::{DType, Error, Result, Tensor};
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{DeviceRepr, PushKernelArg};
 use moe_kernels::cuda::ROUTE_PLAN;
 
 const OP: &str = "dispatch_plan";
@@ -34,7 +34,7 @@ pub(crate) fn dispatch_plan(ids: &Tensor, num_experts: usize, limit: CopyLimit<'
             let [_, _, Storage::Cuda(offsets), _, Storage::Cuda(copy_of_row), ..] = &dropless else {
                 unreachable!("plan_pass returns CUDA storages")
             };
-            let keep = keep_by_score(ids, scores, num_experts, capacity_arg(capacity), offsets, copy_of_row)?;
+            let keep = keep_by_score(ids, scores, num_experts, capacity_arg(capacity), (offsets, copy_of_row))?;
             plan_pass(ids, num_experts, -1, Some(&keep))
         }
     }
@@ -132,17 +132,31 @@ fn plan_pass(ids: &Tensor, num_experts: usize, capacity: i64, keep: Option<&Cuda
 
 /// The score policy's keep flags (u8 `[C]`) from a dropless plan's
 /// `offsets` and `copy_of_row`: each expert keeps its `capacity`
-/// highest-scored copies.
+/// highest-scored copies (f32 or f64 scores).
 fn keep_by_score(
     ids: &Tensor,
     scores: &Tensor,
     num_experts: usize,
     capacity: i64,
-    offsets: &CudaStorage,
-    copy_of_row: &CudaStorage,
+    (offsets, copy_of_row): (&CudaStorage, &CudaStorage),
+) -> Result<CudaStorage> {
+    let scores = scores.detach().contiguous()?;
+    float_kernel!(
+        scores.dtype(),
+        OP,
+        keep_by_score_typed(ids, &scores, num_experts, capacity, (offsets, copy_of_row))
+    )
+}
+
+fn keep_by_score_typed<T: DeviceRepr>(
+    suffix: &str,
+    ids: &Tensor,
+    scores: &Tensor,
+    num_experts: usize,
+    capacity: i64,
+    (offsets, copy_of_row): (&CudaStorage, &CudaStorage),
 ) -> Result<CudaStorage> {
     let copies = ids.elem_count();
-    let scores = scores.detach().contiguous()?;
     let (ig, sg) = (ids.read_storage(), scores.read_storage());
     let (ic, sc) = (cuda_of(&ig, OP)?, cuda_of(&sg, OP)?);
     let dev = ic.dev().clone();
@@ -151,28 +165,13 @@ fn keep_by_score(
         return Ok(keep);
     };
     let (c, e) = (long(copies, OP)?, int(num_experts, OP, "experts")?);
-    let idv = elems::<i64>(ic, ids, OP)?;
+    let (idv, sv) = (elems::<i64>(ic, ids, OP)?, elems::<T>(sc, scores, OP)?);
     let ov = offsets.view::<i64>(0..num_experts + 1, OP)?;
     let cv = copy_of_row.view::<i64>(0..copies, OP)?;
     let mut kv = keep.view_mut::<u8>(OP)?;
-    let (name, f32_view, f64_view) = match scores.dtype() {
-        DType::F32 => ("route_keep_by_score_f32", Some(elems::<f32>(sc, &scores, OP)?), None),
-        DType::F64 => ("route_keep_by_score_f64", None, Some(elems::<f64>(sc, &scores, OP)?)),
-        other => {
-            return Err(Error::InvalidShape {
-                op: OP,
-                msg: format!("scores must be f32 or f64, got {other:?}"),
-            })
-        }
-    };
-    let f = dev.function(&ROUTE_PLAN, name)?;
+    let f = dev.function(&ROUTE_PLAN, &format!("route_keep_by_score_{suffix}"))?;
     let mut b = dev.stream.launch_builder(&f);
-    b.arg(&c).arg(&e).arg(&capacity).arg(&idv);
-    match (&f32_view, &f64_view) {
-        (Some(v), _) => b.arg(v),
-        (_, Some(v)) => b.arg(v),
-        _ => unreachable!("one scores view per dtype"),
-    };
+    b.arg(&c).arg(&e).arg(&capacity).arg(&idv).arg(&sv);
     b.arg(&ov).arg(&cv).arg(&mut kv);
     // SAFETY: route_keep_by_score_{f32,f64}(long long copies, int
     // num_experts, long long capacity, const long long* ids, const T*
