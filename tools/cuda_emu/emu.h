@@ -57,7 +57,18 @@ inline EmuBlockSync emu_sync_state;
 #define __launch_bounds__(...)
 #define __forceinline__ inline
 
-inline void __syncthreads() { emu_sync_state.block->arrive_and_wait(); }
+// The block and warp barriers: OS-thread barriers here; the emulated device
+// (device/, which defines EMU_FIBERS) runs a block's threads as fibers on
+// one OS thread and provides its own.
+#ifdef EMU_FIBERS
+void emu_block_wait();
+void emu_warp_wait(unsigned warp);
+#else
+inline void emu_block_wait() { emu_sync_state.block->arrive_and_wait(); }
+inline void emu_warp_wait(unsigned warp) { emu_sync_state.warps[warp]->arrive_and_wait(); }
+#endif
+
+inline void __syncthreads() { emu_block_wait(); }
 
 template <typename T>
 T emu_shfl(T v, int src_lane) {
@@ -66,9 +77,9 @@ T emu_shfl(T v, int src_lane) {
     uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof(T));
     emu_sync_state.slots[w][lane] = bits;
-    emu_sync_state.warps[w]->arrive_and_wait();
+    emu_warp_wait(w);
     const uint64_t r = emu_sync_state.slots[w][src_lane & 31];
-    emu_sync_state.warps[w]->arrive_and_wait();
+    emu_warp_wait(w);
     T out;
     std::memcpy(&out, &r, sizeof(T));
     return out;
@@ -151,7 +162,7 @@ inline void mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2],
     std::copy(a, a + 4, mine.a);
     std::copy(b, b + 2, mine.b);
     std::copy(c, c + 4, mine.c);
-    emu_sync_state.warps[w]->arrive_and_wait();
+    emu_warp_wait(w);
     auto bf16 = [](unsigned reg, int i) {  // element i (0 = low half) of a register
         const unsigned bits = ((reg >> (16 * (i & 1))) & 0xffffu) << 16;
         float f;
@@ -179,7 +190,7 @@ inline void mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2],
             ++seen_c[row][col];
         }
     }
-    emu_sync_state.warps[w]->arrive_and_wait();  // every lane has read the fragments
+    emu_warp_wait(w);  // every lane has read the fragments
     // The model itself must place every element exactly once.
     for (int r = 0; r < 16; ++r)
         for (int col = 0; col < 16; ++col)
@@ -193,6 +204,7 @@ inline void mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2],
     }
 }
 
+#ifndef EMU_FIBERS
 // Runs `kernel` over `grid` blocks of `block` threads with `smem` bytes of
 // dynamic shared memory (filled with a pattern, as the device leaves it
 // uninitialised).
@@ -230,3 +242,4 @@ inline void emu_launch(EmuDim grid, EmuDim block, size_t smem, const std::functi
         }
     }
 }
+#endif

@@ -17,15 +17,10 @@ wanted=("$@")
 passed=() failed=()
 
 # common.cuh, tensor_core.cuh (its mma is emu.h's model) and the kernel file,
-# all from DIR, with shared memory made host memory: the dynamic
-# `extern __shared__` array becomes a pointer to the launch's buffer, static
-# `__shared__` arrays become statics (blocks run one at a time).
+# all from DIR, with shared memory made host memory (host_source.sed).
 rewrite() { # rewrite KERNEL.cu [DIR]
     local dir=${2:-$src}
-    cat "$dir/common.cuh" "$dir/tensor_core.cuh" "$dir/$1" |
-        sed -e 's/extern __shared__ unsigned char \([A-Za-z_0-9]*\)\[\];/unsigned char* \1 = emu_dynamic_smem;/' \
-            -e 's/__shared__/static/g' \
-            -e 's/extern "C" //'
+    cat "$dir/common.cuh" "$dir/tensor_core.cuh" "$dir/$1" | sed -f "$here/host_source.sed"
 }
 
 build() { # build NAME KERNEL.cu [KERNEL-DIR]: NAME_check.cpp into $out/NAME
