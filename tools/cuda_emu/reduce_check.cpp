@@ -16,10 +16,11 @@
 static const std::pair<int, int> SHAPES[] = {{1, 0},  {3, 1},   {2, 31},  {2, 32},  {2, 33},  {5, 100},
                                              {2, 500}, {2, 512}, {2, 513}, {2, 2000}, {7, 64}, {1, 1025}};
 
-static void check_sum(std::mt19937& rng) {
+template <typename T>
+static void check_sum(std::mt19937& rng, const char* name, void (*kernel)(int, int, const T*, T*), double rtol) {
     for (auto [rows, cols] : SHAPES) {
-        const std::vector<float> x = normals<float>(rng, (size_t)rows * cols, 1.0, 0.5);
-        std::vector<float> y(rows);
+        const std::vector<T> x = normals<T>(rng, (size_t)rows * cols, 1.0, 0.5);
+        std::vector<T> y(rows);
         std::vector<double> want(rows), mag(rows);
         for (int r = 0; r < rows; ++r) {
             long double s = 0, a = 0;
@@ -30,11 +31,11 @@ static void check_sum(std::mt19937& rng) {
             want[r] = (double)s;
             mag[r] = (double)a;
         }
-        run(launch::rows(rows, cols), [&] { sum_rows_f32(rows, cols, x.data(), y.data()); });
-        // An f32 sum of n terms in any order is within ~log2(n) * 6e-8 of the
-        // sum of |x| (a tree here): 1e-5 of sum |x| covers it with room.
-        expect_close("sum_rows_f32 " + std::to_string(rows) + "x" + std::to_string(cols), "y", want, widen(y), 1e-5,
-                     0, &mag);
+        run(launch::rows(rows, cols), [&] { kernel(rows, cols, x.data(), y.data()); });
+        // A sum of n terms in any order is within ~log2(n) ulp of the sum of
+        // |x| (a tree here): rtol of sum |x| covers it with room.
+        expect_close(std::string(name) + " " + std::to_string(rows) + "x" + std::to_string(cols), "y", want, widen(y),
+                     rtol, 0, &mag);
     }
 }
 
@@ -225,7 +226,8 @@ int main() {
     std::mt19937 rng(3);
     with_host_and_capped_grids([&](const std::string& pass) {
         std::printf("-- launches%s\n", pass.empty() ? " as the host plans them" : pass.c_str());
-        check_sum(rng);
+        check_sum<float>(rng, "sum_rows_f32", sum_rows_f32, 1e-5);
+        check_sum<double>(rng, "sum_rows_f64", sum_rows_f64, 1e-13);
         check_max_views<float>("f32", max_dim_f32, rng);
         check_max_views<double>("f64", max_dim_f64, rng);
         check_max_scenarios<float>("f32", max_dim_f32);

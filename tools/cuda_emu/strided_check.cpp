@@ -185,6 +185,10 @@ static void check_casts() {
         for (size_t i = 0; i < n; ++i) want[i] = (float)(double)x[i];
         run(launch::elementwise(n), [&] { cast_i64_f32((long long)n, x.data(), y.data()); });
         expect_equal("cast_i64_f32", "y", want, y);
+        std::vector<double> yd(n), wantd(n);
+        for (size_t i = 0; i < n; ++i) wantd[i] = (double)x[i];
+        run(launch::elementwise(n), [&] { cast_i64_f64((long long)n, x.data(), yd.data()); });
+        expect_equal("cast_i64_f64", "y", wantd, yd);
     }
     {  // u8 -> f32: every value.
         const size_t n = 256 + 33;
@@ -196,6 +200,10 @@ static void check_casts() {
         }
         run(launch::elementwise(n), [&] { cast_u8_f32((long long)n, x.data(), y.data()); });
         expect_equal("cast_u8_f32", "y", want, y);
+        std::vector<double> yd(n), wantd(n);
+        for (size_t i = 0; i < n; ++i) wantd[i] = (double)x[i];
+        run(launch::elementwise(n), [&] { cast_u8_f64((long long)n, x.data(), yd.data()); });
+        expect_equal("cast_u8_f64", "y", wantd, yd);
     }
 }
 

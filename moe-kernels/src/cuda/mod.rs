@@ -72,6 +72,8 @@ pub const STRIDED: KernelSource = KernelSource {
         "cast_f32_f64",
         "cast_i64_f32",
         "cast_u8_f32",
+        "cast_i64_f64",
+        "cast_u8_f64",
         "fill_f32",
     ],
 };
@@ -107,7 +109,7 @@ pub const ELEMENTWISE: KernelSource = KernelSource {
 pub const REDUCE: KernelSource = KernelSource {
     name: "reduce",
     source: include_str!("reduce.cu"),
-    functions: &["sum_rows_f32", "max_dim_f32", "max_dim_f64"],
+    functions: &["sum_rows_f32", "sum_rows_f64", "max_dim_f32", "max_dim_f64"],
 };
 
 /// Cumulative sums along one dim of any view, forward and reverse (f32, f64,

@@ -4,15 +4,18 @@
 
 // y[r] = sum_c x[r, c]; fixed order for a given blockDim (deterministic).
 // One block per row: launch::rows(rows, cols).
-extern "C" __global__ void sum_rows_f32(int rows, int cols, const float* x, float* y) {
+template <typename T>
+__device__ void sum_rows(int rows, int cols, const T* x, T* y) {
     for (int r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float* xr = x + (long long)r * cols;
-        float acc = 0.0f;
+        const T* xr = x + (long long)r * cols;
+        T acc = (T)0;
         for (int c = threadIdx.x; c < cols; c += blockDim.x) acc += xr[c];
         acc = block_reduce_sum(acc);
         if (threadIdx.x == 0) y[r] = acc;
     }
 }
+extern "C" __global__ void sum_rows_f32(int rows, int cols, const float* x, float* y) { sum_rows(rows, cols, x, y); }
+extern "C" __global__ void sum_rows_f64(int rows, int cols, const double* x, double* y) { sum_rows(rows, cols, x, y); }
 
 // Max over dim of x, a view of [outer, dim, inner] (dim >= 1): for each of
 // the n = outer * inner outputs, the element of (o, 0..dim, i) that ranks

@@ -61,6 +61,13 @@ extern "C" __global__ void cast_i64_f32(long long n, const long long* x, float* 
 extern "C" __global__ void cast_u8_f32(long long n, const unsigned char* x, float* y) {
     GRID_STRIDE_LOOP(i, n) { y[i] = (float)x[i]; }
 }
+// The same to f64 (f64 training: masks and counts in f64 products).
+extern "C" __global__ void cast_i64_f64(long long n, const long long* x, double* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = (double)x[i]; }
+}
+extern "C" __global__ void cast_u8_f64(long long n, const unsigned char* x, double* y) {
+    GRID_STRIDE_LOOP(i, n) { y[i] = (double)x[i]; }
+}
 
 // y[i] = v for i < n.
 extern "C" __global__ void fill_f32(long long n, float v, float* y) {

@@ -215,7 +215,7 @@ fn cast_kernel<S, D>(name: &str, t: &Tensor, to: DType) -> Result<Storage> {
 }
 
 /// `t` converted to `dtype`: f32 ↔ bf16 (round to nearest even), f32 ↔ f64, and i64 or
-/// u8 → f32; other pairs are `UnsupportedDType` for now.
+/// u8 → f32 or f64; other pairs are `UnsupportedDType` for now.
 pub(crate) fn to_dtype(t: &Tensor, dtype: DType) -> Result<Storage> {
     match (t.dtype(), dtype) {
         (DType::F32, DType::BF16) => cast_kernel::<f32, u16>("cast_f32_bf16", t, dtype),
@@ -224,8 +224,10 @@ pub(crate) fn to_dtype(t: &Tensor, dtype: DType) -> Result<Storage> {
         (DType::F32, DType::F64) => cast_kernel::<f32, f64>("cast_f32_f64", t, dtype),
         (DType::I64, DType::F32) => cast_kernel::<i64, f32>("cast_i64_f32", t, dtype),
         (DType::U8, DType::F32) => cast_kernel::<u8, f32>("cast_u8_f32", t, dtype),
+        (DType::I64, DType::F64) => cast_kernel::<i64, f64>("cast_i64_f64", t, dtype),
+        (DType::U8, DType::F64) => cast_kernel::<u8, f64>("cast_u8_f64", t, dtype),
         (_, to) => Err(Error::UnsupportedDType {
-            op: "to_dtype on CUDA (f32<->bf16, f32<->f64, i64->f32, u8->f32 so far)",
+            op: "to_dtype on CUDA (f32<->bf16, f32<->f64, i64 or u8 -> f32 or f64 so far)",
             dtype: to,
         }),
     }

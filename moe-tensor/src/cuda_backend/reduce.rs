@@ -5,7 +5,6 @@
 //! place from any view, one warp per output.
 
 use super::device::cuda_err;
-use super::elementwise::check_f32;
 use super::launch::{config, float_kernel, int, long, strided};
 use super::layout::copy_layout;
 use super::memory::{cuda_of, CudaStorage};
@@ -14,11 +13,14 @@ use crate::{DType, Error, Result, Shape, Tensor};
 use cudarc::driver::{DeviceRepr, PushKernelArg};
 use moe_kernels::cuda::{launch, REDUCE};
 
-/// Sum of f32 `x` over the sorted, distinct `dims`, with the shape that keeps
-/// them as size 1.
+/// Sum of f32/f64 `x` over the sorted, distinct `dims`, with the shape that
+/// keeps them as size 1.
 pub(crate) fn sum_dims(x: &Tensor, dims: &[usize]) -> Result<(Storage, Shape)> {
+    float_kernel!(x.dtype(), "sum", sum_dims_typed(x, dims))
+}
+
+fn sum_dims_typed<T: DeviceRepr>(suffix: &str, x: &Tensor, dims: &[usize]) -> Result<(Storage, Shape)> {
     const OP: &str = "sum";
-    check_f32(OP, x.dtype())?;
     let rank = x.rank();
     let mut perm: Vec<usize> = (0..rank).filter(|d| !dims.contains(d)).collect();
     perm.extend_from_slice(dims);
@@ -33,16 +35,16 @@ pub(crate) fn sum_dims(x: &Tensor, dims: &[usize]) -> Result<(Storage, Shape)> {
     let xs = cuda_of(&guard, OP)?;
     let dev = xs.dev().clone();
     let src = copy_layout(xs, &moved)?;
-    let mut out = CudaStorage::alloc(&dev, DType::F32, rows, OP)?;
+    let mut out = CudaStorage::alloc(&dev, x.dtype(), rows, OP)?;
     if let Some(l) = launch::rows(rows, cols) {
-        let f = dev.function(&REDUCE, "sum_rows_f32")?;
+        let f = dev.function(&REDUCE, &format!("sum_rows_{suffix}"))?;
         let (r, c) = (int(rows, OP, "rows")?, int(cols, OP, "reduced elements per row")?);
-        let sv = src.view::<f32>(0..src.len(), OP)?;
-        let mut ov = out.view_mut::<f32>(OP)?;
+        let sv = src.view::<T>(0..src.len(), OP)?;
+        let mut ov = out.view_mut::<T>(OP)?;
         let mut b = dev.stream.launch_builder(&f);
         b.arg(&r).arg(&c).arg(&sv).arg(&mut ov);
-        // SAFETY: sum_rows_f32(int rows, int cols, const float* x, float* y):
-        // x holds rows*cols elements (the copy above), y holds rows.
+        // SAFETY: sum_rows_T(int rows, int cols, const T* x, T* y): x holds
+        // rows*cols elements (the copy above), y holds rows.
         unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
     }
     Ok((Storage::Cuda(out), Shape::from(keep)))

@@ -23,6 +23,11 @@ impl Tensor {
     /// token's gradient sums its K copies' rows. On the CPU this is
     /// `index_select(0, token_of_row)`; on CUDA the plan's indices are
     /// used in place (the plan keeps them in range) with no host read.
+    /// With a capacity, the rows past the kept copies (`offsets[E]` on)
+    /// hold token 0 and belong to no expert: nothing should read them, and
+    /// their gradient is not propagated the same way on every device (the
+    /// CPU's `index_select` adds it to token 0, CUDA's backward gathers only
+    /// each token's kept copies).
     pub fn dispatch_rows(&self, plan: &DispatchPlan) -> Result<Tensor> {
         let op = "dispatch_rows";
         check_rows(op, self, plan.row_of_copy.dims()[0], "tokens")?;
