@@ -1,5 +1,7 @@
 // fibers.cpp: runs one kernel launch of the emulated device. A block's
-// threads are fibers (ucontext) on the calling OS thread, scheduled round
+// threads are fibers on the calling OS thread (a stack each, switched by
+// the few instructions of emu_switch below: ucontext's swapcontext makes a
+// system call per switch, which took 95% of the time), scheduled round
 // robin: a thread runs until it waits at a block or warp barrier (a
 // __syncthreads, a shuffle, an mma), then the next one runs. Blocks run one
 // after the other. Far cheaper than emu.h's OS thread per CUDA thread, which
@@ -13,10 +15,42 @@
 #include "fibers.h"
 
 #include <sys/mman.h>
-#include <ucontext.h>
 
 #include <cstdio>
 #include <string>
+
+// emu_switch(&save, next): saves the callee-saved registers and the SSE/x87
+// control words on the current stack, stores the stack pointer in `save`
+// and resumes the context whose stack pointer is `next` (x86-64 System V).
+extern "C" void emu_switch(void** save, void* next);
+asm(R"(
+    .text
+    .globl emu_switch
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+)");
 
 namespace {
 
@@ -26,7 +60,7 @@ struct FiberBarrier {
 };
 
 struct Fiber {
-    ucontext_t ctx;
+    void* sp = nullptr;  // saved stack pointer while switched out
     bool done = false;
     EmuDim tid;
 };
@@ -34,7 +68,7 @@ struct Fiber {
 constexpr size_t STACK_BYTES = 256 << 10;
 constexpr unsigned MAX_THREADS = 1024;
 
-ucontext_t scheduler;
+void* scheduler_sp = nullptr;
 std::vector<Fiber> fibers;
 unsigned current = 0;
 FiberBarrier block_barrier;
@@ -43,7 +77,7 @@ uint64_t progress = 0;  // arrivals, completed barriers, finished threads
 const std::function<void()>* running_kernel = nullptr;
 char* stacks = nullptr;
 
-void yield_to_scheduler() { swapcontext(&fibers[current].ctx, &scheduler); }
+void yield_to_scheduler() { emu_switch(&fibers[current].sp, scheduler_sp); }
 
 void wait_at(FiberBarrier& b) {
     const uint64_t g = b.generation;
@@ -56,11 +90,31 @@ void wait_at(FiberBarrier& b) {
     while (b.generation == g) yield_to_scheduler();
 }
 
-void fiber_entry() {
+[[noreturn]] void fiber_entry() {
     (*running_kernel)();
     fibers[current].done = true;
     ++progress;
-    swapcontext(&fibers[current].ctx, &scheduler);
+    emu_switch(&fibers[current].sp, scheduler_sp);
+    __builtin_unreachable();  // a finished fiber is never resumed
+}
+
+// A fresh stack whose first emu_switch "returns" into fiber_entry: the
+// saved control words and six zero registers, then fiber_entry's address
+// at a 16-byte aligned slot (so the stack is aligned as after a call).
+void* fresh_stack(char* base, size_t bytes) {
+    auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(base + bytes) & ~uintptr_t(15));
+    uint64_t* sp = top - 2;  // 16-aligned slot for the return address
+    sp[0] = reinterpret_cast<uint64_t>(&fiber_entry);
+    sp[1] = 0;
+    sp -= 7;  // r15 r14 r13 r12 rbx rbp + control words below them
+    for (int i = 1; i < 7; ++i) sp[i] = 0;
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpucw));
+    std::memcpy(reinterpret_cast<char*>(sp), &mxcsr, 4);
+    std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+    return sp;
 }
 
 }  // namespace
@@ -97,11 +151,7 @@ std::string emu_fiber_launch(EmuDim grid, EmuDim block, size_t smem, const std::
                 fibers.assign(threads, Fiber{});
                 for (unsigned t = 0; t < threads; ++t) {
                     Fiber& f = fibers[t];
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = stacks + size_t(t) * STACK_BYTES;
-                    f.ctx.uc_stack.ss_size = STACK_BYTES;
-                    f.ctx.uc_link = nullptr;
-                    makecontext(&f.ctx, fiber_entry, 0);
+                    f.sp = fresh_stack(stacks + size_t(t) * STACK_BYTES, STACK_BYTES);
                     f.tid = EmuDim{t, 0, 0};
                 }
                 blockIdx = EmuDim{bx, by, bz};
@@ -112,7 +162,7 @@ std::string emu_fiber_launch(EmuDim grid, EmuDim block, size_t smem, const std::
                         if (fibers[t].done) continue;
                         current = t;
                         threadIdx = fibers[t].tid;
-                        swapcontext(&scheduler, &fibers[t].ctx);
+                        emu_switch(&scheduler_sp, fibers[t].sp);
                         if (fibers[t].done) --live;
                     }
                     if (live > 0 && progress == before) {
