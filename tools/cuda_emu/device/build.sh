@@ -3,7 +3,7 @@
 # that run the CUDA backend of moe-tensor on the CPU, with every kernel
 # source of moe-kernels compiled in (as `cargo run -p moe-kernels --example
 # kernel_manifest` writes them, the text NVRTC would see). Prints the
-# directory to put on LD_LIBRARY_PATH. Needs g++ (C++20) and python3.
+# directory to put on LD_LIBRARY_PATH. Needs g++ (C++20).
 #   tools/cuda_emu/device/build.sh            # -> target/cuda-emu/lib
 # See ../README.md ("The emulated device") for what it checks.
 set -euo pipefail
@@ -20,19 +20,19 @@ mkdir -p "$out/src" "$out/obj" "$out/lib"
 # (sources share helper names), then their registration.
 jobs=()
 while read -r name; do
-    hash=$(python3 -c 'import sys
-h = 1469598103934665603
-for b in open(sys.argv[1], "rb").read():
-    h = ((h ^ b) * 1099511628211) % 2**64
-print(h)' "$out/src/$name.cu")
     {
         echo '#define EMU_FIBERS'
         echo '#include "emu.h"'
         echo '#include "registry.h"'
+        echo '#include "text_hash.h"'
         echo "namespace emu_$name {"
         sed -f "$here/../host_source.sed" "$out/src/$name.cu"
         echo "}  // namespace emu_$name"
-        echo "static const bool registered = emu_register(\"$name\", ${hash}ull, {"
+        # The exact text NVRTC is given, to recognise it at module load.
+        printf 'static const char text[] = R"EMU_SOURCE('
+        cat "$out/src/$name.cu"
+        printf ')EMU_SOURCE";\n'
+        echo "static const bool registered = emu_register(\"$name\", emu_text_hash(text, sizeof text - 1), {"
         while read -r f; do
             echo "    {\"$f\", emu_trampoline(&emu_$name::$f)},"
         done <"$out/src/$name.functions"
