@@ -11,7 +11,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 out=${EMU_DEVICE_DIR:-$root/target/cuda-emu}
 CXX=${CXX:-g++}
-flags=(-std=c++20 -O2 -g -fPIC -ffp-contract=off -pthread -I"$here" -I"$here/..")
+# initial-exec TLS: threadIdx and blockIdx are read on every access without
+# a call into the dynamic loader (they need a few bytes of static TLS).
+flags=(-std=c++20 -O2 -g -fPIC -ftls-model=initial-exec -ffp-contract=off -pthread -I"$here" -I"$here/..")
 mkdir -p "$out/src" "$out/obj" "$out/lib"
 
 (cd "$root" && cargo run --release -q -p moe-kernels --example kernel_manifest -- "$out/src") >&2
@@ -45,7 +47,7 @@ jobs+=("$here/fibers.cpp" "$here/driver.cpp" "$here/cublas.cpp" "$here/nvrtc.cpp
 compile() { # compile SOURCE: OBJECT, unless it is newer than the source and headers
     local obj
     obj=$out/obj/$(basename "${1%.cpp}").o
-    if [[ ! -e $obj || $1 -nt $obj || $here/../emu.h -nt $obj || $here/registry.h -nt $obj || $here/fibers.h -nt $obj ]]; then
+    if [[ ! -e $obj || $1 -nt $obj || $here/build.sh -nt $obj || $here/../emu.h -nt $obj || $here/registry.h -nt $obj || $here/fibers.h -nt $obj ]]; then
         "$CXX" "${flags[@]}" -c "$1" -o "$obj"
     fi
 }

@@ -19,9 +19,10 @@
 #include <cstdio>
 #include <string>
 
-// emu_switch(&save, next): saves the callee-saved registers and the SSE/x87
-// control words on the current stack, stores the stack pointer in `save`
-// and resumes the context whose stack pointer is `next` (x86-64 System V).
+// emu_switch(&save, next): saves the callee-saved registers on the current
+// stack, stores the stack pointer in `save` and resumes the context whose
+// stack pointer is `next` (x86-64 System V). The SSE and x87 control words
+// are not switched: no kernel changes rounding modes.
 extern "C" void emu_switch(void** save, void* next);
 asm(R"(
     .text
@@ -34,14 +35,8 @@ emu_switch:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -98,22 +93,16 @@ void wait_at(FiberBarrier& b) {
     __builtin_unreachable();  // a finished fiber is never resumed
 }
 
-// A fresh stack whose first emu_switch "returns" into fiber_entry: the
-// saved control words and six zero registers, then fiber_entry's address
-// at a 16-byte aligned slot (so the stack is aligned as after a call).
+// A fresh stack whose first emu_switch "returns" into fiber_entry: six
+// zero registers, then fiber_entry's address at a 16-byte aligned slot (so
+// the stack is aligned as after a call).
 void* fresh_stack(char* base, size_t bytes) {
     auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(base + bytes) & ~uintptr_t(15));
     uint64_t* sp = top - 2;  // 16-aligned slot for the return address
     sp[0] = reinterpret_cast<uint64_t>(&fiber_entry);
     sp[1] = 0;
-    sp -= 7;  // r15 r14 r13 r12 rbx rbp + control words below them
-    for (int i = 1; i < 7; ++i) sp[i] = 0;
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    asm volatile("stmxcsr %0" : "=m"(mxcsr));
-    asm volatile("fnstcw %0" : "=m"(fpucw));
-    std::memcpy(reinterpret_cast<char*>(sp), &mxcsr, 4);
-    std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+    sp -= 6;  // r15 r14 r13 r12 rbx rbp
+    for (int i = 0; i < 6; ++i) sp[i] = 0;
     return sp;
 }
 
