@@ -35,6 +35,8 @@ mod gemv;
 mod kernel;
 mod naive;
 mod pack;
+#[cfg(target_arch = "x86_64")]
+mod pack_avx2;
 
 use rayon::prelude::*;
 

@@ -69,8 +69,10 @@ pub(crate) unsafe fn pack_a<T: Real>(a: RawRef<T>, i0: usize, p0: usize, mc: usi
     }
 }
 
-/// One full MR-row panel of A: for each p the MR values of column p, read
-/// from MR row cursors (contiguous when A is row-major) and written in order.
+/// One full MR-row panel of A: for each p the MR values of column p. A
+/// transposed (unit row stride) is one contiguous MR-element copy per p;
+/// row-major f32 A goes through the AVX2 transposing copy where the CPU has
+/// it; otherwise MR row cursors are read and written in order.
 ///
 /// # Safety
 /// Rows i..i+MR and columns p0..p0+kc lie inside `a`; `out` holds kc·MR elements.
@@ -78,6 +80,16 @@ pub(crate) unsafe fn pack_a<T: Real>(a: RawRef<T>, i0: usize, p0: usize, mc: usi
 unsafe fn panel_a<T: Real, const MR: usize>(a: RawRef<T>, i: usize, p0: usize, kc: usize, out: *mut T) {
     // SAFETY: the caller keeps every (row, p) inside `a` and kc·MR slots in `out`.
     unsafe {
+        if a.rs == 1 {
+            for p in 0..kc {
+                std::ptr::copy_nonoverlapping(a.at(i, p0 + p), out.add(p * MR), MR);
+            }
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::pack_avx2::panel_a::<T, MR>(a, i, p0, kc, out) {
+            return;
+        }
         let rows: [*const T; MR] = std::array::from_fn(|r| a.at(i + r, p0));
         for p in 0..kc {
             let o = out.add(p * MR);
