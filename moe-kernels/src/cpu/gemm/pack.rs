@@ -87,7 +87,7 @@ unsafe fn panel_a<T: Real, const MR: usize>(a: RawRef<T>, i: usize, p0: usize, k
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if super::pack_avx2::panel_a::<T, MR>(a, i, p0, kc, out) {
+        if a.cs == 1 && super::pack_avx2::transpose_panel::<T, MR>(a.at(i, p0), a.rs, kc, out) {
             return;
         }
         let rows: [*const T; MR] = std::array::from_fn(|r| a.at(i + r, p0));
@@ -141,6 +141,10 @@ pub(crate) unsafe fn pack_b<T: Real>(
         // j0+jr..j0+jr+cols of `b`; writes stay in panel `panel` of `dst`.
         unsafe {
             let out = dst.add(panel * kc * nr);
+            #[cfg(target_arch = "x86_64")]
+            if b.rs == 1 && cols == nr && transposed_b_panel(b, p0, j0 + jr, kc, nr, out) {
+                continue;
+            }
             if b.cs == 1 {
                 for p in 0..kc {
                     let src = b.at(p0 + p, j0 + jr);
@@ -163,6 +167,27 @@ pub(crate) unsafe fn pack_b<T: Real>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// One full panel of B with unit row stride (columns contiguous along p)
+/// through the AVX2 transposing copy; false where that does not apply.
+///
+/// # Safety
+/// Rows p0..p0+kc and columns j..j+nr lie inside `b`; `out` holds kc·nr elements.
+#[cfg(target_arch = "x86_64")]
+unsafe fn transposed_b_panel<T: Real>(b: RawRef<T>, p0: usize, j: usize, kc: usize, nr: usize, out: *mut T) -> bool {
+    use super::pack_avx2::transpose_panel;
+    // SAFETY: column l of the panel is kc elements from b.at(p0, j + l) = that
+    // pointer + l·cs, all inside `b` (the caller's contract).
+    unsafe {
+        let src = b.at(p0, j);
+        match nr {
+            32 => transpose_panel::<T, 32>(src, b.cs, kc, out),
+            16 => transpose_panel::<T, 16>(src, b.cs, kc, out),
+            8 => transpose_panel::<T, 8>(src, b.cs, kc, out),
+            _ => false,
         }
     }
 }

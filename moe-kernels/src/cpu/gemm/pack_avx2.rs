@@ -1,8 +1,10 @@
-//! AVX2 packing of row-major f32 A panels: the transposing copy the packed
-//! GEMM does for every `x·W`-shaped product.
+//! AVX2 transposing copies for GEMM packing: panels of row-major f32 A (every
+//! `x·W`-shaped product) and of transposed f32 B (`x·Wᵀ` with a small K, as
+//! attention's `Q·Kᵀ`).
 //!
 //! A panel of MR rows is stored `[p][i]`, so row-major A (unit column stride)
-//! must be transposed on the way in. The scalar loop does one load and one
+//! must be transposed on the way in, and likewise B panels `[p][j]` from
+//! columns contiguous along p. The scalar loop does one load and one
 //! store per element, about a cycle each; for the model's D = 256 products
 //! that was ~1/8 of the micro-kernel's time on the same data (a packed
 //! element feeds only N = 256 multiply-adds). Here eight columns of a group
@@ -12,29 +14,28 @@
 use std::any::TypeId;
 use std::arch::x86_64::*;
 
-use super::pack::RawRef;
 use crate::Real;
 
-/// Packs one full MR-row panel of row-major A if this module can (T is f32,
-/// unit column stride, MR one of 12, 6 or 4, AVX2 present); returns false
-/// otherwise and touches nothing.
+/// Packs one full panel of `W` lines that each run contiguously along p
+/// (rows of row-major A, or columns of transposed B) into `[p][line]` order,
+/// if this module can: T is f32, W one of 32, 16, 12, 8, 6 or 4, and the CPU
+/// has AVX2. Returns false otherwise and touches nothing.
 ///
 /// # Safety
-/// Rows i..i+MR and columns p0..p0+kc lie inside `a`; `out` holds kc·MR elements.
+/// Line `l` has `kc` readable elements from `src + l·stride`; `out` holds kc·W elements.
 #[inline]
-pub(crate) unsafe fn panel_a<T: Real, const MR: usize>(
-    a: RawRef<T>,
-    i: usize,
-    p0: usize,
+pub(crate) unsafe fn transpose_panel<T: Real, const W: usize>(
+    src: *const T,
+    stride: usize,
     kc: usize,
     out: *mut T,
 ) -> bool {
-    if TypeId::of::<T>() != TypeId::of::<f32>() || a.cs != 1 || !matches!(MR, 12 | 6 | 4) || !has_avx2() {
+    if TypeId::of::<T>() != TypeId::of::<f32>() || groups(W).is_empty() || !has_avx2() {
         return false;
     }
     // SAFETY: T is f32 (checked), AVX2 is present (checked); the rest is the
     // caller's contract.
-    unsafe { panel_a_f32::<MR>(a.at(i, p0).cast(), a.rs, kc, out.cast()) };
+    unsafe { panel_f32::<W>(src.cast(), stride, kc, out.cast()) };
     true
 }
 
@@ -43,26 +44,31 @@ fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
-/// Row groups of a panel: (first row, rows) with rows 8, 4 or 2.
-const fn groups(mr: usize) -> [(usize, usize); 2] {
-    match mr {
-        12 => [(0, 8), (8, 4)],
-        6 => [(0, 4), (4, 2)],
-        _ => [(0, 4), (4, 0)],
+/// Line groups of a W-line panel: (first line, lines) with lines 8, 4 or 2;
+/// empty for widths this module does not handle.
+const fn groups(w: usize) -> &'static [(usize, usize)] {
+    match w {
+        32 => &[(0, 8), (8, 8), (16, 8), (24, 8)],
+        16 => &[(0, 8), (8, 8)],
+        12 => &[(0, 8), (8, 4)],
+        8 => &[(0, 8)],
+        6 => &[(0, 4), (4, 2)],
+        4 => &[(0, 4)],
+        _ => &[],
     }
 }
 
 /// # Safety
-/// AVX2; `src` points at (row 0, column 0) of MR rows with row stride `rs`
-/// and kc readable columns each; `out` holds kc·MR floats.
+/// AVX2; `src` points at (line 0, p 0) of MR lines with line stride `rs`
+/// and kc readable elements each; `out` holds kc·MR floats.
 #[target_feature(enable = "avx2")]
-unsafe fn panel_a_f32<const MR: usize>(src: *const f32, rs: usize, kc: usize, out: *mut f32) {
+unsafe fn panel_f32<const MR: usize>(src: *const f32, rs: usize, kc: usize, out: *mut f32) {
     let full = kc / 8 * 8;
     // SAFETY (whole body): reads stay in the MR rows' kc columns, writes in
     // the panel's kc·MR slots.
     unsafe {
         for p in (0..full).step_by(8) {
-            for (row0, rows) in groups(MR) {
+            for &(row0, rows) in groups(MR) {
                 let s = src.add(row0 * rs + p);
                 let o = out.add(p * MR + row0);
                 match rows {

@@ -188,6 +188,67 @@ fn pack_a_matches_its_definition() {
     check::<f64>(1, rows, rows, cols);
 }
 
+/// `pack_b` against its definition: panel `q` holds `B[p0 + p, j0 + q·nr + j]`
+/// at `q·kc·nr + p·nr + j`, zero past `nc`; panels outside the requested
+/// range untouched. Covers row-major, transposed (the SIMD transposing copy
+/// for f32 where the CPU has AVX2) and general strides, every kernel's NR.
+#[test]
+fn pack_b_matches_its_definition() {
+    fn check<T: Real>(rs: usize, cs: usize, rows: usize, cols: usize) {
+        let src: Vec<T> = fill(rows * rs.max(cs) * cols.max(1) + rows * cols, 11)
+            .into_iter()
+            .map(T::from_f64_lossy)
+            .collect();
+        let b = RawRef {
+            ptr: src.as_ptr(),
+            rs,
+            cs,
+        };
+        let sentinel = T::from_f64_lossy(7.0);
+        for nr in [32, 16, 8, 12] {
+            for (p0, j0) in [(0, 0), (3, 1)] {
+                for kc in [1, 7, 8, 9, 23] {
+                    for nc in [nr, 2 * nr, 2 * nr + 1, nr - 1] {
+                        if p0 + kc > rows || j0 + nc > cols {
+                            continue;
+                        }
+                        let panels = nc.div_ceil(nr);
+                        for range in [0..panels, 1..panels] {
+                            let mut got = vec![sentinel; panels * kc * nr];
+                            // SAFETY: the block lies inside `src`; `got` holds every panel.
+                            unsafe { super::pack::pack_b(b, p0, j0, kc, nc, nr, range.clone(), got.as_mut_ptr()) };
+                            for (at, &g) in got.iter().enumerate() {
+                                let (q, p, j) = (at / (kc * nr), at / nr % kc, at % nr);
+                                let col = q * nr + j;
+                                let want = if !range.contains(&q) {
+                                    sentinel
+                                } else if col < nc {
+                                    src[(p0 + p) * rs + (j0 + col) * cs]
+                                } else {
+                                    T::zero()
+                                };
+                                assert_eq!(
+                                    g.to_f64_lossy().to_bits(),
+                                    want.to_f64_lossy().to_bits(),
+                                    "{} rs {rs} cs {cs} nr {nr} nc {nc} kc {kc} panels {range:?} at (p {p}, j {col})",
+                                    T::NAME
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let (rows, cols) = (30, 70);
+    check::<f32>(cols, 1, rows, cols); // row-major
+    check::<f32>(1, rows, rows, cols); // transposed
+    check::<f32>(1, rows + 3, rows, cols); // transposed with padding
+    check::<f32>(cols * 2, 3, rows, cols); // general strides
+    check::<f64>(cols, 1, rows, cols);
+    check::<f64>(1, rows, rows, cols);
+}
+
 #[test]
 fn overlap_test_is_conservative() {
     assert!(non_overlapping(3, 4, 4, 1));
