@@ -131,18 +131,52 @@ fn avx2_and_avx512_kernels_match_reference() {
     }
 }
 
+/// Values for a strided `rows × cols` source with strides (rs, cs).
+fn strided_source<T: Real>(rows: usize, cols: usize, rs: usize, cs: usize, seed: u64) -> Vec<T> {
+    let len = (rows - 1) * rs + (cols - 1) * cs + 1;
+    fill(len, seed).into_iter().map(T::from_f64_lossy).collect()
+}
+
+/// Asserts that packed panels of width `w` and depth `kc` hold, at
+/// `q·kc·w + p·w + lane`, exactly `want(q, p, lane)` (compared as bits).
+fn assert_panels<T: Real>(got: &[T], kc: usize, w: usize, want: impl Fn(usize, usize, usize) -> T, case: &str) {
+    for (at, &g) in got.iter().enumerate() {
+        let (q, p, lane) = (at / (kc * w), at / w % kc, at % w);
+        let want = want(q, p, lane);
+        assert_eq!(
+            g.to_f64_lossy().to_bits(),
+            want.to_f64_lossy().to_bits(),
+            "{} {case}: panel {q}, step {p}, lane {lane}",
+            T::NAME
+        );
+    }
+}
+
+/// The strided layouts both pack tests cover: row-major (padded or not),
+/// transposed (padded or not), general strides; f32 (the AVX2 transposing
+/// copies where the CPU has AVX2) and f64 (scalar).
+fn for_each_layout(
+    rows: usize,
+    cols: usize,
+    check32: fn(usize, usize, usize, usize),
+    check64: fn(usize, usize, usize, usize),
+) {
+    for (rs, cs) in [(cols, 1), (cols + 5, 1), (1, rows), (1, rows + 3), (cols * 2, 3)] {
+        check32(rs, cs, rows, cols);
+    }
+    for (rs, cs) in [(cols, 1), (1, rows)] {
+        check64(rs, cs, rows, cols);
+    }
+}
+
 /// `pack_a` against its definition, element for element: panel `q` holds
-/// `A[i0 + q·mr + r, p0 + p]` at `q·kc·mr + p·mr + r`, zero past `mc`. Covers
-/// row-major f32/f64 A (the SIMD transposing copy for f32 where the CPU has
-/// AVX2), transposed A, general strides, every kernel's MR, full and ragged
-/// panels, and column counts around the 8-wide vector step.
+/// `A[i0 + q·mr + r, p0 + p]` at `q·kc·mr + p·mr + r`, zero past `mc`; for
+/// every kernel's MR, full and ragged panels, and depths around the 8-wide
+/// vector step.
 #[test]
 fn pack_a_matches_its_definition() {
     fn check<T: Real>(rs: usize, cs: usize, rows: usize, cols: usize) {
-        let src: Vec<T> = fill(rows.max(1) * rs.max(cs) * cols.max(1) + rows * cols, 9)
-            .into_iter()
-            .map(T::from_f64_lossy)
-            .collect();
+        let src = strided_source::<T>(rows, cols, rs, cs, 9);
         let a = RawRef {
             ptr: src.as_ptr(),
             rs,
@@ -155,50 +189,39 @@ fn pack_a_matches_its_definition() {
                         if i0 + mc > rows || p0 + kc > cols {
                             continue;
                         }
-                        let panels = mc.div_ceil(mr);
-                        let mut got = vec![T::from_f64_lossy(7.0); panels * kc * mr];
+                        let mut got = vec![T::from_f64_lossy(7.0); mc.div_ceil(mr) * kc * mr];
                         // SAFETY: the block lies inside `src`; `got` holds every panel.
                         unsafe { super::pack::pack_a(a, i0, p0, mc, kc, mr, got.as_mut_ptr()) };
-                        for (at, &g) in got.iter().enumerate() {
-                            let (q, p, r) = (at / (kc * mr), at / mr % kc, at % mr);
+                        let want = |q: usize, p: usize, r: usize| {
                             let i = q * mr + r;
-                            let want = if i < mc {
+                            if i < mc {
                                 src[(i0 + i) * rs + (p0 + p) * cs]
                             } else {
                                 T::zero()
-                            };
-                            assert_eq!(
-                                g.to_f64_lossy().to_bits(),
-                                want.to_f64_lossy().to_bits(),
-                                "{} rs {rs} cs {cs} mr {mr} mc {mc} kc {kc} at (i {i}, p {p})",
-                                T::NAME
-                            );
-                        }
+                            }
+                        };
+                        assert_panels(
+                            &got,
+                            kc,
+                            mr,
+                            want,
+                            &format!("A rs {rs} cs {cs} mr {mr} mc {mc} kc {kc}"),
+                        );
                     }
                 }
             }
         }
     }
-    let (rows, cols) = (30, 40);
-    check::<f32>(cols, 1, rows, cols); // row-major
-    check::<f32>(cols + 5, 1, rows, cols); // row-major with padding
-    check::<f32>(1, rows, rows, cols); // transposed
-    check::<f32>(cols * 2, 3, rows, cols); // general strides
-    check::<f64>(cols, 1, rows, cols);
-    check::<f64>(1, rows, rows, cols);
+    for_each_layout(30, 40, check::<f32>, check::<f64>);
 }
 
 /// `pack_b` against its definition: panel `q` holds `B[p0 + p, j0 + q·nr + j]`
-/// at `q·kc·nr + p·nr + j`, zero past `nc`; panels outside the requested
-/// range untouched. Covers row-major, transposed (the SIMD transposing copy
-/// for f32 where the CPU has AVX2) and general strides, every kernel's NR.
+/// at `q·kc·nr + p·nr + j`, zero past `nc`, panels outside the requested
+/// range untouched; for every kernel's NR.
 #[test]
 fn pack_b_matches_its_definition() {
     fn check<T: Real>(rs: usize, cs: usize, rows: usize, cols: usize) {
-        let src: Vec<T> = fill(rows * rs.max(cs) * cols.max(1) + rows * cols, 11)
-            .into_iter()
-            .map(T::from_f64_lossy)
-            .collect();
+        let src = strided_source::<T>(rows, cols, rs, cs, 11);
         let b = RawRef {
             ptr: src.as_ptr(),
             rs,
@@ -217,36 +240,25 @@ fn pack_b_matches_its_definition() {
                             let mut got = vec![sentinel; panels * kc * nr];
                             // SAFETY: the block lies inside `src`; `got` holds every panel.
                             unsafe { super::pack::pack_b(b, p0, j0, kc, nc, nr, range.clone(), got.as_mut_ptr()) };
-                            for (at, &g) in got.iter().enumerate() {
-                                let (q, p, j) = (at / (kc * nr), at / nr % kc, at % nr);
+                            let want = |q: usize, p: usize, j: usize| {
                                 let col = q * nr + j;
-                                let want = if !range.contains(&q) {
+                                if !range.contains(&q) {
                                     sentinel
                                 } else if col < nc {
                                     src[(p0 + p) * rs + (j0 + col) * cs]
                                 } else {
                                     T::zero()
-                                };
-                                assert_eq!(
-                                    g.to_f64_lossy().to_bits(),
-                                    want.to_f64_lossy().to_bits(),
-                                    "{} rs {rs} cs {cs} nr {nr} nc {nc} kc {kc} panels {range:?} at (p {p}, j {col})",
-                                    T::NAME
-                                );
-                            }
+                                }
+                            };
+                            let case = format!("B rs {rs} cs {cs} nr {nr} nc {nc} kc {kc} panels {range:?}");
+                            assert_panels(&got, kc, nr, want, &case);
                         }
                     }
                 }
             }
         }
     }
-    let (rows, cols) = (30, 70);
-    check::<f32>(cols, 1, rows, cols); // row-major
-    check::<f32>(1, rows, rows, cols); // transposed
-    check::<f32>(1, rows + 3, rows, cols); // transposed with padding
-    check::<f32>(cols * 2, 3, rows, cols); // general strides
-    check::<f64>(cols, 1, rows, cols);
-    check::<f64>(1, rows, rows, cols);
+    for_each_layout(30, 70, check::<f32>, check::<f64>);
 }
 
 #[test]
