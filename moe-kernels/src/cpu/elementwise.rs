@@ -36,17 +36,29 @@ where
     }
     let (len, st) = xs.last();
     let rows = xs.row_offsets();
-    let body = |(o, &r): (&mut [U], &usize)| {
-        for (j, o) in o.iter_mut().enumerate() {
-            *o = f(x[r + j * st]);
+    let row = |o: &mut [U], r: usize| {
+        if st == 1 {
+            // Unit stride (a head transpose, a narrowed row): a slice walk
+            // the compiler vectorises, one bounds check per row.
+            o.iter_mut().zip(&x[r..r + len]).for_each(|(o, &v)| *o = f(v));
+        } else {
+            o.iter_mut().enumerate().for_each(|(j, o)| *o = f(x[r + j * st]));
         }
     };
+    let body = |(o, rs): (&mut [U], &[usize])| o.chunks_mut(len).zip(rs).for_each(|(o, &r)| row(o, r));
+    let g = rows_per_task(len);
     if n >= PAR_THRESHOLD {
-        out.par_chunks_mut(len).zip(rows.par_iter()).for_each(body);
+        out.par_chunks_mut(len * g).zip(rows.par_chunks(g)).for_each(body);
     } else {
-        out.chunks_mut(len).zip(rows.iter()).for_each(body);
+        body((&mut out, &rows));
     }
     out
+}
+
+/// Rows of `len` elements per parallel task: about `CHUNK` elements, so that
+/// short rows (a head of 32) are not one rayon task each.
+fn rows_per_task(len: usize) -> usize {
+    (CHUNK / len.max(1)).max(1)
 }
 
 /// `out[i] = f(a[i], b[i])`; `a` and `b` must already be broadcast to the same dims.
@@ -82,18 +94,30 @@ where
     }
     let ((len, sta), (_, stb)) = (as_.last(), bs.last());
     let (ra, rb) = (as_.row_offsets(), bs.row_offsets());
-    let body = |((o, &oa), &ob): ((&mut [U], &usize), &usize)| {
-        for (j, o) in o.iter_mut().enumerate() {
-            *o = f(a[oa + j * sta], b[ob + j * stb]);
+    let row = |o: &mut [U], oa: usize, ob: usize| {
+        if sta == 1 && stb == 1 {
+            // Both rows contiguous (e.g. a bias row broadcast over rows): vectorised.
+            let (x, y) = (&a[oa..oa + len], &b[ob..ob + len]);
+            o.iter_mut().zip(x).zip(y).for_each(|((o, &x), &y)| *o = f(x, y));
+        } else {
+            o.iter_mut()
+                .enumerate()
+                .for_each(|(j, o)| *o = f(a[oa + j * sta], b[ob + j * stb]));
         }
     };
+    let body = |((o, ra), rb): ((&mut [U], &[usize]), &[usize])| {
+        o.chunks_mut(len)
+            .zip(ra.iter().zip(rb))
+            .for_each(|(o, (&oa, &ob))| row(o, oa, ob));
+    };
+    let g = rows_per_task(len);
     if n >= PAR_THRESHOLD {
-        out.par_chunks_mut(len)
-            .zip(ra.par_iter())
-            .zip(rb.par_iter())
+        out.par_chunks_mut(len * g)
+            .zip(ra.par_chunks(g))
+            .zip(rb.par_chunks(g))
             .for_each(body);
     } else {
-        out.chunks_mut(len).zip(ra.iter()).zip(rb.iter()).for_each(body);
+        body(((&mut out, &ra), &rb));
     }
     out
 }
@@ -154,6 +178,33 @@ mod tests {
             |x, y| x + y,
         );
         assert_eq!(out, vec![10.0, 23.0, 11.0, 24.0, 12.0, 25.0]);
+    }
+
+    /// Large strided views (the parallel path, a ragged last task), with a
+    /// unit last stride (a head transpose [B, T, H, K] → [B, H, T, K]) and a
+    /// non-unit one, against the element offsets `offsets` walks.
+    #[test]
+    fn large_strided_maps_match_the_offset_walk() {
+        let (b, t, h, k) = (3, 67, 5, 37);
+        let x: Vec<f64> = (0..b * t * h * k).map(|v| v as f64 * 0.5).collect();
+        let views = [
+            // [B, H, T, K] over [B, T, H, K] storage: unit last stride.
+            ([b, h, t, k], [t * h * k, k, h * k, 1]),
+            // [B, H, K, T]: the last dim walks T with stride H·K.
+            ([b, h, k, t], [t * h * k, k, 1, h * k]),
+        ];
+        for (dims, strides) in views {
+            let xs = Strided {
+                dims: &dims,
+                strides: &strides,
+                offset: 0,
+            };
+            assert!(xs.len() >= PAR_THRESHOLD);
+            let want: Vec<f64> = super::super::strided::offsets(xs).iter().map(|&o| x[o] + 1.0).collect();
+            assert_eq!(unary(&x, xs, |v| v + 1.0), want, "unary over {dims:?}");
+            let pair: Vec<f64> = want.iter().map(|&v| 2.0 * v - 1.0).collect();
+            assert_eq!(binary(&x, xs, &x, xs, |p, q| p + q + 1.0), pair, "binary over {dims:?}");
+        }
     }
 
     #[test]
