@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
-use moe_kernels::cpu::gemm::{gemm, gemm_batched, BatchStrides, MatMut, MatRef};
+use moe_kernels::cpu::gemm::{gemm, gemm_batched, BatchStrides, MatMut, MatRef, ProductPrecision};
 use moe_kernels::Real;
 
 /// Deterministic values in [-1, 1).
@@ -177,6 +177,7 @@ fn batched(c: &mut Criterion) {
         |bench| {
             bench.iter(|| {
                 gemm_batched(
+                    ProductPrecision::Full,
                     batch,
                     t,
                     t,
@@ -211,6 +212,7 @@ fn batched(c: &mut Criterion) {
         |bench| {
             bench.iter(|| {
                 gemm_batched(
+                    ProductPrecision::Full,
                     batch,
                     t,
                     dh,

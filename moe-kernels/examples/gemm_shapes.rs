@@ -3,11 +3,14 @@
 //! and backward layouts, and prints GFLOP/s per shape: where the step's GEMM
 //! time goes and how close each shape runs to the square-matrix throughput.
 //!
-//! Run: `RAYON_NUM_THREADS=2 cargo run --release -p moe-kernels --example gemm_shapes`
+//! `bf16` as the argument times the products in bf16 precision (operands
+//! rounded to bf16, f32 accumulation: the `precision = "bf16"` training path).
+//!
+//! Run: `RAYON_NUM_THREADS=2 cargo run --release -p moe-kernels --example gemm_shapes [-- bf16]`
 
 use std::time::{Duration, Instant};
 
-use moe_kernels::cpu::gemm::{gemm, MatMut, MatRef};
+use moe_kernels::cpu::gemm::{gemm_with, selected_kernel, MatMut, MatRef, ProductPrecision};
 
 /// (label, m, n, k, a transposed, b transposed).
 const SHAPES: &[(&str, usize, usize, usize, bool, bool)] = &[
@@ -24,6 +27,11 @@ const SHAPES: &[(&str, usize, usize, usize, bool, bool)] = &[
 
 fn main() {
     let threads = rayon::current_num_threads();
+    let precision = match std::env::args().nth(1).as_deref() {
+        Some("bf16") => ProductPrecision::Bf16,
+        _ => ProductPrecision::Full,
+    };
+    println!("{precision:?} precision, kernel {}", selected_kernel::<f32>(precision));
     for &(label, m, n, k, ta, tb) in SHAPES {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
         let b: Vec<f32> = (0..k * n)
@@ -34,7 +42,8 @@ fn main() {
         let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
         let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
         let mut run = || {
-            gemm(
+            gemm_with(
+                precision,
                 m,
                 n,
                 k,

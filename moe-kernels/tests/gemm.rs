@@ -7,7 +7,7 @@
 //! unit roundoff of the element type). Inputs are rounded to the element type
 //! before the reference sees them, so only the kernel's arithmetic is judged.
 
-use moe_kernels::cpu::gemm::{gemm, gemm_batched, BatchStrides, MatMut, MatRef};
+use moe_kernels::cpu::gemm::{gemm, gemm_batched, BatchStrides, MatMut, MatRef, ProductPrecision};
 use moe_kernels::Real;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -284,6 +284,7 @@ fn bitwise_identical_across_thread_counts() {
             cs: b.cs,
         };
         gemm_batched(
+            ProductPrecision::Full,
             2,
             m,
             n,
@@ -418,6 +419,7 @@ fn batched_matches_per_entry_reference() {
         };
         let mut c = c_all.data.clone();
         gemm_batched(
+            ProductPrecision::Full,
             batch,
             m,
             n,
@@ -468,6 +470,7 @@ fn batched_shared_c_accumulates_sequentially() {
     };
     let b_s = BatchStrides { bs: 0, rs: n, cs: 1 };
     gemm_batched(
+        ProductPrecision::Full,
         batch,
         m,
         n,

@@ -2,7 +2,7 @@
 //! skewed segments, the parallel path, transposed products, and typed errors
 //! for short buffers and bad rows.
 
-use moe_kernels::cpu::gemm::{BatchStrides, MatRef};
+use moe_kernels::cpu::gemm::{BatchStrides, MatRef, ProductPrecision};
 use moe_kernels::cpu::grouped_gemm::{combine_rows, combine_rows_backward, grouped_gemm, grouped_gemm_tn};
 use moe_kernels::KernelError;
 
@@ -42,6 +42,7 @@ fn segments_use_their_own_matrix_and_empty_ones_are_skipped() {
         cs: 1,
     };
     grouped_gemm(
+        ProductPrecision::Full,
         &counts,
         k,
         n,
@@ -75,6 +76,7 @@ fn large_skewed_segments_take_the_parallel_path_and_match() {
         cs: 1,
     };
     grouped_gemm(
+        ProductPrecision::Full,
         &counts,
         k,
         n,
@@ -90,7 +92,7 @@ fn large_skewed_segments_take_the_parallel_path_and_match() {
     assert!(err < 1e-10, "max error {err}");
     let mut g = vec![0.0; counts.len() * k * n];
     let (ar, cr) = (MatRef { data: &a, rs: k, cs: 1 }, MatRef { data: &c, rs: n, cs: 1 });
-    grouped_gemm_tn(&counts, k, n, 1.0, ar, cr, 0.0, &mut g).unwrap();
+    grouped_gemm_tn(ProductPrecision::Full, &counts, k, n, 1.0, ar, cr, 0.0, &mut g).unwrap();
     assert!(g[k * n..2 * k * n].iter().all(|&x| x == 0.0));
     let (i, j, e, start) = (7, 9, 3, 500);
     assert!((g[e * k * n + i * n + j] - a[start * k + i] * c[start * n + j]).abs() < 1e-10);
@@ -105,7 +107,7 @@ fn transposed_product_gives_zero_for_empty_segments() {
     let b = data(rows * n, 4);
     let mut c = vec![f64::NAN; counts.len() * m * n];
     let (ar, br) = (MatRef { data: &a, rs: m, cs: 1 }, MatRef { data: &b, rs: n, cs: 1 });
-    grouped_gemm_tn(&counts, m, n, 1.0, ar, br, 0.0, &mut c).unwrap();
+    grouped_gemm_tn(ProductPrecision::Full, &counts, m, n, 1.0, ar, br, 0.0, &mut c).unwrap();
     assert!(c[..m * n].iter().all(|&x| x == 0.0));
     let mut start = 0;
     for (e, &r) in counts.iter().enumerate() {
@@ -127,6 +129,7 @@ fn short_buffers_are_errors_not_panics() {
     let mut c = vec![0.0f32; 4 * 3];
     let bs = BatchStrides { bs: 6, rs: 3, cs: 1 };
     let err = grouped_gemm(
+        ProductPrecision::Full,
         &counts,
         2,
         3,
@@ -141,6 +144,7 @@ fn short_buffers_are_errors_not_panics() {
     let mut short_c = vec![0.0f32; 11];
     let a = vec![0.0f32; 8];
     let err = grouped_gemm(
+        ProductPrecision::Full,
         &counts,
         2,
         3,
@@ -153,6 +157,7 @@ fn short_buffers_are_errors_not_panics() {
     );
     assert!(matches!(err, Err(KernelError::LengthMismatch { buffer: "c", .. })));
     let err = grouped_gemm(
+        ProductPrecision::Full,
         &counts,
         2,
         3,

@@ -6,16 +6,16 @@
 //! parameters, gradients and every other op stay f32. This is PyTorch's
 //! `torch.set_float32_matmul_precision("medium")`: on CUDA the products run
 //! on bf16 tensor cores (cuBLAS `CUBLAS_COMPUTE_32F_FAST_16BF`); on the CPU
-//! the operands are rounded explicitly before the f32 GEMM, so CPU runs
-//! reproduce the GPU's arithmetic (up to the order of the f32 sums) and
-//! tests can check mixed precision without a GPU.
+//! the GEMM kernels read the operands rounded to bf16
+//! (`moe_kernels::cpu::gemm::ProductPrecision::Bf16`: a bf16 pair kernel at
+//! twice the f32 rate on CPUs with AVX512-BF16, rounded copies elsewhere), so
+//! CPU runs reproduce the GPU's arithmetic (up to the order of the f32 sums)
+//! and tests can check mixed precision without a GPU.
 //!
 //! The setting is per thread (the thread that runs forward and backward),
 //! so tests and callers in other threads are unaffected.
 
-use crate::dtype::WithDType;
-use crate::storage::CpuStorage;
-use half::bf16;
+use moe_kernels::cpu::gemm::ProductPrecision;
 use std::cell::Cell;
 
 /// How f32 matrix products compute.
@@ -55,36 +55,19 @@ pub fn with_matmul_precision<R>(p: MatmulPrecision, f: impl FnOnce() -> R) -> R 
     f()
 }
 
-/// Calls `f` with the CPU operands of a product as the calling thread's
-/// precision reads them: bf16-rounded copies under [`MatmulPrecision::Bf16`]
-/// for f32 data, else `a` and `b` themselves.
-pub(crate) fn with_product_operands<R>(
-    a: &CpuStorage,
-    b: &CpuStorage,
-    f: impl FnOnce(&CpuStorage, &CpuStorage) -> R,
-) -> R {
-    match bf16_rounded_operands(a, b) {
-        Some((ra, rb)) => f(&ra, &rb),
-        None => f(a, b),
+/// The kernels' reading of the calling thread's precision, for CPU products
+/// (passed down explicitly: the kernels run on rayon's worker threads).
+pub(crate) fn cpu_product_precision() -> ProductPrecision {
+    match matmul_precision() {
+        MatmulPrecision::Highest => ProductPrecision::Full,
+        MatmulPrecision::Bf16 => ProductPrecision::Bf16,
     }
-}
-
-/// The CPU operands of an f32 product under [`MatmulPrecision::Bf16`]: copies
-/// of both storages with every value rounded to bf16 (kept as f32). `None`
-/// when the product runs at full precision (another setting or dtype).
-fn bf16_rounded_operands(a: &CpuStorage, b: &CpuStorage) -> Option<(CpuStorage, CpuStorage)> {
-    if matmul_precision() != MatmulPrecision::Bf16 {
-        return None;
-    }
-    let (a, b) = (f32::slice(a)?, f32::slice(b)?);
-    let round = |v: &[f32]| f32::into_storage(v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect());
-    Some((round(a), round(b)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DType, Device, Tensor};
+    use crate::{Device, Tensor};
 
     #[test]
     fn bf16_products_round_their_operands_and_accumulate_in_f32() {
@@ -109,9 +92,13 @@ mod tests {
             a.matmul(&a).unwrap().to_vec::<f64>().unwrap()[0]
         });
         assert_eq!(low, (1.0 + 1.0 / 1024.0) * (1.0 + 1.0 / 1024.0));
-        let x = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
-        let guard = x.read_storage();
-        let s = guard.cpu("test").unwrap();
-        assert!(bf16_rounded_operands(s, s).is_none(), "full precision by default");
+        let x = Tensor::from_vec(vec![1.0f32 + 1.0 / 1024.0], (1, 1), &Device::Cpu).unwrap();
+        let full = x.matmul(&x).unwrap().to_vec::<f32>().unwrap()[0];
+        assert_eq!(
+            full,
+            (1.0 + 1.0 / 1024.0) * (1.0 + 1.0 / 1024.0),
+            "full precision by default"
+        );
+        assert_eq!(cpu_product_precision(), ProductPrecision::Full);
     }
 }

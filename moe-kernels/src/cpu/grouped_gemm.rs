@@ -6,7 +6,7 @@
 //! [`grouped_gemm`] multiplies each segment by its own matrix (forward and the
 //! input gradient); [`grouped_gemm_tn`] forms `segmentᵀ · segment` products
 //! (the weight gradient). One call covers every segment: segments run in
-//! parallel on rayon's current pool, and each one is a [`gemm`] call that may
+//! parallel on rayon's current pool, and each one is a [`gemm_with`](super::gemm::gemm_with) call that may
 //! split further when it is large, so a skewed load still uses every thread.
 //!
 //! [`combine_rows`] / [`combine_rows_backward`] form `out[t] = Σ_k w[t,k] ·
@@ -14,7 +14,7 @@
 //!
 //! All validate their inputs and return [`KernelError`] instead of panicking.
 
-use super::gemm::{gemm, BatchStrides, MatMut, MatRef, PAR_MIN_WORK};
+use super::gemm::{gemm_with, BatchStrides, MatMut, MatRef, ProductPrecision, PAR_MIN_WORK};
 use crate::{KernelError, Real};
 use rayon::prelude::*;
 
@@ -69,9 +69,11 @@ fn parallel(work: usize) -> bool {
 ///   column strides `b_s.rs`, `b_s.cs` (a transposed weight is just swapped strides).
 /// - `c`: `M × n`, row-major and contiguous (`c.len() == M·n`).
 ///
-/// With `beta == 0` the old contents of `c` are ignored. Empty segments touch nothing.
+/// With `beta == 0` the old contents of `c` are ignored. Empty segments touch
+/// nothing. The operands are read at `precision`.
 #[allow(clippy::too_many_arguments)]
 pub fn grouped_gemm<T: Real>(
+    precision: ProductPrecision,
     counts: &[usize],
     k: usize,
     n: usize,
@@ -134,7 +136,8 @@ pub fn grouped_gemm<T: Real>(
             rs: b_s.rs,
             cs: b_s.cs,
         };
-        gemm(
+        gemm_with(
+            precision,
             rows,
             n,
             k,
@@ -164,9 +167,11 @@ pub fn grouped_gemm<T: Real>(
 /// - `c`: `E` row-major `m × n` matrices back to back (`c.len() == E·m·n`).
 ///
 /// An empty segment gives `c[e] = beta · c[e]`: zero when `beta == 0`, so an
-/// expert that received no rows gets a zero gradient.
+/// expert that received no rows gets a zero gradient. The operands are read
+/// at `precision`.
 #[allow(clippy::too_many_arguments)]
 pub fn grouped_gemm_tn<T: Real>(
+    precision: ProductPrecision,
     counts: &[usize],
     m: usize,
     n: usize,
@@ -217,7 +222,8 @@ pub fn grouped_gemm_tn<T: Real>(
             rs: b.rs,
             cs: b.cs,
         };
-        gemm(
+        gemm_with(
+            precision,
             m,
             n,
             r,

@@ -8,10 +8,10 @@
 
 use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
-use crate::precision::with_product_operands;
+use crate::precision::cpu_product_precision;
 use crate::storage::Storage;
 use crate::{DType, Error, Result, Segments, Shape, Tensor};
-use moe_kernels::cpu::gemm::{BatchStrides, MatRef};
+use moe_kernels::cpu::gemm::{BatchStrides, MatRef, ProductPrecision};
 use moe_kernels::cpu::grouped_gemm::{grouped_gemm, grouped_gemm_tn};
 use moe_kernels::{KernelError, Real};
 use num_traits::{One, Zero};
@@ -65,7 +65,14 @@ fn mat<'a, T>(data: &'a [T], t: &Tensor) -> MatRef<'a, T> {
     }
 }
 
-fn forward<T: Real>(x: &[T], xt: &Tensor, w: &[T], wt: &Tensor, counts: &[usize]) -> Result<Vec<T>> {
+fn forward<T: Real>(
+    precision: ProductPrecision,
+    x: &[T],
+    xt: &Tensor,
+    w: &[T],
+    wt: &Tensor,
+    counts: &[usize],
+) -> Result<Vec<T>> {
     let (m, k, n) = (xt.dims()[0], xt.dims()[1], wt.dims()[2]);
     let ws = wt.layout().strides();
     // Rows past the segments (Σ counts < M) belong to no expert: zero.
@@ -78,6 +85,7 @@ fn forward<T: Real>(x: &[T], xt: &Tensor, w: &[T], wt: &Tensor, counts: &[usize]
     };
     let w = w.get(wt.layout().offset()..).unwrap_or(&[]);
     grouped_gemm(
+        precision,
         counts,
         k,
         n,
@@ -107,13 +115,22 @@ fn grouped_weight_grad(x: &Tensor, g: &Tensor, segments: &Segments) -> Result<Te
     let counts = &segments.host_counts(x.dims()[0], op)?;
     let out = {
         let (gx, gg) = (x.read_storage(), g.read_storage());
-        with_product_operands(gx.cpu(op)?, gg.cpu(op)?, |sx, sg| {
-            crate::map_float2!(sx, sg, op, |vx, vg: T| {
-                let mut dw = vec![T::zero(); counts.len() * d * f];
-                grouped_gemm_tn(counts, d, f, T::one(), mat(vx, x), mat(vg, g), T::zero(), &mut dw)
-                    .map_err(kernel_err(op))?;
-                Ok(T::into_storage(dw))
-            })
+        let precision = cpu_product_precision();
+        crate::map_float2!(gx.cpu(op)?, gg.cpu(op)?, op, |vx, vg: T| {
+            let mut dw = vec![T::zero(); counts.len() * d * f];
+            grouped_gemm_tn(
+                precision,
+                counts,
+                d,
+                f,
+                T::one(),
+                mat(vx, x),
+                mat(vg, g),
+                T::zero(),
+                &mut dw,
+            )
+            .map_err(kernel_err(op))?;
+            Ok(T::into_storage(dw))
         })?
     };
     Ok(Tensor::from_storage(
@@ -205,10 +222,9 @@ impl Tensor {
         } else {
             let counts = &segments.host_counts(self.dims()[0], OP)?;
             let (gx, gw) = (self.read_storage(), w.read_storage());
-            Storage::Cpu(with_product_operands(gx.cpu(OP)?, gw.cpu(OP)?, |sx, sw| {
-                crate::map_float2!(sx, sw, OP, |vx, vw: T| {
-                    Ok(T::into_storage(forward(vx, self, vw, w, counts)?))
-                })
+            let precision = cpu_product_precision();
+            Storage::Cpu(crate::map_float2!(gx.cpu(OP)?, gw.cpu(OP)?, OP, |vx, vw: T| {
+                Ok(T::into_storage(forward(precision, vx, self, vw, w, counts)?))
             })?)
         };
         let shape = Shape::from(vec![self.dims()[0], w.dims()[2]]);

@@ -3,10 +3,10 @@
 
 use crate::backprop::BackwardOp;
 use crate::dtype::WithDType;
-use crate::precision::with_product_operands;
+use crate::precision::cpu_product_precision;
 use crate::storage::Storage;
 use crate::{Error, Layout, Result, Shape, Tensor};
-use moe_kernels::cpu::gemm::{gemm, gemm_batched, BatchStrides, MatMut, MatRef};
+use moe_kernels::cpu::gemm::{gemm_batched, gemm_with, BatchStrides, MatMut, MatRef, ProductPrecision};
 use moe_kernels::cpu::strided::{offsets, Strided};
 use moe_kernels::Real;
 
@@ -67,7 +67,17 @@ fn batch_offsets(l: &Layout, batch: &[usize]) -> (Vec<usize>, Option<usize>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run<T: Real>(a: &[T], la: &Layout, b: &[T], lb: &Layout, batch: &[usize], m: usize, n: usize, k: usize) -> Vec<T> {
+fn run<T: Real>(
+    precision: ProductPrecision,
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    batch: &[usize],
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<T> {
     let nb: usize = batch.iter().product();
     let mut c = vec![T::zero(); nb * m * n];
     let r = batch.len();
@@ -80,6 +90,7 @@ fn run<T: Real>(a: &[T], la: &Layout, b: &[T], lb: &Layout, batch: &[usize], m: 
     }
     match (sa, sb) {
         (Some(sa), Some(sb)) => gemm_batched(
+            precision,
             nb,
             m,
             n,
@@ -107,7 +118,8 @@ fn run<T: Real>(a: &[T], la: &Layout, b: &[T], lb: &Layout, batch: &[usize], m: 
         ),
         _ => {
             for (i, cm) in c.chunks_mut(m * n).enumerate() {
-                gemm(
+                gemm_with(
+                    precision,
                     m,
                     n,
                     k,
@@ -185,10 +197,9 @@ impl Tensor {
         let lb = rhs.layout().broadcast_as(&Shape::from(b_full))?;
         let out = if self.device().is_cpu() {
             let (ga, gb) = (self.read_storage(), rhs.read_storage());
-            Storage::Cpu(with_product_operands(ga.cpu(op)?, gb.cpu(op)?, |sa, sb| {
-                crate::map_float2!(sa, sb, op, |va, vb: T| {
-                    Ok(T::into_storage(run(va, &la, vb, &lb, batch.dims(), m, n, k)))
-                })
+            let precision = cpu_product_precision();
+            Storage::Cpu(crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
+                Ok(T::into_storage(run(precision, va, &la, vb, &lb, batch.dims(), m, n, k)))
             })?)
         } else {
             crate::cuda_backend::matmul(self, &la, rhs, &lb, batch.dims(), m, n, k)?

@@ -30,7 +30,10 @@ pub(crate) fn spec<T: Real>() -> Option<KernelSpec<T>> {
             mc: 144,
             kc: 256,
             nc: 4096,
+            kpack: 1,
             ukr: entry_f32::<T>,
+            pack_a: super::pack::pack_a::<T>,
+            pack_b: super::pack::pack_b::<T>,
             name: "avx2-fma f32 6x16",
         })
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
@@ -40,7 +43,10 @@ pub(crate) fn spec<T: Real>() -> Option<KernelSpec<T>> {
             mc: 144,
             kc: 256,
             nc: 2048,
+            kpack: 1,
             ukr: entry_f64::<T>,
+            pack_a: super::pack::pack_a::<T>,
+            pack_b: super::pack::pack_b::<T>,
             name: "avx2-fma f64 6x8",
         })
     } else {

@@ -14,9 +14,9 @@ use super::kernel::KernelSpec;
 use crate::Real;
 
 /// Rows of the f32 tile.
-const MR: usize = 12;
+pub(super) const MR: usize = 12;
 /// Columns of the f32 tile (two zmm vectors).
-const NR: usize = 32;
+pub(super) const NR: usize = 32;
 
 /// Whether this CPU can run the kernels of this file (cached by std).
 pub(crate) fn available() -> bool {
@@ -36,7 +36,10 @@ pub(crate) fn spec<T: Real>() -> Option<KernelSpec<T>> {
             mc: 144,
             kc: 256,
             nc: 4096,
+            kpack: 1,
             ukr: entry_f32::<T>,
+            pack_a: super::pack::pack_a::<T>,
+            pack_b: super::pack::pack_b::<T>,
             name: "avx512f f32 12x32",
         })
     } else {
@@ -123,6 +126,20 @@ unsafe fn ukr_f32(
         step!();
         p += 1;
     }
+    // SAFETY: the caller's C tile contract.
+    unsafe { store_tile(&acc, c, rs_c, cs_c, alpha, beta) }
+}
+
+/// Writes MR×32 f32 accumulators to a C tile: `c = alpha·acc + beta·c`
+/// (`beta == 0`: C is write-only). Shared by the f32 and the bf16 kernel.
+///
+/// # Safety
+/// AVX-512F must be available; every `c + i·rs_c + j·cs_c` (i < MR, j < 32)
+/// valid for reads and writes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn store_tile(acc: &[[__m512; 2]; MR], c: *mut f32, rs_c: isize, cs_c: isize, alpha: f32, beta: f32) {
+    const L: usize = 16;
     let va = _mm512_set1_ps(alpha);
     if cs_c == 1 {
         for (i, row) in acc.iter().enumerate() {

@@ -12,12 +12,12 @@
 
 use std::cell::Cell;
 use std::mem::size_of;
-use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
 use super::kernel::KernelSpec;
-use super::pack::{pack_a, pack_b, RawRef};
+use super::pack::RawRef;
+use super::scratch::{with_scratch, Scratch};
 use crate::Real;
 
 /// A mutable strided view by raw pointer: element (i, j) at `ptr + i·rs + j·cs`.
@@ -57,31 +57,11 @@ impl<T> SharedBuf<T> {
     }
 }
 
-/// One cache line; backing store of the aligned packing buffers.
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-struct Line([u8; 64]);
-
 thread_local! {
     /// Packed A block of the tasks this thread runs.
-    static A_BUF: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
+    static A_BUF: Scratch = const { Cell::new(Vec::new()) };
     /// Packed B panel of the calls this thread drives.
-    static B_BUF: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
-}
-
-/// Runs `f` on a 64-byte aligned scratch buffer of at least `bytes` bytes that
-/// this thread keeps between calls: fresh allocations would page-fault on
-/// every GEMM. A nested use (work stealing inside `f`) finds the cell empty
-/// and allocates its own.
-fn with_scratch<R>(key: &'static LocalKey<Cell<Vec<Line>>>, bytes: usize, f: impl FnOnce(*mut u8) -> R) -> R {
-    let mut buf = key.take();
-    let lines = bytes.div_ceil(64);
-    if buf.len() < lines {
-        buf = vec![Line([0; 64]); lines];
-    }
-    let out = f(buf.as_mut_ptr().cast());
-    key.set(buf);
-    out
+    static B_BUF: Scratch = const { Cell::new(Vec::new()) };
 }
 
 /// `[lo, hi)` of part `t` when `len` items are split into `parts` near-equal parts.
@@ -261,9 +241,10 @@ unsafe fn packed_body<T: Real>(
     let KernelSpec { mr, nr, .. } = *spec;
     let mcb = balanced_block(m, spec.mc, mr, threads);
     let m_blocks = m.div_ceil(mcb);
-    let kcb = balanced_block(k, spec.kc, 1, 1);
+    // Blocks of k hold whole packed slots (a bf16 pair kernel takes k in twos).
+    let kcb = balanced_block(k, spec.kc, spec.kpack, 1);
     let ncb = balanced_block(n, spec.nc, nr, 1);
-    let b_bytes = ncb.div_ceil(nr) * nr * kcb * size_of::<T>();
+    let b_bytes = ncb.div_ceil(nr) * nr * kcb.div_ceil(spec.kpack) * size_of::<T>();
     with_scratch(&B_BUF, b_bytes, |b_raw| {
         let bbuf = SharedBuf(b_raw.cast::<T>());
         for jc in (0..n).step_by(ncb) {
@@ -278,9 +259,11 @@ unsafe fn packed_body<T: Real>(
             let tasks = m_blocks * n_split;
             for pc in (0..k).step_by(kcb) {
                 let kcur = kcb.min(k - pc);
+                // Packed slots per row of a panel.
+                let depth = kcur.div_ceil(spec.kpack);
                 let pack = |t: usize, parts: usize| {
                     // SAFETY: the block lies in `b`; each part writes its own panels.
-                    unsafe { pack_b(b, pc, jc, kcur, ncur, nr, part(panels, parts, t), bbuf.get()) }
+                    unsafe { (spec.pack_b)(b, pc, jc, kcur, ncur, nr, part(panels, parts, t), bbuf.get()) }
                 };
                 if threads > 1 && panels > 1 {
                     let parts = threads.min(panels);
@@ -293,17 +276,18 @@ unsafe fn packed_body<T: Real>(
                     let i0 = (t / n_split) * mcb;
                     let mcur = mcb.min(m - i0);
                     let cols = part(panels, n_split, t % n_split);
-                    let a_bytes = mcur.div_ceil(mr) * mr * kcur * size_of::<T>();
+                    let a_bytes = mcur.div_ceil(mr) * mr * depth * size_of::<T>();
                     with_scratch(&A_BUF, a_bytes, |a_raw| {
                         let abuf = a_raw.cast::<T>();
                         // SAFETY: the block lies in `a`; `abuf` holds a_bytes.
-                        unsafe { pack_a(a, i0, pc, mcur, kcur, mr, abuf) };
+                        unsafe { (spec.pack_a)(a, i0, pc, mcur, kcur, mr, abuf) };
                         let blk = Block {
                             i0,
                             j0: jc,
                             mcur,
                             ncur,
                             kcur,
+                            depth,
                             alpha,
                             beta: beta_now,
                         };
@@ -329,6 +313,8 @@ struct Block<T> {
     mcur: usize,
     ncur: usize,
     kcur: usize,
+    /// Packed slots per panel row (`kcur` for one k per slot).
+    depth: usize,
     alpha: T,
     beta: T,
 }
@@ -357,13 +343,13 @@ unsafe fn macro_kernel<T: Real>(
         let j = panel * nr;
         let cols = nr.min(blk.ncur - j);
         // SAFETY: panel < ceil(ncur/nr), inside the packed B panel.
-        let bp = unsafe { bbuf.add(panel * blk.kcur * nr) };
+        let bp = unsafe { bbuf.add(panel * blk.depth * nr) };
         for ir in (0..blk.mcur).step_by(mr) {
             let rows = mr.min(blk.mcur - ir);
             // SAFETY: the offsets stay inside the packed A block and inside C's
             // extent (rows and cols are clipped to the matrix).
             unsafe {
-                let ap = abuf.add(ir * blk.kcur);
+                let ap = abuf.add(ir * blk.depth);
                 let cp = c.ptr.add((blk.i0 + ir) * c.rs + (blk.j0 + j) * c.cs);
                 if rows == mr && cols == nr {
                     ukr(blk.kcur, ap, bp, cp, rs, cs, blk.alpha, blk.beta);

@@ -6,6 +6,9 @@
 //! meaning C is write-only.
 
 use std::any::TypeId;
+use std::ops::Range;
+
+use super::pack::{pack_a, pack_b, RawRef};
 
 use crate::Real;
 
@@ -16,6 +19,14 @@ use crate::Real;
 /// 32 bytes; every `c + i·rs_c + j·cs_c` for `i < MR`, `j < NR` is valid for
 /// reads and writes and no other thread touches those elements meanwhile.
 pub(crate) type MicroKernel<T> = unsafe fn(usize, *const T, *const T, *mut T, isize, isize, T, T);
+
+/// `pack_a(a, i0, p0, mc, kc, mr, dst)`: the A block's panels in the kernel's
+/// layout (see [`super::pack::pack_a`]).
+pub(crate) type PackA<T> = unsafe fn(RawRef<T>, usize, usize, usize, usize, usize, *mut T);
+
+/// `pack_b(b, p0, j0, kc, nc, nr, panels, dst)`: the B block's panels in the
+/// kernel's layout (see [`super::pack::pack_b`]).
+pub(crate) type PackB<T> = unsafe fn(RawRef<T>, usize, usize, usize, usize, usize, Range<usize>, *mut T);
 
 /// A micro-kernel together with the cache blocking that suits it.
 #[derive(Clone, Copy)]
@@ -30,8 +41,15 @@ pub(crate) struct KernelSpec<T> {
     pub kc: usize,
     /// Columns of B packed at once (the packed panel lives in L3).
     pub nc: usize,
+    /// k values per packed slot: 1, or 2 for kernels that read bf16 pairs
+    /// (a panel of depth kc then holds ceil(kc/2) slots per row).
+    pub kpack: usize,
     /// The tile kernel.
     pub ukr: MicroKernel<T>,
+    /// Packs A blocks for `ukr`.
+    pub pack_a: PackA<T>,
+    /// Packs B panels for `ukr`.
+    pub pack_b: PackB<T>,
     /// Name for benchmarks and debugging.
     pub name: &'static str,
 }
@@ -55,6 +73,17 @@ pub(crate) fn select<T: Real>() -> KernelSpec<T> {
     portable::<T>()
 }
 
+/// The kernel for products whose f32 operands are read as bf16, where this
+/// CPU has one (AVX512-BF16); None for other types and CPUs, which then
+/// multiply rounded copies with [`select`]'s kernel.
+pub(crate) fn select_bf16<T: Real>() -> Option<KernelSpec<T>> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512_bf16::available() {
+        return super::avx512_bf16::spec::<T>();
+    }
+    None
+}
+
 /// Whether the AVX-512 kernel may be used (CPU support, not switched off).
 #[cfg(target_arch = "x86_64")]
 fn use_avx512() -> bool {
@@ -72,7 +101,10 @@ pub(crate) fn portable<T: Real>() -> KernelSpec<T> {
         mc: if is_f32 { 128 } else { 64 },
         kc: 256,
         nc: 2048,
+        kpack: 1,
         ukr: portable_ukr::<T>,
+        pack_a: pack_a::<T>,
+        pack_b: pack_b::<T>,
         name: "portable",
     }
 }

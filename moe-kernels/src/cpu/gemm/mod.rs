@@ -36,6 +36,9 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16;
+mod bf16;
 mod driver;
 mod gemv;
 mod kernel;
@@ -43,6 +46,9 @@ mod naive;
 mod pack;
 #[cfg(target_arch = "x86_64")]
 mod pack_avx2;
+mod scratch;
+
+use std::any::TypeId;
 
 use rayon::prelude::*;
 
@@ -71,6 +77,25 @@ pub struct MatMut<'a, T> {
     pub rs: usize,
     /// Column stride in elements.
     pub cs: usize,
+}
+
+/// How a product reads its f32 operands.
+///
+/// `Bf16` is mixed precision as `torch.set_float32_matmul_precision("medium")`
+/// and the GPU's bf16 tensor cores do it: each f32 operand is rounded to bf16
+/// (to nearest even; f32 subnormals flush to zero), the products are exact
+/// and they accumulate in f32. On CPUs with AVX512-BF16 a pair kernel
+/// multiplies the rounded values at twice the f32 rate (`VDPBF16PS`, which
+/// also flushes subnormal results); elsewhere the f32 kernels multiply
+/// rounded copies, with the same products up to the order of the f32 sums.
+/// f64 products ignore it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProductPrecision {
+    /// The operands as they are.
+    #[default]
+    Full,
+    /// f32 operands rounded to bf16, f32 accumulation.
+    Bf16,
 }
 
 /// Multiply-adds (m·n·k) below which a product runs on one thread: forking
@@ -116,9 +141,56 @@ pub fn gemm<T: Real>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     beta: T,
+    c: MatMut<'_, T>,
+) {
+    gemm_with(ProductPrecision::Full, m, n, k, alpha, a, b, beta, c);
+}
+
+/// [`gemm`] with the operands read at `precision`.
+///
+/// # Example
+/// ```
+/// use moe_kernels::cpu::gemm::{gemm_with, MatMut, MatRef, ProductPrecision};
+///
+/// // 1 + 2^-10 has more bits than bf16 keeps: it is read as 1.
+/// let a = [1.0f32 + 1.0 / 1024.0, 3.0];
+/// let b = [1.0f32, 1.0 / 4096.0];
+/// let mut c = [0.0f32];
+/// gemm_with(
+///     ProductPrecision::Bf16,
+///     1, 1, 2,
+///     1.0,
+///     MatRef { data: &a, rs: 2, cs: 1 },
+///     MatRef { data: &b, rs: 1, cs: 1 },
+///     0.0,
+///     MatMut { data: &mut c, rs: 1, cs: 1 },
+/// );
+/// assert_eq!(c[0], 1.0 + 3.0 / 4096.0);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with<T: Real>(
+    precision: ProductPrecision,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
     mut c: MatMut<'_, T>,
 ) {
-    gemm_on(rayon::current_num_threads(), m, n, k, alpha, &a, &b, beta, &mut c);
+    gemm_on(
+        rayon::current_num_threads(),
+        precision,
+        m,
+        n,
+        k,
+        alpha,
+        &a,
+        &b,
+        beta,
+        &mut c,
+    );
 }
 
 /// Element count a `rows`×`cols` view with strides `rs`, `cs` reaches, or None on overflow.
@@ -162,10 +234,11 @@ fn threads_for(work: usize, max: usize) -> usize {
     }
 }
 
-/// [`gemm`] on at most `threads` threads.
+/// [`gemm_with`] on at most `threads` threads.
 #[allow(clippy::too_many_arguments)]
 fn gemm_on<T: Real>(
     threads: usize,
+    precision: ProductPrecision,
     m: usize,
     n: usize,
     k: usize,
@@ -185,7 +258,22 @@ fn gemm_on<T: Real>(
     check("A", m, k, a.rs, a.cs, a.data.len());
     check("B", k, n, b.rs, b.cs, b.data.len());
     let work = m.saturating_mul(n).saturating_mul(k);
-    if work <= NAIVE_MAX_WORK || !non_overlapping(m, n, c.rs, c.cs) {
+    let naive = work <= NAIVE_MAX_WORK || !non_overlapping(m, n, c.rs, c.cs);
+    let bf16 = precision == ProductPrecision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>();
+    // The packed driver has a bf16 kernel on some CPUs; every other bf16
+    // product multiplies rounded copies of what its views reach.
+    let bf16_spec = if bf16 && !naive && m > 1 && n > 1 {
+        kernel::select_bf16::<T>()
+    } else {
+        None
+    };
+    if bf16 && bf16_spec.is_none() {
+        let ra = bf16::rounded_copy(a.data, extent(m, k, a.rs, a.cs).unwrap_or(0));
+        let rb = bf16::rounded_copy(b.data, extent(k, n, b.rs, b.cs).unwrap_or(0));
+        let (ra, rb) = (MatRef { data: &ra, ..*a }, MatRef { data: &rb, ..*b });
+        return gemm_on(threads, ProductPrecision::Full, m, n, k, alpha, &ra, &rb, beta, c);
+    }
+    if naive {
         return naive::gemm_naive(m, n, k, alpha, a, b, beta, c);
     }
     // Column-major C: compute Cᵀ = Bᵀ·Aᵀ so the micro-kernel stores along rows.
@@ -216,16 +304,22 @@ fn gemm_on<T: Real>(
             let threads = threads_for(n.saturating_mul(k) * 16, threads);
             gemv::gemv(n, k, alpha, tr_raw(b), tr_raw(a), beta, ct, threads);
         } else {
-            let spec = kernel::select::<T>();
+            let spec = bf16_spec.unwrap_or_else(kernel::select::<T>);
             driver::gemm_packed(&spec, m, n, k, alpha, a, b, beta, c, threads_for(work, threads));
         }
     }
 }
 
-/// Name of the micro-kernel [`gemm`] uses for `T` on this CPU (for benchmark
-/// labels and bug reports), e.g. `"avx2-fma f32 6x16"` or `"portable"`.
-pub fn selected_kernel<T: Real>() -> &'static str {
-    kernel::select::<T>().name
+/// Name of the micro-kernel [`gemm_with`] uses for `T` at `precision` on
+/// this CPU (for benchmark labels and bug reports), e.g.
+/// `"avx2-fma f32 6x16"` or `"portable"`; bf16 products without a bf16
+/// kernel name the f32 kernel that multiplies their rounded copies.
+pub fn selected_kernel<T: Real>(precision: ProductPrecision) -> &'static str {
+    let bf16 = precision == ProductPrecision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>();
+    match bf16.then(kernel::select_bf16::<T>).flatten() {
+        Some(spec) => spec.name,
+        None => kernel::select::<T>().name,
+    }
 }
 
 /// Raw view of a matrix.
@@ -271,7 +365,8 @@ pub struct BatchStrides {
 /// splitting each matrix across threads.
 const BATCH_SPLIT_WORK: usize = 1 << 24;
 
-/// Batched `c[b] = alpha · a[b] · b[b] + beta · c[b]` for `batch` independent products.
+/// Batched `c[b] = alpha · a[b] · b[b] + beta · c[b]` for `batch` independent
+/// products, with the operands read at `precision`.
 ///
 /// Small matrices run in parallel across the batch (each on one thread); large
 /// ones one after another, each split across threads. If the C matrices of
@@ -282,6 +377,7 @@ const BATCH_SPLIT_WORK: usize = 1 << 24;
 /// If a slice is too short for the last batch entry.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched<T: Real>(
+    precision: ProductPrecision,
     batch: usize,
     m: usize,
     n: usize,
@@ -348,7 +444,7 @@ pub fn gemm_batched<T: Real>(
                 rs: c_s.rs,
                 cs: c_s.cs,
             };
-            gemm_on(1, m, n, k, alpha, &a_at(i), &b_at(i), beta, &mut ci);
+            gemm_on(1, precision, m, n, k, alpha, &a_at(i), &b_at(i), beta, &mut ci);
         });
     } else {
         for i in 0..batch {
@@ -357,7 +453,7 @@ pub fn gemm_batched<T: Real>(
                 rs: c_s.rs,
                 cs: c_s.cs,
             };
-            gemm_on(threads, m, n, k, alpha, &a_at(i), &b_at(i), beta, &mut ci);
+            gemm_on(threads, precision, m, n, k, alpha, &a_at(i), &b_at(i), beta, &mut ci);
         }
     }
 }

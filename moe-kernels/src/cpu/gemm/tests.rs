@@ -20,6 +20,20 @@ fn fill(len: usize, seed: u64) -> Vec<f64> {
 /// Runs the packed driver with `spec` on (m×k, transposed A if `ta`)·(k×n) into a
 /// C with row stride `n + 3`, and compares with an f64 triple loop.
 fn check_driver<T: Real>(spec: KernelSpec<T>, m: usize, n: usize, k: usize, ta: bool, threads: usize, tol: f64) {
+    check_driver_reading(spec, (m, n, k), (ta, false), threads, tol, |x| x);
+}
+
+/// [`check_driver`] with B optionally transposed too, and the reference
+/// reading each A and B value through `read` (the operand rounding of a
+/// reduced-precision kernel).
+fn check_driver_reading<T: Real>(
+    spec: KernelSpec<T>,
+    (m, n, k): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+    threads: usize,
+    tol: f64,
+    read: fn(f64) -> f64,
+) {
     let a64 = fill(m * k, 1);
     let b64 = fill(k * n, 2);
     let crs = n + 3;
@@ -29,7 +43,11 @@ fn check_driver<T: Real>(spec: KernelSpec<T>, m: usize, n: usize, k: usize, ta: 
     let (a, b, mut c) = (cast(&a64), cast(&b64), cast(&c64));
     // A stored row-major m×k, or as its transpose (k×m row-major) read with swapped strides.
     let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
-    let a_val = |i: usize, p: usize| a64[i * a_rs + p * a_cs];
+    let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+    // The reference reads what the kernel multiplies: T's value, through `read`.
+    let value = |x: f64| read(T::from_f64_lossy(x).to_f64_lossy());
+    let a_val = |i: usize, p: usize| value(a64[i * a_rs + p * a_cs]);
+    let b_val = |p: usize, j: usize| value(b64[p * b_rs + j * b_cs]);
     let ra = RawRef {
         ptr: a.as_ptr(),
         rs: a_rs,
@@ -37,8 +55,8 @@ fn check_driver<T: Real>(spec: KernelSpec<T>, m: usize, n: usize, k: usize, ta: 
     };
     let rb = RawRef {
         ptr: b.as_ptr(),
-        rs: n,
-        cs: 1,
+        rs: b_rs,
+        cs: b_cs,
     };
     let rc = RawMut {
         ptr: c.as_mut_ptr(),
@@ -63,7 +81,7 @@ fn check_driver<T: Real>(spec: KernelSpec<T>, m: usize, n: usize, k: usize, ta: 
     for i in 0..m {
         for j in 0..crs {
             let want = if j < n {
-                let dot: f64 = (0..k).map(|p| a_val(i, p) * b64[p * n + j]).sum();
+                let dot: f64 = (0..k).map(|p| a_val(i, p) * b_val(p, j)).sum();
                 alpha * dot + beta * c64[i * crs + j]
             } else {
                 c64[i * crs + j] // padding columns untouched
@@ -140,15 +158,29 @@ fn strided_source<T: Real>(rows: usize, cols: usize, rs: usize, cs: usize, seed:
 /// Asserts that packed panels of width `w` and depth `kc` hold, at
 /// `q·kc·w + p·w + lane`, exactly `want(q, p, lane)` (compared as bits).
 fn assert_panels<T: Real>(got: &[T], kc: usize, w: usize, want: impl Fn(usize, usize, usize) -> T, case: &str) {
-    for (at, &g) in got.iter().enumerate() {
-        let (q, p, lane) = (at / (kc * w), at / w % kc, at % w);
-        let want = want(q, p, lane);
-        assert_eq!(
-            g.to_f64_lossy().to_bits(),
-            want.to_f64_lossy().to_bits(),
-            "{} {case}: panel {q}, step {p}, lane {lane}",
-            T::NAME
-        );
+    let bits = |x: T| x.to_f64_lossy().to_bits();
+    let got: Vec<u64> = got.iter().map(|&x| bits(x)).collect();
+    assert_slots(
+        &got,
+        kc,
+        w,
+        |q, p, lane| bits(want(q, p, lane)),
+        &format!("{} {case}", T::NAME),
+    );
+}
+
+/// Asserts that panels of width `w` and depth `depth` hold, at
+/// `q·depth·w + s·w + lane`, exactly `want(q, s, lane)`.
+fn assert_slots<G: PartialEq + std::fmt::Debug>(
+    got: &[G],
+    depth: usize,
+    w: usize,
+    want: impl Fn(usize, usize, usize) -> G,
+    case: &str,
+) {
+    for (at, g) in got.iter().enumerate() {
+        let (q, s, lane) = (at / (depth * w), at / w % depth, at % w);
+        assert_eq!(*g, want(q, s, lane), "{case}: panel {q}, slot {s}, lane {lane}");
     }
 }
 
@@ -270,4 +302,206 @@ fn overlap_test_is_conservative() {
     assert!(non_overlapping(1, 4, 0, 1));
     assert!(non_overlapping(1, 1, 0, 0));
     assert!(!non_overlapping(2, 1, 0, 7));
+}
+
+/// The f32 layouts the pair-packing tests cover: row-major (padded or not),
+/// transposed (padded or not), general strides.
+const PAIR_LAYOUTS: fn(usize, usize) -> [(usize, usize); 5] =
+    |rows, cols| [(cols, 1), (cols + 5, 1), (1, rows), (1, rows + 3), (cols * 2, 3)];
+
+/// The word a pair panel holds for k values `x` (even k) and `y` (the next
+/// k, if inside the block): bf16 bits of `x` low, of `y` high.
+fn pair(x: f32, y: Option<f32>) -> u32 {
+    let bits = |v: f32| u32::from(super::bf16::bf16_bits(v));
+    bits(x) | y.map_or(0, bits) << 16
+}
+
+/// `pack_a_pairs` against its definition: panel `q`, slot `s`, lane `r`
+/// holds the pair of `A[i0 + q·mr + r, p0 + 2s]` and `A[.., p0 + 2s + 1]`,
+/// zero past `mc` and (high half) past `kc`; odd and even depths, around
+/// the 16-wide conversion step.
+#[test]
+fn pack_a_pairs_matches_its_definition() {
+    let (rows, cols) = (40, 50);
+    for (rs, cs) in PAIR_LAYOUTS(rows, cols) {
+        let src = strided_source::<f32>(rows, cols, rs, cs, 13);
+        let a = RawRef {
+            ptr: src.as_ptr(),
+            rs,
+            cs,
+        };
+        let at = |i: usize, p: usize| src[i * rs + p * cs];
+        for (i0, p0) in [(0, 0), (1, 3)] {
+            for kc in [1, 2, 7, 16, 31, 32, 33, 45] {
+                for mc in [12, 24, 25, 11, 37] {
+                    if i0 + mc > rows || p0 + kc > cols {
+                        continue;
+                    }
+                    let depth = kc.div_ceil(2);
+                    let mut got = vec![f32::from_bits(0xdead_beef); mc.div_ceil(12) * depth * 12];
+                    // SAFETY: the block lies inside `src`; `got` holds every panel.
+                    unsafe { super::bf16::pack_a_pairs(a, i0, p0, mc, kc, 12, got.as_mut_ptr()) };
+                    let got: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
+                    let want = |q: usize, s: usize, r: usize| {
+                        let (i, p) = (i0 + q * 12 + r, p0 + 2 * s);
+                        if q * 12 + r >= mc {
+                            0
+                        } else {
+                            pair(at(i, p), (2 * s + 1 < kc).then(|| at(i, p + 1)))
+                        }
+                    };
+                    assert_slots(&got, depth, 12, want, &format!("A rs {rs} cs {cs} mc {mc} kc {kc}"));
+                }
+            }
+        }
+    }
+}
+
+/// `pack_b_pairs` against its definition: panel `q`, slot `s`, lane `j`
+/// holds the pair of `B[p0 + 2s, j0 + q·nr + j]` and `B[p0 + 2s + 1, ..]`,
+/// zero past `nc` and (high half) past `kc`; panels outside the requested
+/// range untouched.
+#[test]
+fn pack_b_pairs_matches_its_definition() {
+    let (rows, cols) = (50, 80);
+    let sentinel = 0xdead_beef_u32;
+    for (rs, cs) in PAIR_LAYOUTS(rows, cols) {
+        let src = strided_source::<f32>(rows, cols, rs, cs, 17);
+        let b = RawRef {
+            ptr: src.as_ptr(),
+            rs,
+            cs,
+        };
+        let at = |p: usize, j: usize| src[p * rs + j * cs];
+        for (p0, j0) in [(0, 0), (3, 1)] {
+            for kc in [1, 2, 7, 16, 33, 45] {
+                for nc in [32, 64, 65, 31] {
+                    if p0 + kc > rows || j0 + nc > cols {
+                        continue;
+                    }
+                    let (depth, panels) = (kc.div_ceil(2), nc.div_ceil(32));
+                    for range in [0..panels, 1..panels] {
+                        let mut got = vec![f32::from_bits(sentinel); panels * depth * 32];
+                        // SAFETY: the block lies inside `src`; `got` holds every panel.
+                        unsafe { super::bf16::pack_b_pairs(b, p0, j0, kc, nc, 32, range.clone(), got.as_mut_ptr()) };
+                        let got: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
+                        let want = |q: usize, s: usize, j: usize| {
+                            let (p, col) = (p0 + 2 * s, q * 32 + j);
+                            if !range.contains(&q) {
+                                sentinel
+                            } else if col >= nc {
+                                0
+                            } else {
+                                pair(at(p, j0 + col), (2 * s + 1 < kc).then(|| at(p + 1, j0 + col)))
+                            }
+                        };
+                        let case = format!("B rs {rs} cs {cs} nc {nc} kc {kc} panels {range:?}");
+                        assert_slots(&got, depth, 32, want, &case);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Random f32 bit patterns (every class: normal, subnormal, zero, inf, NaN).
+fn random_bits(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            f32::from_bits((s >> 32) as u32)
+        })
+        .collect()
+}
+
+/// `bf16_bits` is round-to-nearest-even as the `half` crate computes it for
+/// every normal value, keeps NaNs (quieted, sign kept) and flushes
+/// subnormals to a signed zero; the AVX512-BF16 conversions, where the CPU
+/// has them, give the same bits.
+#[test]
+fn bf16_rounding_matches_half_and_the_instruction() {
+    use super::bf16::bf16_bits;
+    let mut xs = random_bits(1 << 18, 5);
+    xs.extend([
+        0.0,
+        -0.0,
+        1.0 + 1.0 / 256.0,           // tie, rounds to even (down)
+        1.0 + 3.0 / 256.0,           // tie, rounds to even (up)
+        f32::MAX,                    // rounds to infinity
+        f32::MIN_POSITIVE,           // smallest normal: kept
+        1e-40,                       // subnormal: flushed
+        f32::from_bits(0x7fa0_0001), // signalling NaN: quieted
+    ]);
+    for &x in &xs {
+        let got = bf16_bits(x);
+        let want = if x.is_nan() {
+            assert!(
+                half::bf16::from_bits(got).is_nan() && got & 0x40 != 0,
+                "{x:e}: {got:#06x}"
+            );
+            continue;
+        } else if x.is_subnormal() {
+            (x.to_bits() >> 16) as u16 & 0x8000
+        } else {
+            half::bf16::from_f32(x).to_bits()
+        };
+        assert_eq!(got, want, "{x:e} ({:#010x})", x.to_bits());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512_bf16::supported() {
+        let n = xs.len() / 16 * 16;
+        let mut vec16 = vec![0u16; n];
+        let mut pairs = vec![0u32; n / 2];
+        // SAFETY: n elements and slots; the CPU has the instructions.
+        unsafe {
+            assert_eq!(
+                super::avx512_bf16::convert_contiguous(xs.as_ptr(), n, vec16.as_mut_ptr()),
+                n
+            );
+            let (lo, hi) = (xs.as_ptr(), xs.as_ptr().add(n / 2));
+            assert_eq!(
+                super::avx512_bf16::interleave_contiguous(lo, Some(hi), n / 2, pairs.as_mut_ptr()),
+                n / 2
+            );
+        }
+        for t in 0..n {
+            assert_eq!(
+                vec16[t],
+                bf16_bits(xs[t]),
+                "vector conversion of {:#010x}",
+                xs[t].to_bits()
+            );
+        }
+        for t in 0..n / 2 {
+            assert_eq!(pairs[t], pair(xs[t], Some(xs[n / 2 + t])), "interleave {t}");
+        }
+    } else {
+        eprintln!("vector conversions skipped: this CPU has no AVX512-BF16");
+    }
+}
+
+/// The bf16 pair kernel against the f64 product of the bf16-rounded
+/// operands, for every transposition of A and B (the packing's converting
+/// and interleaving paths), odd depths, several blocks of k, ragged tiles,
+/// on one and two threads.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn bf16_kernel_matches_the_rounded_reference() {
+    let Some(spec) = super::avx512_bf16::supported()
+        .then(super::avx512_bf16::spec::<f32>)
+        .flatten()
+    else {
+        eprintln!("skipped: this CPU has no AVX512-BF16");
+        return;
+    };
+    let round = |x: f64| f64::from(super::bf16::round_bf16(x as f32));
+    for &(m, n, k) in SHAPES
+        .iter()
+        .chain(&[(12, 32, 512), (25, 70, 1025), (12, 33, 3), (200, 64, 96)])
+    {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            check_driver_reading(spec, (m, n, k), (ta, tb), 1 + usize::from(tb), 1e-4, round);
+        }
+    }
 }

@@ -1,0 +1,232 @@
+//! bf16 operands for f32 products (mixed precision): the rounding, the
+//! rounded copies the f32 kernels multiply where there is no bf16 kernel,
+//! and the pair packing the AVX512-BF16 kernel reads.
+//!
+//! The rounding is `VCVTNEPS2BF16`'s, so every path rounds to the same bits:
+//! to nearest even, NaN kept (quieted), and f32 subnormal inputs (below
+//! 2^-126 in magnitude) flushed to a signed zero.
+//!
+//! A pair-packed panel holds, per slot, two bf16 values of consecutive k in
+//! one 32-bit word (the even k in the low half), which is what
+//! `VDPBF16PS` multiplies pairwise: panels are `[q][i]` / `[q][j]` over
+//! `q = k / 2` instead of `[p][i]` / `[p][j]`, with a zero high half when
+//! the block's depth is odd. Packing converts the block into a pair matrix
+//! first and then lays that out with the f32 packers (32-bit moves only,
+//! so the pairs' bits pass through unchanged).
+
+use std::any::TypeId;
+use std::cell::Cell;
+use std::ops::Range;
+
+use super::pack::{pack_a, pack_b, RawRef};
+use super::scratch::{with_scratch, Scratch};
+use crate::Real;
+
+thread_local! {
+    /// The pair matrix of the block this thread is packing.
+    static PAIRS: Scratch = const { Cell::new(Vec::new()) };
+}
+
+/// bf16 bits of `x`, rounded as `VCVTNEPS2BF16` does (see the module docs).
+#[inline(always)]
+pub(crate) fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let bits = if bits & 0x7f80_0000 == 0 {
+        bits & 0x8000_0000
+    } else {
+        bits
+    };
+    // Round to nearest even on the 16 dropped bits (a carry into the
+    // exponent rounds up to the next binade or to infinity, as it should).
+    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// `x` rounded to bf16, as an f32.
+#[inline(always)]
+pub(crate) fn round_bf16(x: f32) -> f32 {
+    f32::from_bits(u32::from(bf16_bits(x)) << 16)
+}
+
+/// A copy of the first `len` elements of `data` with every value rounded to
+/// bf16 (the operand the f32 kernels multiply in bf16 precision).
+/// `T` must be f32; other types are copied unchanged.
+pub(crate) fn rounded_copy<T: Real>(data: &[T], len: usize) -> Vec<T> {
+    let data = &data[..len];
+    if TypeId::of::<T>() != TypeId::of::<f32>() {
+        return data.to_vec();
+    }
+    // Exact round trips: T is f32.
+    data.iter()
+        .map(|&x| T::from_f64_lossy(f64::from(round_bf16(x.to_f64_lossy() as f32))))
+        .collect()
+}
+
+/// `dst[t] = bf16(src[t·stride])` for `t < len`.
+///
+/// # Safety
+/// The `len` source elements and `len` destination slots are valid.
+unsafe fn convert_run(src: *const f32, stride: usize, len: usize, dst: *mut u16) {
+    let mut t = 0;
+    #[cfg(target_arch = "x86_64")]
+    if stride == 1 && super::avx512_bf16::supported() {
+        // SAFETY: the caller's contract; the CPU has the instructions.
+        t = unsafe { super::avx512_bf16::convert_contiguous(src, len, dst) };
+    }
+    for t in t..len {
+        // SAFETY: t < len, inside both runs.
+        unsafe { *dst.add(t) = bf16_bits(*src.add(t * stride)) };
+    }
+}
+
+/// `dst[t] = bf16(lo[t·stride]) | bf16(hi[t·stride]) << 16` for `t < len`,
+/// with a zero high half when `hi` is `None`.
+///
+/// # Safety
+/// The `len` elements of each source run and `len` destination slots are valid.
+unsafe fn interleave_runs(lo: *const f32, hi: Option<*const f32>, stride: usize, len: usize, dst: *mut u32) {
+    let mut t = 0;
+    #[cfg(target_arch = "x86_64")]
+    if stride == 1 && super::avx512_bf16::supported() {
+        // SAFETY: the caller's contract; the CPU has the instructions.
+        t = unsafe { super::avx512_bf16::interleave_contiguous(lo, hi, len, dst) };
+    }
+    for t in t..len {
+        // SAFETY: t < len, inside every run.
+        unsafe {
+            let high = hi.map_or(0, |h| u32::from(bf16_bits(*h.add(t * stride))));
+            *dst.add(t) = u32::from(bf16_bits(*lo.add(t * stride))) | high << 16;
+        }
+    }
+}
+
+/// The pair matrix of a `rows × kc` block whose element (r, p) is at
+/// `at(r) + p·k_stride` (k along `k_stride`) and `other(p) + r·r_stride`,
+/// written into `pairs`, and the view of it as an f32 `rows × ceil(kc/2)`
+/// matrix. Contiguous k (`k_stride == 1`) converts each row's run in place
+/// (`[r][q]`); contiguous rows interleave two k columns per slot (`[q][r]`).
+///
+/// # Safety
+/// The block lies inside its matrix; `pairs` holds `rows·ceil(kc/2)` words.
+unsafe fn pair_matrix(
+    base: *const f32,
+    r_stride: usize,
+    k_stride: usize,
+    rows: usize,
+    kc: usize,
+    pairs: *mut u32,
+) -> RawRef<f32> {
+    let kq = kc.div_ceil(2);
+    if k_stride == 1 || r_stride != 1 {
+        for r in 0..rows {
+            // SAFETY: row r's kc elements lie in the block; its kq words in `pairs`.
+            unsafe {
+                let row = pairs.add(r * kq);
+                convert_run(base.add(r * r_stride), k_stride, kc, row.cast());
+                if kc % 2 == 1 {
+                    // The odd depth's missing partner.
+                    *row.cast::<u16>().add(kc) = 0;
+                }
+            }
+        }
+        RawRef {
+            ptr: pairs.cast_const().cast(),
+            rs: kq,
+            cs: 1,
+        }
+    } else {
+        for q in 0..kq {
+            // SAFETY: columns 2q and 2q+1 (when < kc) of the block, rows words at q·rows.
+            unsafe {
+                let lo = base.add(2 * q * k_stride);
+                let hi = (2 * q + 1 < kc).then(|| base.add((2 * q + 1) * k_stride));
+                interleave_runs(lo, hi, 1, rows, pairs.add(q * rows));
+            }
+        }
+        RawRef {
+            ptr: pairs.cast_const().cast(),
+            rs: 1,
+            cs: rows,
+        }
+    }
+}
+
+/// Reinterprets a view of `T` (which is f32) as one of f32.
+fn as_f32<T: Real>(x: RawRef<T>) -> RawRef<f32> {
+    debug_assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    RawRef {
+        ptr: x.ptr.cast(),
+        rs: x.rs,
+        cs: x.cs,
+    }
+}
+
+/// [`pack_a`] for the bf16 pair kernel: rows `i0..i0+mc`, k `p0..p0+kc` of
+/// `a` as `ceil(mc/mr)` panels of `ceil(kc/2)` slots of `mr` pairs.
+///
+/// # Safety
+/// `T` is f32; the block lies inside `a`; `dst` holds
+/// `ceil(mc/mr)·mr·ceil(kc/2)` elements.
+pub(crate) unsafe fn pack_a_pairs<T: Real>(
+    a: RawRef<T>,
+    i0: usize,
+    p0: usize,
+    mc: usize,
+    kc: usize,
+    mr: usize,
+    dst: *mut T,
+) {
+    let a = as_f32(a);
+    let kq = kc.div_ceil(2);
+    with_scratch(&PAIRS, mc * kq * 4, |buf| {
+        // SAFETY: the block lies inside `a` (caller); `buf` holds mc·kq words.
+        unsafe {
+            let view = pair_matrix(a.at(i0, p0), a.rs, a.cs, mc, kc, buf.cast());
+            pack_a::<f32>(view, 0, 0, mc, kq, mr, dst.cast());
+        }
+    });
+}
+
+/// [`pack_b`] for the bf16 pair kernel: k `p0..p0+kc`, columns
+/// `j0..j0+nc` of `b` as `ceil(nc/nr)` panels of `ceil(kc/2)` slots of `nr`
+/// pairs, packing only the panels in `panels`.
+///
+/// # Safety
+/// `T` is f32; the block lies inside `b`; `dst` holds
+/// `ceil(nc/nr)·nr·ceil(kc/2)` elements.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn pack_b_pairs<T: Real>(
+    b: RawRef<T>,
+    p0: usize,
+    j0: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    panels: Range<usize>,
+    dst: *mut T,
+) {
+    let b = as_f32(b);
+    let kq = kc.div_ceil(2);
+    let first = panels.start * nr;
+    let cols = (panels.end * nr).min(nc).saturating_sub(first);
+    if cols == 0 {
+        return;
+    }
+    with_scratch(&PAIRS, cols * kq * 4, |buf| {
+        // SAFETY: the panels' columns lie inside `b` (caller); `buf` holds
+        // cols·kq words; the panels start at panels.start·kq·nr in `dst`.
+        unsafe {
+            // Bᵀ's rows are B's columns: the pair matrix is cols × kq.
+            let t = pair_matrix(b.at(p0, j0 + first), b.cs, b.rs, cols, kc, buf.cast());
+            let view = RawRef {
+                ptr: t.ptr,
+                rs: t.cs,
+                cs: t.rs,
+            };
+            let out = dst.cast::<f32>().add(panels.start * kq * nr);
+            pack_b::<f32>(view, 0, 0, kq, cols, nr, 0..panels.len(), out);
+        }
+    });
+}
