@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use moe_kernels::cpu::attention::{attention_backward, attention_forward, default_scale, AttnDims};
+use moe_kernels::cpu::gemm::ProductPrecision;
 
 /// Deterministic values in [-1, 1).
 fn filled(len: usize, seed: usize) -> Vec<f32> {
@@ -44,13 +45,27 @@ fn attention(cr: &mut Criterion) {
         );
         g.throughput(Throughput::Elements(pairs * 4 * d.dh as u64));
         g.bench_with_input(BenchmarkId::new("forward", &id), &(), |b, _| {
-            b.iter(|| attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale).unwrap())
+            b.iter(|| attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale, ProductPrecision::Full).unwrap())
         });
         g.throughput(Throughput::Elements(pairs * 14 * d.dh as u64));
         g.bench_with_input(BenchmarkId::new("forward_backward", &id), &(), |b, _| {
             b.iter(|| {
-                attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale).unwrap();
-                attention_backward(&mut dq, &mut dk, &mut dv, &d_o, &q, &k, &v, &o, &lse, d, scale).unwrap()
+                attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale, ProductPrecision::Full).unwrap();
+                attention_backward(
+                    &mut dq,
+                    &mut dk,
+                    &mut dv,
+                    &d_o,
+                    &q,
+                    &k,
+                    &v,
+                    &o,
+                    &lse,
+                    d,
+                    scale,
+                    ProductPrecision::Full,
+                )
+                .unwrap()
             })
         });
     }

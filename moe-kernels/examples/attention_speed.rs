@@ -6,20 +6,26 @@
 //! RAYON_NUM_THREADS=1 /usr/bin/time -f "%U s user" \
 //!     cargo run -p moe-kernels --release --example attention_speed -- 1 8 2 1024 64 5
 //! ```
-//! Arguments: B Hq Hkv T Dh iterations. Prints GFLOP/s of the causal products
-//! per phase (forward 4·Dh, backward 10·Dh FLOPs per visible pair).
+//! Arguments: B Hq Hkv T Dh iterations [bf16]. Prints GFLOP/s of the causal
+//! products per phase (forward 4·Dh, backward 10·Dh FLOPs per visible pair);
+//! `bf16` runs the products in bf16 precision.
 
 use std::time::Instant;
 
 use moe_kernels::cpu::attention::{attention_backward, attention_forward, default_scale, AttnDims};
+use moe_kernels::cpu::gemm::ProductPrecision;
 
 fn main() {
-    let a: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|s| s.parse().expect("integer argument"))
-        .collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let precision = if args.last().map(String::as_str) == Some("bf16") {
+        args.pop();
+        ProductPrecision::Bf16
+    } else {
+        ProductPrecision::Full
+    };
+    let a: Vec<usize> = args.iter().map(|s| s.parse().expect("integer argument")).collect();
     let [b, hq, hkv, t, dh, iters] = a[..] else {
-        eprintln!("usage: attention_speed B Hq Hkv T Dh iterations");
+        eprintln!("usage: attention_speed B Hq Hkv T Dh iterations [bf16]");
         std::process::exit(2);
     };
     let d = AttnDims::causal(b, hq, hkv, t, dh);
@@ -37,10 +43,13 @@ fn main() {
     let (mut tf, mut tb) = (0.0f64, 0.0f64);
     for _ in 0..iters {
         let s = Instant::now();
-        attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale).expect("forward");
+        attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale, precision).expect("forward");
         tf += s.elapsed().as_secs_f64();
         let s = Instant::now();
-        attention_backward(&mut dq, &mut dk, &mut dv, &d_o, &q, &k, &v, &o, &lse, d, scale).expect("backward");
+        attention_backward(
+            &mut dq, &mut dk, &mut dv, &d_o, &q, &k, &v, &o, &lse, d, scale, precision,
+        )
+        .expect("backward");
         tb += s.elapsed().as_secs_f64();
     }
     let n = iters as f64;

@@ -4,6 +4,7 @@ mod fused_util;
 
 use fused_util::*;
 use moe_kernels::cpu::attention::*;
+use moe_kernels::cpu::gemm::ProductPrecision;
 use moe_kernels::KernelError;
 
 /// Explicit attention: scores [Tq, Tk] per head, bottom-right causal mask,
@@ -92,14 +93,15 @@ fn run<T: moe_kernels::Real>(
     dout: &[T],
     d: AttnDims,
     scale: T,
+    precision: ProductPrecision,
 ) -> (Vec<T>, Vec<T>, [Vec<T>; 3]) {
     let mut o = vec![T::zero(); q.len()];
     let mut lse = vec![T::zero(); d.b * d.hq * d.tq];
-    attention_forward(&mut o, &mut lse, q, k, v, d, scale).unwrap();
+    attention_forward(&mut o, &mut lse, q, k, v, d, scale, precision).unwrap();
     let mut dq = vec![T::nan(); q.len()]; // NaN: backward must overwrite, not accumulate
     let mut dk = vec![T::nan(); k.len()];
     let mut dv = vec![T::nan(); v.len()];
-    attention_backward(&mut dq, &mut dk, &mut dv, dout, q, k, v, &o, &lse, d, scale).unwrap();
+    attention_backward(&mut dq, &mut dk, &mut dv, dout, q, k, v, &o, &lse, d, scale, precision).unwrap();
     (o, lse, [dq, dk, dv])
 }
 
@@ -175,14 +177,22 @@ fn forward_and_backward_match_explicit_attention() {
         let (want_o, want_lse, _) = ref_forward(&q, &k, &v, d, scale);
         let want_grads = ref_backward(&dout, &q, &k, &v, d, scale);
 
-        let (o, lse, grads) = run(&q, &k, &v, &dout, d, scale);
+        let (o, lse, grads) = run(&q, &k, &v, &dout, d, scale, ProductPrecision::Full);
         assert_close(&format!("{d:?} o f64"), &o, &want_o, 1e-13, 1e-11);
         assert_close(&format!("{d:?} lse f64"), &lse, &want_lse, 1e-13, 1e-12);
         for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want_grads)) {
             assert_close(&format!("{d:?} {name} f64"), got, want, 1e-12, 1e-10);
         }
 
-        let (of, lsef, gradsf) = run(&to_f32(&q), &to_f32(&k), &to_f32(&v), &to_f32(&dout), d, scale as f32);
+        let (of, lsef, gradsf) = run(
+            &to_f32(&q),
+            &to_f32(&k),
+            &to_f32(&v),
+            &to_f32(&dout),
+            d,
+            scale as f32,
+            ProductPrecision::Full,
+        );
         assert_close(&format!("{d:?} o f32"), &to_f64(&of), &want_o, 1e-5, 1e-4);
         assert_close(&format!("{d:?} lse f32"), &to_f64(&lsef), &want_lse, 1e-5, 1e-5);
         for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(gradsf.iter().zip(&want_grads)) {
@@ -213,10 +223,10 @@ fn backward_matches_finite_differences() {
     let loss = |q: &[f64], k: &[f64], v: &[f64]| {
         let mut o = vec![0.0; nq];
         let mut lse = vec![0.0; d.b * d.hq * d.tq];
-        attention_forward(&mut o, &mut lse, q, k, v, d, scale).unwrap();
+        attention_forward(&mut o, &mut lse, q, k, v, d, scale, ProductPrecision::Full).unwrap();
         dot(&o, &dout)
     };
-    let (_, _, [dq, dk, dv]) = run(&q, &k, &v, &dout, d, scale);
+    let (_, _, [dq, dk, dv]) = run(&q, &k, &v, &dout, d, scale, ProductPrecision::Full);
     assert_close("dq fd", &dq, &fd_grad(|x| loss(x, &k, &v), &q, 1e-5), 1e-8, 1e-6);
     assert_close("dk fd", &dk, &fd_grad(|x| loss(&q, x, &v), &k, 1e-5), 1e-8, 1e-6);
     assert_close("dv fd", &dv, &fd_grad(|x| loss(&q, &k, x), &v, 1e-5), 1e-8, 1e-6);
@@ -231,13 +241,15 @@ fn results_are_bitwise_deterministic() {
     let k = to_f32(&uniform(&mut g, nkv, 1.0));
     let v = to_f32(&uniform(&mut g, nkv, 1.0));
     let dout = to_f32(&uniform(&mut g, nq, 1.0));
-    let first = run(&q, &k, &v, &dout, d, 0.2f32);
-    for _ in 0..3 {
-        assert_eq!(run(&q, &k, &v, &dout, d, 0.2f32), first);
+    for precision in [ProductPrecision::Full, ProductPrecision::Bf16] {
+        let first = run(&q, &k, &v, &dout, d, 0.2f32, precision);
+        for _ in 0..3 {
+            assert_eq!(run(&q, &k, &v, &dout, d, 0.2f32, precision), first);
+        }
+        // The same bits on one thread as on the default pool.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert_eq!(pool.install(|| run(&q, &k, &v, &dout, d, 0.2f32, precision)), first);
     }
-    // The same bits on one thread as on the default pool.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    assert_eq!(pool.install(|| run(&q, &k, &v, &dout, d, 0.2f32)), first);
 }
 
 #[test]
@@ -247,17 +259,74 @@ fn wrong_lengths_are_errors() {
     let kv = [0.0f32; 12];
     let mut o = [0.0f32; 24];
     let mut lse = [0.0f32; 6];
-    let err = attention_forward(&mut o, &mut lse, &q, &kv[..11], &kv, d, 0.5).unwrap_err();
+    let err = attention_forward(&mut o, &mut lse, &q, &kv[..11], &kv, d, 0.5, ProductPrecision::Full).unwrap_err();
     assert!(matches!(err, KernelError::LengthMismatch { buffer: "k", .. }), "{err}");
-    let err = attention_forward(&mut o, &mut lse[..5], &q, &kv, &kv, d, 0.5).unwrap_err();
+    let err = attention_forward(&mut o, &mut lse[..5], &q, &kv, &kv, d, 0.5, ProductPrecision::Full).unwrap_err();
     assert!(
         matches!(err, KernelError::LengthMismatch { buffer: "lse", .. }),
         "{err}"
     );
     let (mut dq, mut dk, mut dv) = ([0.0f32; 24], [0.0f32; 12], [0.0f32; 12]);
-    let err = attention_backward(&mut dq, &mut dk, &mut dv, &q[..20], &q, &kv, &kv, &o, &lse, d, 0.5).unwrap_err();
+    let err = attention_backward(
+        &mut dq,
+        &mut dk,
+        &mut dv,
+        &q[..20],
+        &q,
+        &kv,
+        &kv,
+        &o,
+        &lse,
+        d,
+        0.5,
+        ProductPrecision::Full,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, KernelError::LengthMismatch { buffer: "d_o", .. }),
         "{err}"
     );
+}
+
+/// In bf16 precision every tile product reads its operands rounded to bf16
+/// (8 significant bits): results stay within bf16's error of explicit f64
+/// attention, and differ from the f32 products' (the rounding happened).
+#[test]
+fn bf16_products_stay_within_bf16_error_of_explicit_attention() {
+    let mut g = rng(43);
+    for &d in &CASES[1..] {
+        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
+        let q = uniform(&mut g, nq, 1.5);
+        let k = uniform(&mut g, nkv, 1.5);
+        let v = uniform(&mut g, nkv, 1.0);
+        let dout = uniform(&mut g, nq, 1.0);
+        let scale = default_scale::<f64>(d.dh);
+        let (want_o, want_lse, _) = ref_forward(&q, &k, &v, d, scale);
+        let want_grads = ref_backward(&dout, &q, &k, &v, d, scale);
+        let inputs = [&q, &k, &v, &dout].map(|x| to_f32(x));
+        let go = |precision| {
+            run(
+                &inputs[0],
+                &inputs[1],
+                &inputs[2],
+                &inputs[3],
+                d,
+                scale as f32,
+                precision,
+            )
+        };
+        let (o, lse, grads) = go(ProductPrecision::Bf16);
+        assert_close(&format!("{d:?} o bf16"), &to_f64(&o), &want_o, 2e-2, 2e-2);
+        assert_close(&format!("{d:?} lse bf16"), &to_f64(&lse), &want_lse, 2e-2, 2e-2);
+        for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want_grads)) {
+            assert_close(&format!("{d:?} {name} bf16"), &to_f64(got), want, 3e-2, 3e-2);
+        }
+        let (of, _, gradsf) = go(ProductPrecision::Full);
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(max_diff(&o, &of) > 1e-4, "{d:?}: bf16 forward equals f32");
+        assert!(
+            max_diff(&grads[0], &gradsf[0]) > 1e-4,
+            "{d:?}: bf16 backward equals f32"
+        );
+    }
 }

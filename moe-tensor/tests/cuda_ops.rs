@@ -1242,7 +1242,11 @@ fn causal_attention_forward_and_backward() -> Result<()> {
 }
 
 /// Tensor-core attention (bf16 operands, P and dS rounded to bf16) against
-/// the CPU's f32 attention. bf16's unit roundoff is 2^-9 ≈ 2e-3 per operand;
+/// the CPU's attention under the same precision, whose tile products round
+/// the same operands (Q, K, V and dO to the same bits; P and dS come from
+/// tiles of another size, so they round differently) and which stays within
+/// 2e-2 of an f64 reference (moe-kernels' fused_attention test). bf16's
+/// unit roundoff is 2^-9 ≈ 2e-3 per operand;
 /// scores of N(0, 1) inputs move by up to about 2^-8 · scale · Σ|q||k| ≈
 /// 1e-2 (Dh 64–128), P relatively as much, and outputs are sums of such
 /// terms: the CPU emulator's run of these kernels (tools/cuda_emu,

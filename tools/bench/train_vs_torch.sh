@@ -6,7 +6,9 @@
 # moments of a shared machine. Prints every run and a table: per
 # implementation the best round's median step time as tokens/s, and our
 # ratio to each PyTorch mode. Raw JSON lines go to $OUT (default
-# target/train-bench/runs.jsonl, appended).
+# target/train-bench/runs.jsonl, appended). PRECISION=bf16 runs both in
+# mixed precision: ours with `--precision bf16` (matmul operands rounded to
+# bf16, f32 accumulation), PyTorch under bf16 autocast.
 #
 # Usage (repository root):
 #   PYTHON=/work/venv/bin/python ROUNDS=3 STEPS=10 tools/bench/train_vs_torch.sh
@@ -17,6 +19,12 @@ STEPS=${STEPS:-10}
 WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-2}
 COMPILE=${COMPILE:-1}
+PRECISION=${PRECISION:-f32}
+case $PRECISION in
+f32) ours_prec=(--precision f32) peer_prec=(--amp none) ;;
+bf16) ours_prec=(--precision bf16) peer_prec=(--amp bf16) ;;
+*) echo "PRECISION must be f32 or bf16, not '$PRECISION'" >&2; exit 2 ;;
+esac
 CONFIGS=${CONFIGS:-bench-dense bench-moe}
 target=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$target/train-bench/runs.jsonl}
@@ -24,7 +32,7 @@ mkdir -p "$(dirname "$OUT")"
 cargo build --release -q -p moe-train --bin moe
 moe=$target/release/moe
 stamp=$(date -u +"%Y-%m-%dT%H:%M:%SZ")
-echo "# $stamp $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs; torch $("$PY" -c 'import torch; print(torch.__version__)')"
+echo "# $stamp precision $PRECISION; $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $(nproc) CPUs; torch $("$PY" -c 'import torch; print(torch.__version__)')"
 run() { # label, command...
     local label=$1
     shift
@@ -38,17 +46,17 @@ run() { # label, command...
 for r in $(seq 1 "$ROUNDS"); do
     echo "# round $r/$ROUNDS: $(uptime)"
     for cfg in $CONFIGS; do
-        run "moe $cfg" env RAYON_NUM_THREADS="$THREADS" "$moe" bench --config "$cfg" --steps "$STEPS" --warmup "$WARMUP"
+        run "moe $cfg" env RAYON_NUM_THREADS="$THREADS" "$moe" bench --config "$cfg" --steps "$STEPS" --warmup "$WARMUP" "${ours_prec[@]}"
         run "torch-eager $cfg" "$PY" tools/bench/train_peer.py --config "$cfg" --steps "$STEPS" --warmup "$WARMUP" \
-            --threads "$THREADS"
+            --threads "$THREADS" "${peer_prec[@]}"
         # OpenMP's default spin-waiting collapses when another process takes a
         # core (steps 5-10x slower); passive waiting shows torch's throughput
         # on a shared machine.
         run "torch-eager-passive $cfg" env OMP_WAIT_POLICY=PASSIVE "$PY" tools/bench/train_peer.py --config "$cfg" \
-            --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS"
+            --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" "${peer_prec[@]}"
         if [ "$COMPILE" = 1 ]; then
             run "torch-compile $cfg" "$PY" tools/bench/train_peer.py --config "$cfg" --steps "$STEPS" \
-                --warmup "$WARMUP" --threads "$THREADS" --compile
+                --warmup "$WARMUP" --threads "$THREADS" --compile "${peer_prec[@]}"
         fi
     done
 done

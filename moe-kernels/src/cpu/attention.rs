@@ -30,7 +30,7 @@ pub use backward::attention_backward;
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, MatMut, MatRef};
+use super::gemm::{gemm_with, MatMut, MatRef, ProductPrecision};
 use super::index::check_len;
 use super::softmax::numel;
 use super::softmax::vexp::{exp_sub_sum_inplace, row_max};
@@ -116,8 +116,11 @@ pub fn default_scale<T: Real>(dh: usize) -> T {
 /// o: [B, Hq, Tq, Dh]   written: softmax(scale · q kᵀ + causal mask) v
 /// lse: [B, Hq, Tq]     written: logsumexp of each masked score row, for backward
 /// ```
-/// Errors if a buffer length does not match `dims`; panics if `Hq % Hkv != 0`
-/// or `Tq > Tk` (callers validate the configuration).
+/// The tile products (`q kᵀ` and `p v`) read their operands at `precision`
+/// (bf16: as the GPU's tensor-core attention rounds them, with f32 softmax
+/// statistics and probabilities). Errors if a buffer length does not match
+/// `dims`; panics if `Hq % Hkv != 0` or `Tq > Tk` (callers validate the
+/// configuration).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward<T: Real>(
     o: &mut [T],
@@ -127,6 +130,7 @@ pub fn attention_forward<T: Real>(
     v: &[T],
     dims: AttnDims,
     scale: T,
+    precision: ProductPrecision,
 ) -> Result<(), KernelError> {
     const OP: &str = "attention";
     let (nq, nkv, nl) = dims.sizes(OP)?;
@@ -147,7 +151,7 @@ pub fn attention_forward<T: Real>(
         let kv0 = (b * hkv + h / g) * tk * dh;
         let qh = &q[bh * tq * dh..(bh + 1) * tq * dh];
         let (kh, vh) = (&k[kv0..kv0 + tk * dh], &v[kv0..kv0 + tk * dh]);
-        forward_head(oh, lh, qh, kh, vh, tq, tk, dh, scale);
+        forward_head(oh, lh, qh, kh, vh, tq, tk, dh, scale, precision);
     };
     if dh == 0 {
         // Empty heads: every visible score is 0, so lse = ln(#visible keys).
@@ -179,6 +183,7 @@ fn forward_head<T: Real>(
     tk: usize,
     dh: usize,
     scale: T,
+    precision: ProductPrecision,
 ) {
     let off = tk - tq;
     let mut s = vec![T::zero(); BR * BC]; // scores, then probabilities: [BR, BC]
@@ -205,7 +210,8 @@ fn forward_head<T: Real>(
                 rs: 1,
                 cs: dh,
             };
-            gemm(
+            gemm_with(
+                precision,
                 br,
                 bc,
                 dh,
@@ -247,7 +253,8 @@ fn forward_head<T: Real>(
                 rs: dh,
                 cs: 1,
             };
-            gemm(
+            gemm_with(
+                precision,
                 br,
                 dh,
                 bc,

@@ -6,6 +6,7 @@
 use super::fused_util::{check_float, check_like, elems, float_call, plain, Float};
 use super::index::kernel_err;
 use crate::backprop::BackwardOp;
+use crate::precision::cpu_product_precision;
 use crate::storage::Storage;
 use crate::{Error, Result, Shape, Tensor};
 use moe_kernels::cpu::attention::{self as kernels, AttnDims};
@@ -60,8 +61,11 @@ fn backward<T: Float>(b: &AttentionBackward, g: &Tensor) -> Result<[Tensor; 3]> 
         vec![T::zero(); v.len()],
     );
     let scale = T::from_f64_lossy(b.scale);
-    kernels::attention_backward(&mut dq, &mut dk, &mut dv, d_o, q, k, v, o, lse, b.dims, scale)
-        .map_err(kernel_err(OP))?;
+    let precision = cpu_product_precision();
+    kernels::attention_backward(
+        &mut dq, &mut dk, &mut dv, d_o, q, k, v, o, lse, b.dims, scale, precision,
+    )
+    .map_err(kernel_err(OP))?;
     Ok([plain(dq, b.q.shape()), plain(dk, b.k.shape()), plain(dv, b.v.shape())])
 }
 
@@ -93,7 +97,8 @@ fn forward<T: Float>(q: Tensor, k: Tensor, v: Tensor, dims: AttnDims, scale: f64
         let vv = elems::<T>(&guards[2], &v, OP)?;
         let mut o = vec![T::zero(); qv.len()];
         let mut lse = vec![T::zero(); dims.b * dims.hq * dims.tq];
-        kernels::attention_forward(&mut o, &mut lse, qv, kv, vv, dims, T::from_f64_lossy(scale))
+        let precision = cpu_product_precision();
+        kernels::attention_forward(&mut o, &mut lse, qv, kv, vv, dims, T::from_f64_lossy(scale), precision)
             .map_err(kernel_err(OP))?;
         (o, lse)
     };

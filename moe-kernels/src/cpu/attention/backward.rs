@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::{AttnDims, BC, BR, PAR_MIN_WORK};
-use crate::cpu::gemm::{gemm, MatMut, MatRef};
+use crate::cpu::gemm::{gemm_with, MatMut, MatRef, ProductPrecision};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, exp_sub_sum_inplace};
 use crate::{KernelError, Real};
@@ -25,7 +25,8 @@ use crate::{KernelError, Real};
 /// dq:   [B, Hq, Tq, Dh]   written
 /// dk, dv: [B, Hkv, Tk, Dh] written, summed over the G query heads of each kv head
 /// ```
-/// `scale` must be the one forward used. Errors if a buffer length does not
+/// `scale` must be the one forward used; the five tile products read their
+/// operands at `precision`, like forward's. Errors if a buffer length does not
 /// match `dims`; panics on an invalid head or length relation (see forward).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Real>(
@@ -40,6 +41,7 @@ pub fn attention_backward<T: Real>(
     lse: &[T],
     dims: AttnDims,
     scale: T,
+    precision: ProductPrecision,
 ) -> Result<(), KernelError> {
     const OP: &str = "attention_backward";
     let (nq, nkv, nl) = dims.sizes(OP)?;
@@ -75,6 +77,7 @@ pub fn attention_backward<T: Real>(
             tk,
             dh,
             scale,
+            precision,
         };
         backward_group(dqg, dkh, dvh, &a);
     };
@@ -109,10 +112,13 @@ struct GroupIn<'a, T> {
     tk: usize,
     dh: usize,
     scale: T,
+    /// How the tile products read their operands.
+    precision: ProductPrecision,
 }
 
 /// One (b, kv head): `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]`, all zeroed on entry.
 fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>) {
+    let precision = a.precision;
     let GroupIn { tq, tk, dh, scale, .. } = *a;
     let off = tk - tq;
     let mut p = vec![T::zero(); BR * BC]; // probabilities of a tile: [BR, BC]
@@ -140,7 +146,8 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     rs: 1,
                     cs: dh,
                 };
-                gemm(
+                gemm_with(
+                    precision,
                     br,
                     bc,
                     dh,
@@ -166,7 +173,8 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     rs: 1,
                     cs: BC,
                 };
-                gemm(
+                gemm_with(
+                    precision,
                     bc,
                     dh,
                     br,
@@ -186,7 +194,8 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     rs: 1,
                     cs: dh,
                 };
-                gemm(
+                gemm_with(
+                    precision,
                     br,
                     bc,
                     dh,
@@ -213,7 +222,8 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     rs: BC,
                     cs: 1,
                 };
-                gemm(
+                gemm_with(
+                    precision,
                     br,
                     dh,
                     bc,
@@ -232,7 +242,8 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     rs: 1,
                     cs: BC,
                 };
-                gemm(
+                gemm_with(
+                    precision,
                     bc,
                     dh,
                     br,
