@@ -164,18 +164,55 @@ const CASES: &[AttnDims] = &[
     },
 ];
 
+/// Random inputs of one case and explicit attention's results on them.
+struct Explicit {
+    q: Vec<f64>,
+    k: Vec<f64>,
+    v: Vec<f64>,
+    dout: Vec<f64>,
+    scale: f64,
+    want_o: Vec<f64>,
+    want_lse: Vec<f64>,
+    want_grads: [Vec<f64>; 3],
+}
+
+impl Explicit {
+    fn new(g: &mut rand_chacha::ChaCha8Rng, d: AttnDims) -> Self {
+        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
+        let q = uniform(g, nq, 1.5);
+        let k = uniform(g, nkv, 1.5);
+        let v = uniform(g, nkv, 1.0);
+        let dout = uniform(g, nq, 1.0);
+        let scale = default_scale::<f64>(d.dh);
+        let (want_o, want_lse, _) = ref_forward(&q, &k, &v, d, scale);
+        let want_grads = ref_backward(&dout, &q, &k, &v, d, scale);
+        Explicit {
+            q,
+            k,
+            v,
+            dout,
+            scale,
+            want_o,
+            want_lse,
+            want_grads,
+        }
+    }
+}
+
 #[test]
 fn forward_and_backward_match_explicit_attention() {
     let mut g = rng(40);
     for &d in CASES {
-        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
-        let q = uniform(&mut g, nq, 1.5);
-        let k = uniform(&mut g, nkv, 1.5);
-        let v = uniform(&mut g, nkv, 1.0);
-        let dout = uniform(&mut g, nq, 1.0);
-        let scale = default_scale::<f64>(d.dh);
-        let (want_o, want_lse, _) = ref_forward(&q, &k, &v, d, scale);
-        let want_grads = ref_backward(&dout, &q, &k, &v, d, scale);
+        let Explicit {
+            q,
+            k,
+            v,
+            dout,
+            scale,
+            want_o,
+            want_lse,
+            want_grads,
+        } = Explicit::new(&mut g, d);
 
         let (o, lse, grads) = run(&q, &k, &v, &dout, d, scale, ProductPrecision::Full);
         assert_close(&format!("{d:?} o f64"), &o, &want_o, 1e-13, 1e-11);
@@ -295,14 +332,16 @@ fn wrong_lengths_are_errors() {
 fn bf16_products_stay_within_bf16_error_of_explicit_attention() {
     let mut g = rng(43);
     for &d in &CASES[1..] {
-        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
-        let q = uniform(&mut g, nq, 1.5);
-        let k = uniform(&mut g, nkv, 1.5);
-        let v = uniform(&mut g, nkv, 1.0);
-        let dout = uniform(&mut g, nq, 1.0);
-        let scale = default_scale::<f64>(d.dh);
-        let (want_o, want_lse, _) = ref_forward(&q, &k, &v, d, scale);
-        let want_grads = ref_backward(&dout, &q, &k, &v, d, scale);
+        let Explicit {
+            q,
+            k,
+            v,
+            dout,
+            scale,
+            want_o,
+            want_lse,
+            want_grads,
+        } = Explicit::new(&mut g, d);
         let inputs = [&q, &k, &v, &dout].map(|x| to_f32(x));
         let go = |precision| {
             run(

@@ -27,6 +27,15 @@
 //! and store per element, which cost ~1/8 of the micro-kernel's time on the
 //! models' K = 256 products.
 //!
+//! Mixed precision ([`ProductPrecision::Bf16`], [`gemm_with`]): on CPUs with
+//! AVX512-BF16 the same driver runs a bf16 pair kernel (`avx512_bf16.rs`)
+//! whose panels hold two k values per 32-bit slot (`bf16.rs` converts and
+//! packs them), at twice the f32 kernel's multiply-add rate: 290–410 against
+//! 170–197 GFLOP/s on the models' products on the 2-core Zen 4 VM
+//! (BENCHMARKS.md, `examples/gemm_shapes.rs -- bf16`). Other CPUs, and the
+//! direct and matrix-vector paths, multiply rounded copies with the f32
+//! kernels: the same products, summed in another order.
+//!
 //! Paths: tiny products and self-overlapping C go to a direct loop; `m == 1`
 //! or `n == 1` to a streaming matrix-vector kernel; the rest to the packed
 //! driver, on one thread below [`PAR_MIN_WORK`] multiply-adds and on rayon's
