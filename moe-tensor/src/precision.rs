@@ -64,6 +64,13 @@ pub(crate) fn cpu_product_precision() -> ProductPrecision {
     }
 }
 
+/// The CPU GEMM micro-kernel that f32 products use at the calling thread's
+/// precision, e.g. `"avx512f f32 12x32"` or `"avx512-bf16 bf16x2 12x32"`
+/// (for benchmark reports: which kernel a run's speed comes from).
+pub fn cpu_matmul_kernel() -> &'static str {
+    moe_kernels::cpu::gemm::selected_kernel::<f32>(cpu_product_precision())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

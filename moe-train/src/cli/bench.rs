@@ -221,6 +221,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "config": a.config,
             "device": dev.to_string(),
             "precision": format!("{:?}", a.precision).to_lowercase(),
+            "cpu_gemm_kernel": dev.is_cpu().then(moe_tensor::cpu_matmul_kernel),
             "batch_size": b,
             "seq_len": t,
             "threads": threads,
@@ -255,6 +256,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             a.steps,
             a.warmup
         );
+        if dev.is_cpu() {
+            println!("GEMM kernel: {}", moe_tensor::cpu_matmul_kernel());
+        }
         let cpu = cpu_per_step.map_or("n/a".to_string(), |c| format!("{:.0} ms", c * 1e3));
         println!(
             "step median {:.1} ms (mean {:.1}, min {:.1}): {:.0} tokens/s; CPU time {cpu}/step; peak RSS {mib}; loss {first_loss:.3} -> {last_loss:.3}",

@@ -18,10 +18,16 @@ use super::bf16::{pack_a_pairs, pack_b_pairs};
 use super::kernel::KernelSpec;
 use crate::Real;
 
-/// Whether this CPU has AVX-512F and AVX512-BF16 (checked once).
+/// Whether this CPU has AVX-512F/BW/VL and AVX512-BF16 (checked once; every
+/// CPU with the last has the others).
 pub(crate) fn supported() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"))
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512bf16")
+    })
 }
 
 /// Whether bf16 products use this kernel: [`supported`], and
@@ -133,47 +139,56 @@ fn pairs(x: __m512i) -> __m512bh {
     unsafe { std::mem::transmute::<__m512i, __m512bh>(x) }
 }
 
-/// [`super::bf16::bf16_bits`] of `src[..len]` into `dst`, 16 at a time;
-/// returns how many it converted (the caller does the rest).
+/// Lane mask of the first `n` (≤ 16) lanes.
+#[inline(always)]
+fn first(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
+/// [`super::bf16::bf16_bits`] of `src[..len]` into `dst`, 16 at a time and
+/// a masked tail (no access past `len`); returns `len`.
 ///
 /// # Safety
-/// AVX-512F and AVX512-BF16 available; `len` elements at `src` and `len`
-/// slots at `dst`.
-#[target_feature(enable = "avx512f,avx512bf16")]
+/// AVX-512F/BW/VL and AVX512-BF16 available; `len` elements at `src` and
+/// `len` slots at `dst`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub(super) unsafe fn convert_contiguous(src: *const f32, len: usize, dst: *mut u16) -> usize {
     let mut t = 0;
-    while t + 16 <= len {
-        // SAFETY: t + 16 ≤ len.
+    while t < len {
+        let m = first((len - t).min(16));
+        // SAFETY: the mask covers only lanes below len.
         unsafe {
-            let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src.add(t)));
-            _mm256_storeu_si256(dst.add(t).cast(), std::mem::transmute::<__m256bh, __m256i>(v));
+            let v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src.add(t)));
+            _mm256_mask_storeu_epi16(dst.add(t).cast(), m, std::mem::transmute::<__m256bh, __m256i>(v));
         }
         t += 16;
     }
-    t
+    len
 }
 
-/// Pairs `bf16(lo[t]) | bf16(hi[t]) << 16` of contiguous runs into `dst`,
-/// 16 at a time (`hi` None: zero high halves); returns how many it wrote.
+/// Pairs `bf16(lo[t]) | bf16(hi[t]) << 16` of contiguous runs into `dst`
+/// (`hi` None: zero high halves), 16 at a time and a masked tail; returns
+/// `len`.
 ///
 /// # Safety
-/// AVX-512F and AVX512-BF16 available; `len` elements at `lo` (and `hi`)
-/// and `len` words at `dst`.
-#[target_feature(enable = "avx512f,avx512bf16")]
+/// AVX-512F/BW/VL and AVX512-BF16 available; `len` elements at `lo` (and
+/// `hi`) and `len` words at `dst`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub(super) unsafe fn interleave_contiguous(lo: *const f32, hi: Option<*const f32>, len: usize, dst: *mut u32) -> usize {
     let widen = |x: __m256bh| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(x));
     let mut t = 0;
-    while t + 16 <= len {
-        // SAFETY: t + 16 ≤ len.
+    while t < len {
+        let m = first((len - t).min(16));
+        // SAFETY: the mask covers only lanes below len.
         unsafe {
-            let mut w = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(lo.add(t))));
+            let mut w = widen(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo.add(t))));
             if let Some(h) = hi {
-                let high = widen(_mm512_cvtneps_pbh(_mm512_loadu_ps(h.add(t))));
+                let high = widen(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, h.add(t))));
                 w = _mm512_or_si512(w, _mm512_slli_epi32::<16>(high));
             }
-            _mm512_storeu_si512(dst.add(t).cast(), w);
+            _mm512_mask_storeu_epi32(dst.add(t).cast(), m, w);
         }
         t += 16;
     }
-    t
+    len
 }

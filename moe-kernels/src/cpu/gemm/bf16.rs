@@ -163,58 +163,6 @@ fn as_f32<T: Real>(x: RawRef<T>) -> RawRef<f32> {
     }
 }
 
-/// Which f32 packer lays out a pair matrix as one panel.
-#[derive(Clone, Copy)]
-enum Side {
-    /// A: the panel's lanes are the matrix's rows ([`pack_a`]).
-    A,
-    /// B: the panel's lanes are the matrix's columns ([`pack_b`]).
-    B,
-}
-
-/// One panel of `w` lanes (`lanes ≤ w` real ones, zeros after) over k
-/// `0..kc` of a block whose lane `r`, k `p` is at `base + r·r_stride +
-/// p·k_stride`, as `ceil(kc/2)` slots of `w` pairs at `out`. With lanes
-/// contiguous and a full panel the interleaved pair matrix is the panel
-/// itself; otherwise it goes through `buf` and the f32 packer of `side`.
-///
-/// # Safety
-/// The block lies inside its matrix; `buf` holds `w·ceil(kc/2)` words and
-/// `out` `w·ceil(kc/2)` elements.
-#[allow(clippy::too_many_arguments)]
-unsafe fn pair_panel(
-    side: Side,
-    base: *const f32,
-    r_stride: usize,
-    k_stride: usize,
-    lanes: usize,
-    kc: usize,
-    w: usize,
-    buf: *mut u32,
-    out: *mut f32,
-) {
-    let kq = kc.div_ceil(2);
-    // SAFETY: the caller's contract covers the block, `buf` and `out`.
-    unsafe {
-        if lanes == w && r_stride == 1 && k_stride != 1 {
-            pair_matrix(base, 1, k_stride, w, kc, out.cast());
-            return;
-        }
-        let view = pair_matrix(base, r_stride, k_stride, lanes, kc, buf);
-        match side {
-            Side::A => pack_a::<f32>(view, 0, 0, lanes, kq, w, out),
-            Side::B => {
-                let t = RawRef {
-                    ptr: view.ptr,
-                    rs: view.cs,
-                    cs: view.rs,
-                };
-                pack_b::<f32>(t, 0, 0, kq, lanes, w, 0..1, out)
-            }
-        }
-    }
-}
-
 /// [`pack_a`] for the bf16 pair kernel: rows `i0..i0+mc`, k `p0..p0+kc` of
 /// `a` as `ceil(mc/mr)` panels of `ceil(kc/2)` slots of `mr` pairs.
 ///
@@ -232,24 +180,11 @@ pub(crate) unsafe fn pack_a_pairs<T: Real>(
 ) {
     let a = as_f32(a);
     let kq = kc.div_ceil(2);
-    with_scratch(&PAIRS, mr * kq * 4, |buf| {
-        for ir in (0..mc).step_by(mr) {
-            // SAFETY: rows i0+ir.. of the block lie inside `a` (caller);
-            // `buf` holds mr·kq words; panel ir/mr starts at ir·kq in `dst`.
-            unsafe {
-                let out = dst.cast::<f32>().add(ir * kq);
-                pair_panel(
-                    Side::A,
-                    a.at(i0 + ir, p0),
-                    a.rs,
-                    a.cs,
-                    mr.min(mc - ir),
-                    kc,
-                    mr,
-                    buf.cast(),
-                    out,
-                );
-            }
+    with_scratch(&PAIRS, mc * kq * 4, |buf| {
+        // SAFETY: the block lies inside `a` (caller); `buf` holds mc·kq words.
+        unsafe {
+            let view = pair_matrix(a.at(i0, p0), a.rs, a.cs, mc, kc, buf.cast());
+            pack_a::<f32>(view, 0, 0, mc, kq, mr, dst.cast());
         }
     });
 }
@@ -274,26 +209,24 @@ pub(crate) unsafe fn pack_b_pairs<T: Real>(
 ) {
     let b = as_f32(b);
     let kq = kc.div_ceil(2);
-    with_scratch(&PAIRS, nr * kq * 4, |buf| {
-        for panel in panels {
-            let jr = panel * nr;
-            // SAFETY: the panel's columns lie inside `b` (caller); `buf`
-            // holds nr·kq words; the panel starts at panel·kq·nr in `dst`.
-            // Bᵀ's rows are B's columns: lanes run along b.cs, k along b.rs.
-            unsafe {
-                let out = dst.cast::<f32>().add(panel * kq * nr);
-                pair_panel(
-                    Side::B,
-                    b.at(p0, j0 + jr),
-                    b.cs,
-                    b.rs,
-                    nr.min(nc - jr),
-                    kc,
-                    nr,
-                    buf.cast(),
-                    out,
-                );
-            }
+    let first = panels.start * nr;
+    let cols = (panels.end * nr).min(nc).saturating_sub(first);
+    if cols == 0 {
+        return;
+    }
+    with_scratch(&PAIRS, cols * kq * 4, |buf| {
+        // SAFETY: the panels' columns lie inside `b` (caller); `buf` holds
+        // cols·kq words; the panels start at panels.start·kq·nr in `dst`.
+        unsafe {
+            // Bᵀ's rows are B's columns: the pair matrix is cols × kq.
+            let t = pair_matrix(b.at(p0, j0 + first), b.cs, b.rs, cols, kc, buf.cast());
+            let view = RawRef {
+                ptr: t.ptr,
+                rs: t.cs,
+                cs: t.rs,
+            };
+            let out = dst.cast::<f32>().add(panels.start * kq * nr);
+            pack_b::<f32>(view, 0, 0, kq, cols, nr, 0..panels.len(), out);
         }
     });
 }

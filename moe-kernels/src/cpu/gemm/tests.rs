@@ -476,6 +476,23 @@ fn bf16_rounding_matches_half_and_the_instruction() {
         for t in 0..n / 2 {
             assert_eq!(pairs[t], pair(xs[t], Some(xs[n / 2 + t])), "interleave {t}");
         }
+        // Masked tails (a 12-row A panel, odd lengths): every slot below the
+        // length written, none after it.
+        for len in [1, 12, 15, 17, 37] {
+            let mut out16 = vec![0xabcd_u16; len + 3];
+            let mut out32 = vec![0xdead_beef_u32; len + 3];
+            // SAFETY: len elements read, len + 3 slots; the CPU has the instructions.
+            unsafe {
+                super::avx512_bf16::convert_contiguous(xs.as_ptr(), len, out16.as_mut_ptr());
+                super::avx512_bf16::interleave_contiguous(xs.as_ptr(), None, len, out32.as_mut_ptr());
+            }
+            for t in 0..len {
+                assert_eq!(out16[t], bf16_bits(xs[t]), "tail of {len}: {t}");
+                assert_eq!(out32[t], pair(xs[t], None), "interleave tail of {len}: {t}");
+            }
+            assert!(out16[len..].iter().all(|&x| x == 0xabcd), "wrote past {len}");
+            assert!(out32[len..].iter().all(|&x| x == 0xdead_beef), "wrote past {len}");
+        }
     } else {
         eprintln!("vector conversions skipped: this CPU has no AVX512-BF16");
     }
