@@ -11,13 +11,11 @@
 
 mod common;
 
-use common::{config, config_text, dataset};
+use common::{dataset, run_losses};
 use moe_tensor::device_check::accelerators_or_skip;
 use moe_tensor::init::Rng;
 use moe_tensor::{DType, Device, Params, Tensor};
 use moe_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
-use moe_train::trainer::{read_records, Record, METRICS_FILE};
-use moe_train::Trainer;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -158,38 +156,6 @@ fn clipping_and_adamw_on_the_device_match_the_cpu() {
 /// Training and validation losses of `steps` steps of `preset` on `device`.
 fn train_losses(data: &Path, out: &Path, device: Device) -> (Vec<f64>, Vec<f64>) {
     run_losses(data, out, device, "debug-dense", 4, "f32")
-}
-
-fn run_losses(
-    data: &Path,
-    out: &Path,
-    device: Device,
-    preset: &str,
-    steps: u64,
-    precision: &str,
-) -> (Vec<f64>, Vec<f64>) {
-    let body = format!(
-        r#"
-[train]
-steps = {steps}
-precision = "{precision}"
-[schedule]
-kind = "constant"
-lr = 3e-3
-"#
-    );
-    let mut cfg = config(&config_text(data, preset, &body));
-    cfg.device = device;
-    let mut t = Trainer::start(Some(cfg), out, false).unwrap();
-    t.run(&mut |_| {}).unwrap();
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    for r in read_records(&out.join(METRICS_FILE)).unwrap() {
-        match r {
-            Record::Train(r) => train.push(r.loss),
-            Record::Val(r) => val.push(r.loss),
-        }
-    }
-    (train, val)
 }
 
 #[test]

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use moe_data::builtin::{build, BuiltinDomain, BuiltinOptions};
-use moe_train::RunConfig;
+use moe_tensor::Device;
+use moe_train::trainer::{read_records, Record, METRICS_FILE};
+use moe_train::{RunConfig, Trainer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -60,4 +62,38 @@ val_windows = 4
 /// Parses a config text.
 pub fn config(text: &str) -> RunConfig {
     RunConfig::from_toml(text, Path::new("test.toml")).expect("valid config")
+}
+
+/// Training and validation losses of `steps` steps of `preset` on `device`
+/// at `precision` ("f32" or "bf16"), constant learning rate 3e-3, run in `out`.
+pub fn run_losses(
+    data: &Path,
+    out: &Path,
+    device: Device,
+    preset: &str,
+    steps: u64,
+    precision: &str,
+) -> (Vec<f64>, Vec<f64>) {
+    let body = format!(
+        r#"
+[train]
+steps = {steps}
+precision = "{precision}"
+[schedule]
+kind = "constant"
+lr = 3e-3
+"#
+    );
+    let mut cfg = config(&config_text(data, preset, &body));
+    cfg.device = device;
+    let mut t = Trainer::start(Some(cfg), out, false).unwrap();
+    t.run(&mut |_| {}).unwrap();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for r in read_records(&out.join(METRICS_FILE)).unwrap() {
+        match r {
+            Record::Train(r) => train.push(r.loss),
+            Record::Val(r) => val.push(r.loss),
+        }
+    }
+    (train, val)
 }
