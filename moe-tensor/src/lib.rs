@@ -44,7 +44,7 @@ pub use error::{Error, Result};
 pub use layout::Layout;
 pub use params::Params;
 pub use precision::{
-    cpu_matmul_kernel, matmul_precision, set_matmul_precision, with_matmul_precision, MatmulPrecision,
+    cpu_bf16_native, cpu_matmul_kernel, matmul_precision, set_matmul_precision, with_matmul_precision, MatmulPrecision,
 };
 pub use shape::Shape;
 pub use tensor::{CopyLimit, DispatchPlan, Reduction, Rope, Segments, Tensor, TensorId, UnaryOp, DEFAULT_IGNORE_INDEX};

@@ -71,6 +71,12 @@ pub fn cpu_matmul_kernel() -> &'static str {
     moe_kernels::cpu::gemm::selected_kernel::<f32>(cpu_product_precision())
 }
 
+/// Whether bf16 products on the CPU run on a bf16 kernel (AVX512-BF16):
+/// without one, `MatmulPrecision::Bf16` is slower than f32 on the CPU.
+pub fn cpu_bf16_native() -> bool {
+    moe_kernels::cpu::gemm::bf16_kernel_available()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

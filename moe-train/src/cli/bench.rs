@@ -148,6 +148,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let dev = a.device;
     moe_train::trainer::check_device(&dev)?;
     moe_tensor::set_matmul_precision(a.precision.matmul());
+    if let Some(note) = a.precision.slow_on(&dev) {
+        eprintln!("{note}");
+    }
     let mut rng = Rng::seed(a.seed);
     let model = Decoder::new(&cfg, &mut rng, &dev)?;
     let params = model.params();

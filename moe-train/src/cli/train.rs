@@ -86,6 +86,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let mut trainer = Trainer::start_on(cfg, &out, args.resume, args.device)?;
+    if let Some(note) = trainer.config().train.precision.slow_on(&trainer.config().device) {
+        eprintln!("{note}");
+    }
     let total = trainer.config().total_steps();
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let bar = if show_bar {

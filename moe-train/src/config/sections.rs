@@ -80,6 +80,15 @@ impl Precision {
     fn is_f32(&self) -> bool {
         *self == Precision::F32
     }
+
+    /// A note for a run that asks for bf16 on a CPU without a bf16 GEMM
+    /// kernel, where it is slower than f32; None otherwise.
+    pub fn slow_on(self, device: &moe_tensor::Device) -> Option<&'static str> {
+        (self == Precision::Bf16 && device.is_cpu() && !moe_tensor::cpu_bf16_native()).then_some(
+            "note: no bf16 GEMM kernel on this CPU (it needs AVX512-BF16; MOE_GEMM_NO_BF16 turns it off): bf16 \
+             matrix products multiply rounded copies with the f32 kernels, slower than precision = \"f32\"",
+        )
+    }
 }
 
 /// The budget and the step's mechanics.

@@ -331,6 +331,13 @@ pub fn selected_kernel<T: Real>(precision: ProductPrecision) -> &'static str {
     }
 }
 
+/// Whether bf16 products run on a bf16 kernel on this CPU (AVX512-BF16,
+/// not switched off by `MOE_GEMM_NO_BF16`); without one they multiply
+/// rounded copies with the f32 kernel, slower than f32 products.
+pub fn bf16_kernel_available() -> bool {
+    kernel::select_bf16::<f32>().is_some()
+}
+
 /// Raw view of a matrix.
 fn raw<T>(x: &MatRef<'_, T>) -> RawRef<T> {
     RawRef {
