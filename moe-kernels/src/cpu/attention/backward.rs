@@ -118,8 +118,14 @@ struct GroupIn<'a, T> {
 
 /// One (b, kv head): `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]`, all zeroed on entry.
 fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>) {
-    let precision = a.precision;
-    let GroupIn { tq, tk, dh, scale, .. } = *a;
+    let GroupIn {
+        tq,
+        tk,
+        dh,
+        scale,
+        precision,
+        ..
+    } = *a;
     let off = tk - tq;
     let mut p = vec![T::zero(); BR * BC]; // probabilities of a tile: [BR, BC]
     let mut ds = vec![T::zero(); BR * BC]; // dP, then dS, of a tile: [BR, BC]

@@ -24,31 +24,19 @@ pub(crate) fn available() -> bool {
 /// Callers must have checked [`available`].
 pub(crate) fn spec<T: Real>() -> Option<KernelSpec<T>> {
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        Some(KernelSpec {
-            mr: 6,
-            nr: 16,
-            mc: 144,
-            kc: 256,
-            nc: 4096,
-            kpack: 1,
-            ukr: entry_f32::<T>,
-            pack_a: super::pack::pack_a::<T>,
-            pack_b: super::pack::pack_b::<T>,
-            name: "avx2-fma f32 6x16",
-        })
+        Some(KernelSpec::plain(
+            (6, 16),
+            (144, 256, 4096),
+            entry_f32::<T>,
+            "avx2-fma f32 6x16",
+        ))
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-        Some(KernelSpec {
-            mr: 6,
-            nr: 8,
-            mc: 144,
-            kc: 256,
-            nc: 2048,
-            kpack: 1,
-            ukr: entry_f64::<T>,
-            pack_a: super::pack::pack_a::<T>,
-            pack_b: super::pack::pack_b::<T>,
-            name: "avx2-fma f64 6x8",
-        })
+        Some(KernelSpec::plain(
+            (6, 8),
+            (144, 256, 2048),
+            entry_f64::<T>,
+            "avx2-fma f64 6x8",
+        ))
     } else {
         None
     }

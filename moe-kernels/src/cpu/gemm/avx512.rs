@@ -30,18 +30,12 @@ pub(crate) fn available() -> bool {
 /// Callers must have checked [`available`].
 pub(crate) fn spec<T: Real>() -> Option<KernelSpec<T>> {
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        Some(KernelSpec {
-            mr: MR,
-            nr: NR,
-            mc: 144,
-            kc: 256,
-            nc: 4096,
-            kpack: 1,
-            ukr: entry_f32::<T>,
-            pack_a: super::pack::pack_a::<T>,
-            pack_b: super::pack::pack_b::<T>,
-            name: "avx512f f32 12x32",
-        })
+        Some(KernelSpec::plain(
+            (MR, NR),
+            (144, 256, 4096),
+            entry_f32::<T>,
+            "avx512f f32 12x32",
+        ))
     } else {
         None
     }

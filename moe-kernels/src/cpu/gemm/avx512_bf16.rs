@@ -146,13 +146,13 @@ fn first(n: usize) -> __mmask16 {
 }
 
 /// [`super::bf16::bf16_bits`] of `src[..len]` into `dst`, 16 at a time and
-/// a masked tail (no access past `len`); returns `len`.
+/// a masked tail (no access past `len`).
 ///
 /// # Safety
 /// AVX-512F/BW/VL and AVX512-BF16 available; `len` elements at `src` and
 /// `len` slots at `dst`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) unsafe fn convert_contiguous(src: *const f32, len: usize, dst: *mut u16) -> usize {
+pub(super) unsafe fn convert_contiguous(src: *const f32, len: usize, dst: *mut u16) {
     let mut t = 0;
     while t < len {
         let m = first((len - t).min(16));
@@ -163,18 +163,16 @@ pub(super) unsafe fn convert_contiguous(src: *const f32, len: usize, dst: *mut u
         }
         t += 16;
     }
-    len
 }
 
 /// Pairs `bf16(lo[t]) | bf16(hi[t]) << 16` of contiguous runs into `dst`
-/// (`hi` None: zero high halves), 16 at a time and a masked tail; returns
-/// `len`.
+/// (`hi` None: zero high halves), 16 at a time and a masked tail.
 ///
 /// # Safety
 /// AVX-512F/BW/VL and AVX512-BF16 available; `len` elements at `lo` (and
 /// `hi`) and `len` words at `dst`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) unsafe fn interleave_contiguous(lo: *const f32, hi: Option<*const f32>, len: usize, dst: *mut u32) -> usize {
+pub(super) unsafe fn interleave_contiguous(lo: *const f32, hi: Option<*const f32>, len: usize, dst: *mut u32) {
     let widen = |x: __m256bh| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(x));
     let mut t = 0;
     while t < len {
@@ -190,5 +188,4 @@ pub(super) unsafe fn interleave_contiguous(lo: *const f32, hi: Option<*const f32
         }
         t += 16;
     }
-    len
 }

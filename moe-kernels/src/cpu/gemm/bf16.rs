@@ -69,13 +69,12 @@ pub(crate) fn rounded_copy<T: Real>(data: &[T], len: usize) -> Vec<T> {
 /// # Safety
 /// The `len` source elements and `len` destination slots are valid.
 unsafe fn convert_run(src: *const f32, stride: usize, len: usize, dst: *mut u16) {
-    let mut t = 0;
     #[cfg(target_arch = "x86_64")]
     if stride == 1 && super::avx512_bf16::supported() {
         // SAFETY: the caller's contract; the CPU has the instructions.
-        t = unsafe { super::avx512_bf16::convert_contiguous(src, len, dst) };
+        return unsafe { super::avx512_bf16::convert_contiguous(src, len, dst) };
     }
-    for t in t..len {
+    for t in 0..len {
         // SAFETY: t < len, inside both runs.
         unsafe { *dst.add(t) = bf16_bits(*src.add(t * stride)) };
     }
@@ -87,13 +86,12 @@ unsafe fn convert_run(src: *const f32, stride: usize, len: usize, dst: *mut u16)
 /// # Safety
 /// The `len` elements of each source run and `len` destination slots are valid.
 unsafe fn interleave_runs(lo: *const f32, hi: Option<*const f32>, stride: usize, len: usize, dst: *mut u32) {
-    let mut t = 0;
     #[cfg(target_arch = "x86_64")]
     if stride == 1 && super::avx512_bf16::supported() {
         // SAFETY: the caller's contract; the CPU has the instructions.
-        t = unsafe { super::avx512_bf16::interleave_contiguous(lo, hi, len, dst) };
+        return unsafe { super::avx512_bf16::interleave_contiguous(lo, hi, len, dst) };
     }
-    for t in t..len {
+    for t in 0..len {
         // SAFETY: t < len, inside every run.
         unsafe {
             let high = hi.map_or(0, |h| u32::from(bf16_bits(*h.add(t * stride))));

@@ -54,6 +54,30 @@ pub(crate) struct KernelSpec<T> {
     pub name: &'static str,
 }
 
+impl<T: Real> KernelSpec<T> {
+    /// A kernel that reads one k value per slot from the plain packers
+    /// ([`pack_a`], [`pack_b`]): every kernel but the bf16 pair one.
+    pub(crate) fn plain(
+        (mr, nr): (usize, usize),
+        (mc, kc, nc): (usize, usize, usize),
+        ukr: MicroKernel<T>,
+        name: &'static str,
+    ) -> Self {
+        KernelSpec {
+            mr,
+            nr,
+            mc,
+            kc,
+            nc,
+            kpack: 1,
+            ukr,
+            pack_a: pack_a::<T>,
+            pack_b: pack_b::<T>,
+            name,
+        }
+    }
+}
+
 /// The fastest kernel this CPU supports for `T`: AVX-512F (f32), else
 /// AVX2+FMA, else portable. `MOE_GEMM_NO_AVX512=1` (read once) skips the
 /// AVX-512 kernel, e.g. to compare the two on one machine.
@@ -95,18 +119,12 @@ fn use_avx512() -> bool {
 /// whatever SIMD the target baseline has (SSE2 on x86_64).
 pub(crate) fn portable<T: Real>() -> KernelSpec<T> {
     let is_f32 = TypeId::of::<T>() == TypeId::of::<f32>();
-    KernelSpec {
-        mr: PMR,
-        nr: PNR,
-        mc: if is_f32 { 128 } else { 64 },
-        kc: 256,
-        nc: 2048,
-        kpack: 1,
-        ukr: portable_ukr::<T>,
-        pack_a: pack_a::<T>,
-        pack_b: pack_b::<T>,
-        name: "portable",
-    }
+    KernelSpec::plain(
+        (PMR, PNR),
+        (if is_f32 { 128 } else { 64 }, 256, 2048),
+        portable_ukr::<T>,
+        "portable",
+    )
 }
 
 const PMR: usize = 4;

@@ -455,15 +455,9 @@ fn bf16_rounding_matches_half_and_the_instruction() {
         let mut pairs = vec![0u32; n / 2];
         // SAFETY: n elements and slots; the CPU has the instructions.
         unsafe {
-            assert_eq!(
-                super::avx512_bf16::convert_contiguous(xs.as_ptr(), n, vec16.as_mut_ptr()),
-                n
-            );
+            super::avx512_bf16::convert_contiguous(xs.as_ptr(), n, vec16.as_mut_ptr());
             let (lo, hi) = (xs.as_ptr(), xs.as_ptr().add(n / 2));
-            assert_eq!(
-                super::avx512_bf16::interleave_contiguous(lo, Some(hi), n / 2, pairs.as_mut_ptr()),
-                n / 2
-            );
+            super::avx512_bf16::interleave_contiguous(lo, Some(hi), n / 2, pairs.as_mut_ptr());
         }
         for t in 0..n {
             assert_eq!(
