@@ -162,6 +162,16 @@ const CASES: &[AttnDims] = &[
         tk: 150,
         dh: 64,
     },
+    // Several tiles per row and column, tiles the mask cuts at every band
+    // boundary, and an offset that is no multiple of a band.
+    AttnDims {
+        b: 1,
+        hq: 2,
+        hkv: 1,
+        tq: 300,
+        tk: 333,
+        dh: 6,
+    },
 ];
 
 /// Random inputs of one case and explicit attention's results on them.

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::{AttnDims, BC, BR, PAR_MIN_WORK};
+use super::{for_each_band, mat, AttnDims, BC, BR, PAR_MIN_WORK};
 use crate::cpu::gemm::{gemm_with, MatMut, MatRef, ProductPrecision};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, exp_sub_sum_inplace};
@@ -143,132 +143,74 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
             let bc = BC.min(tk - j0);
             let (kj, vj) = (&a.k[j0 * dh..], &a.v[j0 * dh..]);
             // Queries from i + off ≥ j0 on see at least key j0.
+            let kj_t = MatRef {
+                data: kj,
+                rs: 1,
+                cs: dh,
+            };
+            let vj_t = MatRef {
+                data: vj,
+                rs: 1,
+                cs: dh,
+            };
             for i0 in (j0.saturating_sub(off)..tq).step_by(BR) {
                 let br = BR.min(tq - i0);
-                let (qi, doi) = (&qh[i0 * dh..], &doh[i0 * dh..]);
-                // P = exp(scale · Q_i K_jᵀ − lse), 0 where masked
-                let kj_t = MatRef {
-                    data: kj,
-                    rs: 1,
-                    cs: dh,
-                };
-                gemm_with(
-                    precision,
-                    br,
-                    bc,
-                    dh,
-                    scale,
-                    mat(qi, dh),
-                    kj_t,
-                    T::zero(),
-                    MatMut {
-                        data: &mut p,
-                        rs: BC,
-                        cs: 1,
-                    },
-                );
-                for r in 0..br {
-                    let row = &mut p[r * BC..r * BC + bc];
-                    let nvis = (i0 + r + off + 1 - j0).min(bc);
-                    exp_sub_sum_inplace(&mut row[..nvis], lh[i0 + r]);
-                    row[nvis..].iter_mut().for_each(|x| *x = T::zero());
-                }
-                // dV_j += Pᵀ dO_i
-                let p_t = MatRef {
-                    data: &p,
-                    rs: 1,
-                    cs: BC,
-                };
-                gemm_with(
-                    precision,
-                    bc,
-                    dh,
-                    br,
-                    one,
-                    p_t,
-                    mat(doi, dh),
-                    one,
-                    MatMut {
-                        data: &mut dv[j0 * dh..],
-                        rs: dh,
-                        cs: 1,
-                    },
-                );
-                // dP = dO_i V_jᵀ, then dS = P ⊙ (dP − Δ) · scale in place
-                let vj_t = MatRef {
-                    data: vj,
-                    rs: 1,
-                    cs: dh,
-                };
-                gemm_with(
-                    precision,
-                    br,
-                    bc,
-                    dh,
-                    one,
-                    mat(doi, dh),
-                    vj_t,
-                    T::zero(),
-                    MatMut {
-                        data: &mut ds,
-                        rs: BC,
-                        cs: 1,
-                    },
-                );
-                for r in 0..br {
-                    let d = delta[i0 + r];
-                    let (dr, pr) = (&mut ds[r * BC..r * BC + bc], &p[r * BC..r * BC + bc]);
-                    for (x, &pv) in dr.iter_mut().zip(pr) {
-                        *x = pv * (*x - d) * scale;
+                for_each_band(i0, br, j0, bc, off, |s0, sn, kv| {
+                    let first = i0 + s0;
+                    let (qi, doi) = (mat(&qh[first * dh..], dh), mat(&doh[first * dh..], dh));
+                    // P = exp(scale · Q_band K_jᵀ − lse), 0 where masked
+                    gemm_with(precision, sn, kv, dh, scale, qi, kj_t, T::zero(), tile(&mut p, kv));
+                    for r in 0..sn {
+                        let row = &mut p[r * BC..r * BC + kv];
+                        let nvis = (first + r + off + 1 - j0).min(kv);
+                        exp_sub_sum_inplace(&mut row[..nvis], lh[first + r]);
+                        row[nvis..].iter_mut().for_each(|x| *x = T::zero());
                     }
-                }
-                // dQ_i += dS K_j;  dK_j += dSᵀ Q_i
-                let dsm = MatRef {
-                    data: &ds,
-                    rs: BC,
-                    cs: 1,
-                };
-                gemm_with(
-                    precision,
-                    br,
-                    dh,
-                    bc,
-                    one,
-                    dsm,
-                    mat(kj, dh),
-                    one,
-                    MatMut {
-                        data: &mut dqh[i0 * dh..],
-                        rs: dh,
+                    // dV_j[:kv] += Pᵀ dO_band
+                    gemm_with(precision, kv, dh, sn, one, tile_t(&p), doi, one, rows_from(dv, j0, dh));
+                    // dP = dO_band V_jᵀ, then dS = P ⊙ (dP − Δ) · scale in place
+                    gemm_with(precision, sn, kv, dh, one, doi, vj_t, T::zero(), tile(&mut ds, kv));
+                    for r in 0..sn {
+                        let d = delta[first + r];
+                        let (dr, pr) = (&mut ds[r * BC..r * BC + kv], &p[r * BC..r * BC + kv]);
+                        for (x, &pv) in dr.iter_mut().zip(pr) {
+                            *x = pv * (*x - d) * scale;
+                        }
+                    }
+                    // dQ_band += dS K_j[:kv];  dK_j[:kv] += dSᵀ Q_band
+                    let dsm = MatRef {
+                        data: &ds[..],
+                        rs: BC,
                         cs: 1,
-                    },
-                );
-                let ds_t = MatRef {
-                    data: &ds,
-                    rs: 1,
-                    cs: BC,
-                };
-                gemm_with(
-                    precision,
-                    bc,
-                    dh,
-                    br,
-                    one,
-                    ds_t,
-                    mat(qi, dh),
-                    one,
-                    MatMut {
-                        data: &mut dk[j0 * dh..],
-                        rs: dh,
-                        cs: 1,
-                    },
-                );
+                    };
+                    gemm_with(precision, sn, dh, kv, one, dsm, mat(kj, dh), one, rows_from(dqh, first, dh));
+                    gemm_with(precision, kv, dh, sn, one, tile_t(&ds), qi, one, rows_from(dk, j0, dh));
+                });
             }
         }
     }
 }
 
-/// A row-major view with `dh` columns starting at `data[0]`.
-fn mat<T>(data: &[T], dh: usize) -> MatRef<'_, T> {
-    MatRef { data, rs: dh, cs: 1 }
+/// A `[BR, BC]` tile buffer as the output of a product with `cols` columns.
+fn tile<T>(buf: &mut [T], cols: usize) -> MatMut<'_, T> {
+    debug_assert!(cols <= BC);
+    MatMut {
+        data: buf,
+        rs: BC,
+        cs: 1,
+    }
+}
+
+/// The transpose of a `[BR, BC]` tile buffer.
+fn tile_t<T>(buf: &[T]) -> MatRef<'_, T> {
+    MatRef { data: buf, rs: 1, cs: BC }
+}
+
+/// Rows from `first` on of a row-major `[_, dh]` buffer, as a product's output.
+fn rows_from<T>(buf: &mut [T], first: usize, dh: usize) -> MatMut<'_, T> {
+    MatMut {
+        data: &mut buf[first * dh..],
+        rs: dh,
+        cs: 1,
+    }
 }
