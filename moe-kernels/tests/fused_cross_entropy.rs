@@ -34,13 +34,24 @@ fn run<T: moe_kernels::Real>(
     ignore: i64,
     red: Reduction,
     dloss: T,
-) -> (CrossEntropyLoss<T>, Vec<T>) {
+) -> (CrossEntropyLoss<T>, Vec<T>, Vec<T>) {
     let mut lse = vec![T::zero(); n];
     let out = cross_entropy_forward(&mut lse, x, tg, n, v, ignore, red).unwrap();
     let mut dx = vec![T::zero(); n * v];
     let scale = grad_scale(red, out.n_valid, dloss);
     cross_entropy_backward(&mut dx, x, &lse, tg, n, v, ignore, scale).unwrap();
-    (out, dx)
+
+    // The one-pass training variant: the same loss and lse bits, and the
+    // gradient for an upstream 1 (returned scaled by dloss, to be checked
+    // like backward's).
+    let (mut lse1, mut dx1) = (vec![T::zero(); n], vec![T::zero(); n * v]);
+    let out1 = cross_entropy_forward_with_grad(&mut lse1, &mut dx1, x, tg, n, v, ignore, red).unwrap();
+    assert_eq!(out1.n_valid, out.n_valid);
+    let bits = |v: &[T]| v.iter().map(|x| x.to_f64_lossy().to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&[out1.loss]), bits(&[out.loss]));
+    assert_eq!(bits(&lse1), bits(&lse));
+    dx1.iter_mut().for_each(|g| *g *= dloss);
+    (out, dx, dx1)
 }
 
 #[test]
@@ -60,7 +71,7 @@ fn loss_and_grad_match_reference() {
             .collect();
         for red in [Reduction::Mean, Reduction::Sum] {
             let want = ref_loss(&x, &tg, v, DEFAULT_IGNORE_INDEX, red);
-            let (out, dx) = run(&x, &tg, n, v, DEFAULT_IGNORE_INDEX, red, 1.7);
+            let (out, dx, dx1) = run(&x, &tg, n, v, DEFAULT_IGNORE_INDEX, red, 1.7);
             assert!(
                 (out.loss - want).abs() <= 1e-12 * want.abs().max(1.0),
                 "{red:?}: {} vs {want}",
@@ -70,10 +81,13 @@ fn loss_and_grad_match_reference() {
             if n * v <= 200 {
                 let fd = fd_grad(|xp| 1.7 * ref_loss(xp, &tg, v, DEFAULT_IGNORE_INDEX, red), &x, 1e-5);
                 assert_close("ce dx vs fd", &dx, &fd, 1e-7, 1e-6);
+                assert_close("ce one-pass dx vs fd", &dx1, &fd, 1e-7, 1e-6);
             }
-            let (outf, dxf) = run(&to_f32(&x), &tg, n, v, DEFAULT_IGNORE_INDEX, red, 1.7f32);
+            assert_close("ce one-pass dx f64", &dx1, &dx, 1e-14, 1e-12);
+            let (outf, dxf, dx1f) = run(&to_f32(&x), &tg, n, v, DEFAULT_IGNORE_INDEX, red, 1.7f32);
             assert!((outf.loss as f64 - want).abs() <= 1e-5 * want.abs().max(1.0));
             assert_close("ce f32 dx", &to_f64(&dxf), &dx, 1e-6, 1e-4);
+            assert_close("ce f32 one-pass dx", &to_f64(&dx1f), &dx, 1e-6, 1e-4);
         }
     }
 }
@@ -82,25 +96,32 @@ fn loss_and_grad_match_reference() {
 fn custom_ignore_index_and_all_ignored_rows() {
     let x = [1.0f64, 2.0, 3.0, 0.5, 0.25, 4.0];
     // ignore_index 1 is also a valid class: rows with target 1 are skipped.
-    let (out, dx) = run(&x, &[1, 2], 2, 3, 1, Reduction::Mean, 1.0);
+    let (out, dx, dx1) = run(&x, &[1, 2], 2, 3, 1, Reduction::Mean, 1.0);
     assert_eq!(out.n_valid, 1);
     assert!((out.loss - ref_loss(&x, &[1, 2], 3, 1, Reduction::Mean)).abs() < 1e-14);
-    assert!(dx[..3].iter().all(|&g| g == 0.0));
+    assert!(dx[..3].iter().chain(&dx1[..3]).all(|&g| g == 0.0));
     // torch: mean over zero kept rows is NaN and the gradient is zero.
-    let (out, dx) = run(&x, &[-100, -100], 2, 3, -100, Reduction::Mean, 1.0);
+    let (out, dx, dx1) = run(&x, &[-100, -100], 2, 3, -100, Reduction::Mean, 1.0);
     assert!(out.loss.is_nan() && out.n_valid == 0);
-    assert!(dx.iter().all(|&g| g == 0.0));
-    let (out, _) = run(&x, &[-100, -100], 2, 3, -100, Reduction::Sum, 1.0);
+    assert!(dx.iter().chain(&dx1).all(|&g| g == 0.0));
+    let (out, _, _) = run(&x, &[-100, -100], 2, 3, -100, Reduction::Sum, 1.0);
     assert_eq!(out.loss, 0.0);
 }
 
 #[test]
 fn large_logits_do_not_overflow() {
     let x = [1000.0f32, -1000.0, 0.0, 999.0];
-    let (out, dx) = run(&x, &[0], 1, 4, -100, Reduction::Sum, 1.0f32);
+    let (out, dx, dx1) = run(&x, &[0], 1, 4, -100, Reduction::Sum, 1.0f32);
     let want = (1.0 + (-1.0f64).exp()).ln();
     assert!((out.loss as f64 - want).abs() < 1e-5, "{}", out.loss);
     assert!(dx.iter().all(|g| g.is_finite()));
+    // d/dx_0 = softmax_0 − 1 = −1/(1 + e): backward's exp(x − lse) carries
+    // the rounding of lse ≈ 1000 (about 6e-5 here), the one-pass softmax
+    // exp(x − max)/Σ does not.
+    let exact = -1.0 / (1.0 + std::f64::consts::E);
+    assert!((dx[0] as f64 - exact).abs() < 1e-4, "{}", dx[0]);
+    assert!((dx1[0] as f64 - exact).abs() < 1e-7, "{}", dx1[0]);
+    assert!(((dx1[3] as f64) - (-exact)).abs() < 1e-7, "{}", dx1[3]);
 }
 
 #[test]
@@ -122,4 +143,12 @@ fn bad_targets_and_lengths_are_errors() {
     let mut dx = [0.0f32; 6];
     let err = cross_entropy_backward(&mut dx, &x, &lse, &[0, 7], 2, 3, -100, 1.0).unwrap_err();
     assert!(matches!(err, KernelError::IndexOutOfBounds { index: 7, .. }), "{err}");
+    let err =
+        cross_entropy_forward_with_grad(&mut lse, &mut dx[..5], &x, &[0, 0], 2, 3, -100, Reduction::Mean).unwrap_err();
+    assert!(
+        matches!(err, KernelError::LengthMismatch { buffer: "dlogits", .. }),
+        "{err}"
+    );
+    let err = cross_entropy_forward_with_grad(&mut lse, &mut dx, &x, &[0, 3], 2, 3, -100, Reduction::Sum).unwrap_err();
+    assert!(matches!(err, KernelError::IndexOutOfBounds { index: 3, .. }), "{err}");
 }

@@ -205,6 +205,30 @@ fn cross_entropy_gradients_and_value() {
     let got = x.cross_entropy(&tg, -100, Reduction::Mean).unwrap();
     assert!(got.dims().is_empty());
     assert!((got.to_scalar_f64().unwrap() - want.to_scalar_f64().unwrap()).abs() < 1e-14);
+
+    // Gradient with an upstream gradient of exactly 1 (the one that reuses
+    // forward's gradient as it is), against the unfused ops' backward.
+    let grad_of = |loss: &dyn Fn(&Tensor) -> Tensor| {
+        let p = x.detach().to_param();
+        loss(&p).backward().unwrap();
+        p.grad().unwrap().to_vec_f64().unwrap()
+    };
+    let fused = grad_of(&|p| p.cross_entropy(&tg, -100, Reduction::Mean).unwrap());
+    let unfused = grad_of(&|p| {
+        p.index_select(0, &rows)
+            .unwrap()
+            .log_softmax(1)
+            .unwrap()
+            .gather(1, &kept)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .neg()
+            .unwrap()
+    });
+    for (a, b) in fused.iter().zip(&unfused) {
+        assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+    }
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! Forward saves only the per-row logsumexp; backward rebuilds
 //! `softmax = exp(logits − lse)` row by row and writes
 //! `dlogits = (softmax − onehot(target)) · scale` in the same pass, so no
-//! `[N, V]` probability buffer is ever kept.
+//! `[N, V]` probability buffer is ever kept. For training,
+//! [`cross_entropy_forward_with_grad`] writes the gradient during forward
+//! instead, reading the logits once.
 //!
 //! Backward's `exp(logits − lse)` carries the rounding of the saved f32
 //! `lse` (relative error about `|lse| · 6e-8` per probability), which matters
@@ -64,12 +66,64 @@ pub fn cross_entropy_forward<T: Real>(
     ignore_index: i64,
     reduction: Reduction,
 ) -> Result<CrossEntropyLoss<T>, KernelError> {
-    const OP: &str = "cross_entropy";
-    check_len(OP, "logits", numel(OP, &[n, v])?, logits.len())?;
-    check_len(OP, "targets", n, targets.len())?;
-    check_len(OP, "lse", n, lse.len())?;
+    forward_impl(
+        "cross_entropy",
+        lse,
+        None,
+        logits,
+        targets,
+        n,
+        v,
+        ignore_index,
+        reduction,
+    )
+}
+
+/// [`cross_entropy_forward`] that also writes the gradient of the reduced
+/// loss (for an upstream gradient of 1) in the same pass over the logits:
+///
+/// ```text
+/// dlogits: [N, V]  written: (softmax(logits) − onehot(target)) · grad_scale(reduction, n_valid, 1),
+///                  zero on ignored rows
+/// ```
+/// Training reads the logits once this way instead of twice (forward, then
+/// backward rebuilding the softmax); the softmax is `exp(x − max) / Σ`, so
+/// it carries no rounding of a saved logsumexp. Scale it by the upstream
+/// gradient when that is not 1. Errors as [`cross_entropy_forward`], and on
+/// a `dlogits` of the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn cross_entropy_forward_with_grad<T: Real>(
+    lse: &mut [T],
+    dlogits: &mut [T],
+    logits: &[T],
+    targets: &[i64],
+    n: usize,
+    v: usize,
+    ignore_index: i64,
+    reduction: Reduction,
+) -> Result<CrossEntropyLoss<T>, KernelError> {
+    const OP: &str = "cross_entropy_with_grad";
+    check_len(OP, "dlogits", numel(OP, &[n, v])?, dlogits.len())?;
+    forward_impl(OP, lse, Some(dlogits), logits, targets, n, v, ignore_index, reduction)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_impl<T: Real>(
+    op: &'static str,
+    lse: &mut [T],
+    grad: Option<&mut [T]>,
+    logits: &[T],
+    targets: &[i64],
+    n: usize,
+    v: usize,
+    ignore_index: i64,
+    reduction: Reduction,
+) -> Result<CrossEntropyLoss<T>, KernelError> {
+    check_len(op, "logits", numel(op, &[n, v])?, logits.len())?;
+    check_len(op, "targets", n, targets.len())?;
+    check_len(op, "lse", n, lse.len())?;
     for &t in targets.iter().filter(|&&t| t != ignore_index) {
-        check_index(OP, t, v)?;
+        check_index(op, t, v)?;
     }
     let n_valid = targets.iter().filter(|&&t| t != ignore_index).count();
     if v == 0 {
@@ -81,33 +135,31 @@ pub fn cross_entropy_forward<T: Real>(
         };
         return Ok(CrossEntropyLoss { loss, n_valid });
     }
-    // One block: LOSS_BLOCK_ROWS rows; returns its loss sum in f64.
-    let block = |(lb, (xb, tb)): (&mut [T], (&[T], &[i64]))| -> f64 {
-        let mut scratch = vec![T::zero(); v];
-        let mut acc = 0.0f64;
-        for ((l, xr), &t) in lb.iter_mut().zip(xb.chunks(v)).zip(tb) {
-            let m = row_max(xr);
-            let ln_s = exp_sub_sum(&mut scratch, xr, m).ln();
-            *l = m + ln_s;
-            if t != ignore_index {
-                // (m − x_t) + ln s, not lse − x_t: exact when x_t is the max,
-                // as torch's log_softmax is, even for logits in the thousands.
-                acc += ((m - xr[t as usize]) + ln_s).to_f64_lossy();
-            }
-        }
-        acc
+    let rows = Rows {
+        v,
+        ignore_index,
+        scale: grad_scale(reduction, n_valid, T::one()),
     };
     let bn = LOSS_BLOCK_ROWS;
-    let parts: Vec<f64> = if n * v >= PAR_MIN_ELEMS {
-        lse.par_chunks_mut(bn)
+    let par = n * v >= PAR_MIN_ELEMS;
+    let lse_blocks = lse.chunks_mut(bn).zip(logits.chunks(bn * v).zip(targets.chunks(bn)));
+    let parts: Vec<f64> = match (grad, par) {
+        (None, false) => lse_blocks.map(|(l, (x, t))| rows.block(l, x, t, None)).collect(),
+        (Some(g), false) => lse_blocks
+            .zip(g.chunks_mut(bn * v))
+            .map(|((l, (x, t)), g)| rows.block(l, x, t, Some(g)))
+            .collect(),
+        (None, true) => lse
+            .par_chunks_mut(bn)
             .zip(logits.par_chunks(bn * v).zip(targets.par_chunks(bn)))
-            .map(block)
-            .collect()
-    } else {
-        lse.chunks_mut(bn)
-            .zip(logits.chunks(bn * v).zip(targets.chunks(bn)))
-            .map(block)
-            .collect()
+            .map(|(l, (x, t))| rows.block(l, x, t, None))
+            .collect(),
+        (Some(g), true) => lse
+            .par_chunks_mut(bn)
+            .zip(logits.par_chunks(bn * v).zip(targets.par_chunks(bn)))
+            .zip(g.par_chunks_mut(bn * v))
+            .map(|((l, (x, t)), g)| rows.block(l, x, t, Some(g)))
+            .collect(),
     };
     let total: f64 = parts.iter().sum();
     let loss = match reduction {
@@ -119,6 +171,51 @@ pub fn cross_entropy_forward<T: Real>(
         loss: T::from_f64_lossy(loss),
         n_valid,
     })
+}
+
+/// What every block of rows shares in forward.
+struct Rows<T> {
+    v: usize,
+    ignore_index: i64,
+    /// The gradient's factor for an upstream gradient of 1.
+    scale: T,
+}
+
+impl<T: Real> Rows<T> {
+    /// One block of rows: writes their `lse` (and gradient rows when `grad`
+    /// is given) and returns their loss sum in f64.
+    fn block(&self, lse: &mut [T], logits: &[T], targets: &[i64], mut grad: Option<&mut [T]>) -> f64 {
+        let v = self.v;
+        let with_grad = grad.is_some();
+        // Without a gradient, exp(x − m) goes to a scratch row.
+        let mut scratch = if with_grad { Vec::new() } else { vec![T::zero(); v] };
+        let mut acc = 0.0f64;
+        for (r, ((l, xr), &t)) in lse.iter_mut().zip(logits.chunks(v)).zip(targets).enumerate() {
+            let out = match grad.as_deref_mut() {
+                Some(g) => &mut g[r * v..(r + 1) * v],
+                None => &mut scratch[..],
+            };
+            let m = row_max(xr);
+            let s = exp_sub_sum(out, xr, m);
+            let ln_s = s.ln();
+            *l = m + ln_s;
+            if t == self.ignore_index {
+                if with_grad {
+                    out.iter_mut().for_each(|g| *g = T::zero());
+                }
+                continue;
+            }
+            // (m − x_t) + ln s, not lse − x_t: exact when x_t is the max,
+            // as torch's log_softmax is, even for logits in the thousands.
+            acc += ((m - xr[t as usize]) + ln_s).to_f64_lossy();
+            if with_grad {
+                let f = self.scale / s;
+                out.iter_mut().for_each(|g| *g *= f);
+                out[t as usize] -= self.scale;
+            }
+        }
+        acc
+    }
 }
 
 /// The factor each row's `softmax − onehot` is multiplied by in backward:

@@ -1,14 +1,17 @@
 //! Fused softmax cross-entropy with integer targets, torch semantics
 //! (`F.cross_entropy(logits, targets, ignore_index=.., reduction=..)`).
-//! Forward keeps only the per-row logsumexp; backward writes
-//! `(softmax − onehot) · scale` straight from the logits.
+//! When the loss will be differentiated, forward writes the gradient
+//! `(softmax − onehot) · scale` in the same pass over the logits (moe-kernels'
+//! `cross_entropy_forward_with_grad`) and backward only scales it by the
+//! upstream gradient (not at all when that is 1); otherwise forward computes
+//! the loss alone.
 //!
 //! With `Reduction::Mean` and every target ignored the loss is NaN (0/0) and
 //! the gradient is zero, as in torch.
 
 use super::fused_util::{check_float, elems, float_call, plain, Float};
 use super::index::{index_values, kernel_err};
-use crate::backprop::BackwardOp;
+use crate::backprop::{is_grad_enabled, BackwardOp};
 use crate::storage::Storage;
 use crate::{Error, Result, Shape, Tensor};
 use moe_kernels::cpu::cross_entropy as kernels;
@@ -17,14 +20,10 @@ pub use moe_kernels::cpu::cross_entropy::{Reduction, DEFAULT_IGNORE_INDEX};
 const OP: &str = "cross_entropy";
 
 struct CrossEntropyBackward {
-    /// Contiguous logits `[.., V]`.
+    /// Contiguous logits `[.., V]` (the graph's input).
     logits: Tensor,
-    targets: Vec<i64>,
-    /// `[N]` logsumexp per row.
-    lse: Tensor,
-    n_valid: usize,
-    ignore_index: i64,
-    reduction: Reduction,
+    /// The gradient for an upstream gradient of 1, written by forward.
+    dlogits: Tensor,
 }
 
 impl BackwardOp for CrossEntropyBackward {
@@ -36,46 +35,49 @@ impl BackwardOp for CrossEntropyBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let dloss = g.to_scalar_f64()?;
-        let dx = float_call!(self.logits.dtype(), OP, backward(self, dloss))?;
+        // A loss summed into the total arrives with exactly 1: the gradient
+        // is forward's, shared (the graph is freed as backward goes, and
+        // gradients are never written in place).
+        let dx = if dloss == 1.0 {
+            self.dlogits.clone()
+        } else {
+            self.dlogits.mul_scalar(dloss)?
+        };
         Ok(vec![Some(dx)])
     }
-}
-
-fn backward<T: Float>(b: &CrossEntropyBackward, dloss: f64) -> Result<Tensor> {
-    let n = b.targets.len();
-    let v = b.logits.dims().last().copied().unwrap_or(0);
-    let (xs, ls) = (b.logits.read_storage(), b.lse.read_storage());
-    let (xv, lv) = (elems::<T>(&xs, &b.logits, OP)?, elems::<T>(&ls, &b.lse, OP)?);
-    let scale = kernels::grad_scale(b.reduction, b.n_valid, T::from_f64_lossy(dloss));
-    let mut dx = vec![T::zero(); xv.len()];
-    kernels::cross_entropy_backward(&mut dx, xv, lv, &b.targets, n, v, b.ignore_index, scale)
-        .map_err(kernel_err(OP))?;
-    Ok(plain(dx, b.logits.shape()))
 }
 
 fn forward<T: Float>(x: Tensor, targets: Vec<i64>, ignore_index: i64, reduction: Reduction) -> Result<Tensor> {
     let n = targets.len();
     let v = x.dims().last().copied().unwrap_or(0);
-    let (out, lse) = {
+    let scalar = Shape::from(Vec::<usize>::new());
+    let mut lse = vec![T::zero(); n];
+    if !(is_grad_enabled() && x.requires_grad()) {
+        let out = {
+            let xs = x.read_storage();
+            let xv = elems::<T>(&xs, &x, OP)?;
+            kernels::cross_entropy_forward(&mut lse, xv, &targets, n, v, ignore_index, reduction)
+                .map_err(kernel_err(OP))?
+        };
+        crate::profile::op_recorded(OP);
+        return Ok(plain(vec![out.loss], &scalar));
+    }
+    // Training: the gradient comes out of the same pass over the logits,
+    // which backward then never reads again.
+    let mut dx = vec![T::zero(); x.elem_count()];
+    let out = {
         let xs = x.read_storage();
         let xv = elems::<T>(&xs, &x, OP)?;
-        let mut lse = vec![T::zero(); n];
-        let out = kernels::cross_entropy_forward(&mut lse, xv, &targets, n, v, ignore_index, reduction)
-            .map_err(kernel_err(OP))?;
-        (out, lse)
+        kernels::cross_entropy_forward_with_grad(&mut lse, &mut dx, xv, &targets, n, v, ignore_index, reduction)
+            .map_err(kernel_err(OP))?
     };
     let back = CrossEntropyBackward {
+        dlogits: plain(dx, x.shape()),
         logits: x,
-        targets,
-        lse: plain(lse, &Shape::from(vec![n])),
-        n_valid: out.n_valid,
-        ignore_index,
-        reduction,
     };
-    let loss = T::into_storage(vec![out.loss]);
     Ok(Tensor::from_op(
-        Storage::Cpu(loss),
-        Shape::from(Vec::<usize>::new()),
+        Storage::Cpu(T::into_storage(vec![out.loss])),
+        scalar,
         back,
     ))
 }

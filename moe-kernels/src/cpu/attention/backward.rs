@@ -183,7 +183,17 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                         rs: BC,
                         cs: 1,
                     };
-                    gemm_with(precision, sn, dh, kv, one, dsm, mat(kj, dh), one, rows_from(dqh, first, dh));
+                    gemm_with(
+                        precision,
+                        sn,
+                        dh,
+                        kv,
+                        one,
+                        dsm,
+                        mat(kj, dh),
+                        one,
+                        rows_from(dqh, first, dh),
+                    );
                     gemm_with(precision, kv, dh, sn, one, tile_t(&ds), qi, one, rows_from(dk, j0, dh));
                 });
             }
@@ -203,7 +213,11 @@ fn tile<T>(buf: &mut [T], cols: usize) -> MatMut<'_, T> {
 
 /// The transpose of a `[BR, BC]` tile buffer.
 fn tile_t<T>(buf: &[T]) -> MatRef<'_, T> {
-    MatRef { data: buf, rs: 1, cs: BC }
+    MatRef {
+        data: buf,
+        rs: 1,
+        cs: BC,
+    }
 }
 
 /// Rows from `first` on of a row-major `[_, dh]` buffer, as a product's output.
