@@ -218,7 +218,10 @@ fn forward_head<T: Real>(
     precision: ProductPrecision,
 ) {
     let off = tk - tq;
-    let mut s = vec![T::zero(); BR * BC]; // scores, then probabilities: [BR, BC]
+    // Scores, then probabilities: [BR, BC], on the heap (64 KiB in f32,
+    // 128 KiB in f64: too much for a worker thread's stack frame).
+    #[allow(clippy::useless_vec)]
+    let mut s = vec![T::zero(); BR * BC];
     let mut acc = vec![T::zero(); BR * dh]; // unnormalised output rows: [BR, Dh]
     let mut m = [T::neg_infinity(); BR]; // running row max
     let mut l = [T::zero(); BR]; // running row sum of exp(s − m)
