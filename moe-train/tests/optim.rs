@@ -3,7 +3,7 @@
 
 use moe_tensor::safetensors::{self, MmapedSafetensors};
 use moe_tensor::{DType, Device, Params, Tensor};
-use moe_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use moe_train::optim::{clip_coefficient, clip_grad_norm, AdamW, AdamWConfig};
 use moe_train::TrainError;
 use std::collections::BTreeMap;
 
@@ -152,6 +152,51 @@ fn clip_by_hand() {
     b.set_grad(Some(Tensor::from_vec(vec![f32::NAN], 1, &dev).unwrap()));
     assert!(clip_grad_norm(&params, 1.0).unwrap().is_nan());
     assert_eq!(a.grad().unwrap().to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
+
+    // The factor alone, gradients untouched: k below the norm, 1 above it
+    // or when the norm is not finite.
+    set();
+    assert_eq!(clip_coefficient(&params, 6.5).unwrap(), (13.0, k));
+    assert_eq!(clip_coefficient(&params, 20.0).unwrap(), (13.0, 1.0));
+    assert_eq!(a.grad().unwrap().to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
+    b.set_grad(Some(Tensor::from_vec(vec![f32::INFINITY], 1, &dev).unwrap()));
+    let (norm, coef) = clip_coefficient(&params, 1.0).unwrap();
+    assert!(norm.is_infinite() && coef == 1.0);
+}
+
+#[test]
+fn the_clip_factor_in_the_step_equals_clipping_then_stepping() {
+    // Training passes clip_coefficient's factor to step_with_grad_scale
+    // instead of scaling the gradients: the parameters must come out the same
+    // bits over several steps, clipped and unclipped.
+    let (g, meta) = golden();
+    let cfg = config_from(&meta);
+    let (pa, pb) = (params_from(&g, "init."), params_from(&g, "init."));
+    let (mut oa, mut ob) = (AdamW::new(&pa, cfg.clone()).unwrap(), AdamW::new(&pb, cfg).unwrap());
+    for (t, max_norm) in [(0, 0.5), (1, 1e9), (2, 0.05)] {
+        for params in [&pa, &pb] {
+            for (n, p) in params.iter() {
+                let grad = g[&format!("grad.{t}.{n}")].clone();
+                p.set_grad(Some(grad));
+            }
+        }
+        let norm_a = clip_grad_norm(&pa, max_norm).unwrap();
+        oa.step(1e-2).unwrap();
+        let (norm_b, coef) = clip_coefficient(&pb, max_norm).unwrap();
+        ob.step_with_grad_scale(1e-2, coef).unwrap();
+        assert_eq!(norm_a, norm_b);
+        assert_eq!(coef == 1.0, max_norm == 1e9, "step {t}: factor {coef}");
+        for ((n, a), (_, b)) in pa.iter().zip(pb.iter()) {
+            let bits = |x: &Tensor| {
+                x.to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(a), bits(b), "step {t}: {n}");
+        }
+    }
 }
 
 /// Runs `steps` updates with gradients drawn from the golden's grad.* tensors.

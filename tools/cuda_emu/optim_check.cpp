@@ -14,7 +14,7 @@
 
 // cpu::optim::AdamWScalars::for_step, in the same f64 then f32 steps.
 struct Scalars {
-    float decay, w1, b2, c2, step_size, inv_bc2_sqrt, eps;
+    float decay, w1, b2, c2, step_size, inv_bc2_sqrt, eps, grad_scale;
 };
 static Scalars for_step(double lr, double beta1, double beta2, double eps, double wd, unsigned long long t) {
     const double tt = (double)t;
@@ -24,35 +24,41 @@ static Scalars for_step(double lr, double beta1, double beta2, double eps, doubl
                    (float)(1.0 - beta2),
                    (float)(lr / (1.0 - std::pow(beta1, tt))),
                    1.0f / (float)std::sqrt(1.0 - std::pow(beta2, tt)),
-                   (float)eps};
+                   (float)eps,
+                   1.0f};
 }
 
 // The CPU loop of cpu::optim::adamw_update, element by element.
 static void cpu_adamw(std::vector<float>& th, std::vector<float>& m, std::vector<float>& v, const std::vector<float>& g,
                       const Scalars& k) {
     for (size_t i = 0; i < th.size(); ++i) {
+        const float gi = g[i] * k.grad_scale;
         th[i] *= k.decay;
-        m[i] += k.w1 * (g[i] - m[i]);
-        v[i] = v[i] * k.b2 + k.c2 * g[i] * g[i];
+        m[i] += k.w1 * (gi - m[i]);
+        v[i] = v[i] * k.b2 + k.c2 * gi * gi;
         const float denom = std::sqrt(v[i]) * k.inv_bc2_sqrt + k.eps;
         th[i] += (-k.step_size * m[i]) / denom;
     }
 }
 
 static void check_adamw(std::mt19937& rng) {
+    // Unclipped, and a clipping coefficient (AdamWScalars::with_grad_scale).
+    for (float grad_scale : {1.0f, 0.37f})
     for (size_t n : {1ul, 31ul, 257ul, 5000ul}) {
         std::vector<float> th = normals<float>(rng, n), g = normals<float>(rng, n, 3.0);
         std::vector<float> m(n, 0.0f), v(n, 0.0f);
         std::vector<float> th_c = th, m_c = m, v_c = v;
         for (unsigned long long t = 1; t <= 3; ++t) {
-            const Scalars k = for_step(1e-3, 0.9, 0.95, 1e-8, 0.1, t);
+            Scalars k = for_step(1e-3, 0.9, 0.95, 1e-8, 0.1, t);
+            k.grad_scale = grad_scale;
             cpu_adamw(th_c, m_c, v_c, g, k);
             run(launch::elementwise(n), [&] {
-                adamw_f32((long long)n, k.decay, k.w1, k.b2, k.c2, k.step_size, k.inv_bc2_sqrt, k.eps, th.data(),
-                          m.data(), v.data(), g.data());
+                adamw_f32((long long)n, k.decay, k.w1, k.b2, k.c2, k.step_size, k.inv_bc2_sqrt, k.eps, k.grad_scale,
+                          th.data(), m.data(), v.data(), g.data());
             });
         }
-        const std::string name = "adamw_f32 n=" + std::to_string(n) + " after 3 steps";
+        const std::string name = "adamw_f32 n=" + std::to_string(n) + " grad_scale=" + std::to_string(grad_scale) +
+                                 " after 3 steps";
         expect_equal(name, "theta", th_c, th);
         expect_equal(name, "exp_avg", m_c, m);
         expect_equal(name, "exp_avg_sq", v_c, v);

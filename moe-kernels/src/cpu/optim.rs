@@ -11,8 +11,9 @@ use rayon::prelude::*;
 /// The scalars of one AdamW update, rounded to f32 as PyTorch does for f32
 /// tensors (its Python-float hyper-parameters become f32 constants).
 ///
-/// Per element with gradient g: θ ← θ·decay; m ← m + w1·(g − m);
-/// v ← v·b2 + c2·g·g; θ ← θ + (−step_size·m) / (√v·inv_bc2_sqrt + eps).
+/// Per element with gradient g: g ← g·grad_scale; θ ← θ·decay;
+/// m ← m + w1·(g − m); v ← v·b2 + c2·g·g;
+/// θ ← θ + (−step_size·m) / (√v·inv_bc2_sqrt + eps).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWScalars {
     /// `1 − lr·weight_decay` (decoupled weight decay).
@@ -29,6 +30,11 @@ pub struct AdamWScalars {
     pub inv_bc2_sqrt: f32,
     /// Added to the denominator after the bias-corrected square root.
     pub eps: f32,
+    /// The gradient's factor: 1, or global-norm clipping's coefficient,
+    /// which the update then applies on its way through the gradient
+    /// instead of a separate pass writing scaled gradients. `g·1` is `g`, and
+    /// `g·s` is what scaling the gradient tensor by `s` gives.
+    pub grad_scale: f32,
 }
 
 impl AdamWScalars {
@@ -45,6 +51,16 @@ impl AdamWScalars {
             // PyTorch's CPU division by a scalar multiplies by its f32 reciprocal.
             inv_bc2_sqrt: 1.0 / ((1.0 - beta2.powf(t)).sqrt()) as f32,
             eps: eps as f32,
+            grad_scale: 1.0,
+        }
+    }
+
+    /// The same update reading the gradient scaled by `scale` (rounded to
+    /// f32, as a scaled f32 tensor's factor is).
+    pub fn with_grad_scale(self, scale: f64) -> Self {
+        Self {
+            grad_scale: scale as f32,
+            ..self
         }
     }
 }
@@ -84,6 +100,7 @@ pub fn adamw_update(
             // Zipped iterators (no bounds checks) let the loop vectorise;
             // IEEE sqrt and division give the same bits in SIMD lanes.
             for (((theta, m), v), &g) in theta.iter_mut().zip(m).zip(v).zip(g) {
+                let g = g * k.grad_scale;
                 *theta *= k.decay;
                 *m += k.w1 * (g - *m);
                 *v = *v * k.b2 + k.c2 * g * g;
@@ -163,6 +180,31 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_grad_scale_gives_the_bits_of_scaling_the_gradient_first() {
+        let n = 2 * ADAMW_CHUNK + 5;
+        let g: Vec<f32> = (0..n).map(|i| ((i * 53 % 211) as f32 - 105.0) * 3e-3).collect();
+        // A clipping coefficient in f64, as clip computes it.
+        let coef = 1.0 / (7.3 + 1e-6);
+        let k = AdamWScalars::for_step(3e-4, 0.9, 0.95, 1e-8, 0.1, 3);
+        let fresh = || (vec![0.25f32; n], vec![0.01f32; n], vec![1e-4f32; n]);
+        let (mut th, mut m, mut v) = fresh();
+        adamw_update(&mut th, &mut m, &mut v, &g, &k.with_grad_scale(coef)).unwrap();
+        // The gradient tensor scaled by coef (an f32 tensor's factor is f32).
+        let scaled: Vec<f32> = g.iter().map(|&x| x * coef as f32).collect();
+        let (mut th2, mut m2, mut v2) = fresh();
+        adamw_update(&mut th2, &mut m2, &mut v2, &scaled, &k).unwrap();
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&th), bits(&th2));
+        assert_eq!(bits(&m), bits(&m2));
+        assert_eq!(bits(&v), bits(&v2));
+        // And it is not the unscaled update.
+        let (mut th3, mut m3, mut v3) = fresh();
+        adamw_update(&mut th3, &mut m3, &mut v3, &g, &k).unwrap();
+        assert_ne!(bits(&m), bits(&m3));
+        assert_ne!(bits(&th), bits(&th3));
     }
 
     #[test]

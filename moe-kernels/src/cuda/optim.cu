@@ -6,13 +6,13 @@
 // The arithmetic is moe-kernels' cpu::optim::adamw_update in the same order,
 // every operation rounded on its own (__f*_rn: no fused multiply-add, IEEE
 // square root and division), so each element gets the CPU's bits:
-//   theta *= decay; m += w1 * (g - m); v = v * b2 + (c2 * g) * g;
+//   g *= grad_scale; theta *= decay; m += w1 * (g - m); v = v * b2 + (c2 * g) * g;
 //   theta += (-step_size * m) / (sqrt(v) * inv_bc2_sqrt + eps).
 extern "C" __global__ void adamw_f32(long long n, float decay, float w1, float b2, float c2,
-                                     float step_size, float inv_bc2_sqrt, float eps,
+                                     float step_size, float inv_bc2_sqrt, float eps, float grad_scale,
                                      float* theta, float* m, float* v, const float* g) {
     GRID_STRIDE_LOOP(i, n) {
-        float gi = g[i];
+        float gi = __fmul_rn(g[i], grad_scale);
         float th = __fmul_rn(theta[i], decay);
         float mi = __fadd_rn(m[i], __fmul_rn(w1, __fsub_rn(gi, m[i])));
         float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(__fmul_rn(c2, gi), gi));

@@ -69,13 +69,15 @@ pub(crate) fn adamw_update(
         .arg(&k.step_size)
         .arg(&k.inv_bc2_sqrt)
         .arg(&k.eps)
+        .arg(&k.grad_scale)
         .arg(&mut pv)
         .arg(&mut mv)
         .arg(&mut vv)
         .arg(&gv);
     // SAFETY: adamw_f32(long long n, float decay, float w1, float b2,
-    // float c2, float step_size, float inv_bc2_sqrt, float eps, float* theta,
-    // float* m, float* v, const float* g): four distinct buffers (checked by
+    // float c2, float step_size, float inv_bc2_sqrt, float eps, float
+    // grad_scale, float* theta, float* m, float* v, const float* g): four
+    // distinct buffers (checked by
     // the caller) of n elements each.
     unsafe { b.launch(config(l)) }.map_err(cuda_err(OP))?;
     Ok(())

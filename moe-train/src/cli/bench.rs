@@ -9,7 +9,7 @@ use moe_model::{next_token_targets, presets, Decoder, ModelConfig};
 use moe_tensor::init::Rng;
 use moe_tensor::{profile, Device, Tensor};
 use moe_train::config::Precision;
-use moe_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use moe_train::optim::{clip_coefficient, AdamW, AdamWConfig};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Instant;
@@ -180,8 +180,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let t1 = Instant::now();
         out.total.backward()?;
         let t2 = Instant::now();
-        clip_grad_norm(params, 1.0)?;
-        opt.step(3e-4)?;
+        let (_, clip_scale) = clip_coefficient(params, 1.0)?;
+        opt.step_with_grad_scale(3e-4, clip_scale)?;
         // Read back after the update: on a GPU this waits for the whole step.
         let loss = out.ce.to_device(&Device::Cpu)?.to_scalar_f64()?;
         drop(out);

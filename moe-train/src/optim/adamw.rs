@@ -91,13 +91,22 @@ impl AdamW {
     /// (parameters without one are left alone and their update count does not move,
     /// as in PyTorch), on the parameters' device. Gradients are not cleared.
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        self.step_with_grad_scale(lr, 1.0)
+    }
+
+    /// [`AdamW::step`] reading every gradient multiplied by `grad_scale` (the
+    /// global-norm clipping factor of [`super::clip_coefficient`]): the same
+    /// bits as scaling the gradients first and then stepping, without writing
+    /// them. The gradients themselves are left as they are.
+    pub fn step_with_grad_scale(&mut self, lr: f64, grad_scale: f64) -> Result<()> {
         let cfg = &self.config;
         no_grad(|| {
             for ((name, p), st) in self.params.iter().zip(self.states.iter_mut()) {
                 let Some(grad) = p.grad() else { continue };
                 st.step += 1;
                 let wd = cfg.weight_decay_for(name, p.rank());
-                let k = AdamWScalars::for_step(lr, cfg.beta1, cfg.beta2, cfg.eps, wd, st.step);
+                let k =
+                    AdamWScalars::for_step(lr, cfg.beta1, cfg.beta2, cfg.eps, wd, st.step).with_grad_scale(grad_scale);
                 match &st.master {
                     Some(master) => {
                         adamw_update(master, &grad, &st.exp_avg, &st.exp_avg_sq, &k)?;

@@ -10,5 +10,5 @@ mod clip;
 mod config;
 
 pub use adamw::AdamW;
-pub use clip::clip_grad_norm;
+pub use clip::{clip_coefficient, clip_grad_norm};
 pub use config::{AdamWConfig, PAPER_BETAS, PAPER_CLIP_NORM, PAPER_WEIGHT_DECAY};

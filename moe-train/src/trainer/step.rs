@@ -13,7 +13,7 @@ use super::metrics::{LayerLoad, TrainRecord};
 use super::Trainer;
 use crate::config::NanPolicy;
 use crate::error::{Result, TrainError};
-use crate::optim::clip_grad_norm;
+use crate::optim::clip_coefficient;
 use moe_data::Batch;
 use moe_model::decoder::Ffn;
 use moe_model::next_token_targets;
@@ -128,7 +128,7 @@ impl Trainer {
         } else {
             f64::INFINITY
         };
-        let grad_norm = clip_grad_norm(&params, clip)?;
+        let (grad_norm, clip_scale) = clip_coefficient(&params, clip)?;
         let finite = sums.loss.is_finite() && grad_norm.is_finite();
         if !finite {
             match self.cfg.train.on_nan {
@@ -144,7 +144,7 @@ impl Trainer {
                 NanPolicy::Skip => self.skipped += 1,
             }
         } else {
-            self.optimizer.step(lr)?;
+            self.optimizer.step_with_grad_scale(lr, clip_scale)?;
             self.update_expert_biases()?;
         }
         params.zero_grad();
