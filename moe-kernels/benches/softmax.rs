@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use moe_kernels::cpu::cross_entropy::{cross_entropy_backward, cross_entropy_forward, grad_scale, Reduction};
+use moe_kernels::cpu::cross_entropy::{
+    cross_entropy_backward, cross_entropy_forward, cross_entropy_forward_with_grad, grad_scale, Reduction,
+};
 use moe_kernels::cpu::softmax::{log_softmax_forward, softmax_backward, softmax_forward};
 
 /// Deterministic values in [-4, 4).
@@ -67,6 +69,10 @@ fn cross_entropy(cr: &mut Criterion) {
         g.throughput(Throughput::Bytes(2 * bytes));
         g.bench_with_input(BenchmarkId::new("backward", label(n, v)), &(), |b, _| {
             b.iter(|| cross_entropy_backward(&mut dx, &x, &lse, &tg, n, v, -100, scale).unwrap())
+        });
+        // Training's one pass: the loss and the gradient (reads x, writes dx).
+        g.bench_with_input(BenchmarkId::new("forward_with_grad", label(n, v)), &(), |b, _| {
+            b.iter(|| cross_entropy_forward_with_grad(&mut lse, &mut dx, &x, &tg, n, v, -100, Reduction::Mean).unwrap())
         });
     }
     g.finish();
