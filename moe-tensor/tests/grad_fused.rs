@@ -191,17 +191,19 @@ fn cross_entropy_gradients_and_value() {
     // Value: −mean of log_softmax at the kept targets, from unfused ops.
     let kept = ids(vec![0, 4, 2, 2, 1], &[5, 1]);
     let rows = ids(vec![0, 1, 3, 4, 5], &[5]);
-    let want = x
-        .index_select(0, &rows)
-        .unwrap()
-        .log_softmax(1)
-        .unwrap()
-        .gather(1, &kept)
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .neg()
-        .unwrap();
+    let unfused_loss = |x: &Tensor| {
+        x.index_select(0, &rows)
+            .unwrap()
+            .log_softmax(1)
+            .unwrap()
+            .gather(1, &kept)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .neg()
+            .unwrap()
+    };
+    let want = unfused_loss(&x);
     let got = x.cross_entropy(&tg, -100, Reduction::Mean).unwrap();
     assert!(got.dims().is_empty());
     assert!((got.to_scalar_f64().unwrap() - want.to_scalar_f64().unwrap()).abs() < 1e-14);
@@ -214,18 +216,7 @@ fn cross_entropy_gradients_and_value() {
         p.grad().unwrap().to_vec_f64().unwrap()
     };
     let fused = grad_of(&|p| p.cross_entropy(&tg, -100, Reduction::Mean).unwrap());
-    let unfused = grad_of(&|p| {
-        p.index_select(0, &rows)
-            .unwrap()
-            .log_softmax(1)
-            .unwrap()
-            .gather(1, &kept)
-            .unwrap()
-            .mean_all()
-            .unwrap()
-            .neg()
-            .unwrap()
-    });
+    let unfused = grad_of(&unfused_loss);
     for (a, b) in fused.iter().zip(&unfused) {
         assert!((a - b).abs() < 1e-15, "{a} vs {b}");
     }

@@ -159,7 +159,7 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     let first = i0 + s0;
                     let (qi, doi) = (mat(&qh[first * dh..], dh), mat(&doh[first * dh..], dh));
                     // P = exp(scale · Q_band K_jᵀ − lse), 0 where masked
-                    gemm_with(precision, sn, kv, dh, scale, qi, kj_t, T::zero(), tile(&mut p, kv));
+                    gemm_with(precision, sn, kv, dh, scale, qi, kj_t, T::zero(), tile(&mut p));
                     for r in 0..sn {
                         let row = &mut p[r * BC..r * BC + kv];
                         let nvis = (first + r + off + 1 - j0).min(kv);
@@ -169,7 +169,7 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     // dV_j[:kv] += Pᵀ dO_band
                     gemm_with(precision, kv, dh, sn, one, tile_t(&p), doi, one, rows_from(dv, j0, dh));
                     // dP = dO_band V_jᵀ, then dS = P ⊙ (dP − Δ) · scale in place
-                    gemm_with(precision, sn, kv, dh, one, doi, vj_t, T::zero(), tile(&mut ds, kv));
+                    gemm_with(precision, sn, kv, dh, one, doi, vj_t, T::zero(), tile(&mut ds));
                     for r in 0..sn {
                         let d = delta[first + r];
                         let (dr, pr) = (&mut ds[r * BC..r * BC + kv], &p[r * BC..r * BC + kv]);
@@ -201,9 +201,8 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
     }
 }
 
-/// A `[BR, BC]` tile buffer as the output of a product with `cols` columns.
-fn tile<T>(buf: &mut [T], cols: usize) -> MatMut<'_, T> {
-    debug_assert!(cols <= BC);
+/// A `[BR, BC]` tile buffer as the output of a product.
+fn tile<T>(buf: &mut [T]) -> MatMut<'_, T> {
     MatMut {
         data: buf,
         rs: BC,
