@@ -182,17 +182,20 @@ fn bf16_products_match_full_products_of_rounded_copies() {
                 (n, 1),
                 1,
             );
-            let got = product(
-                ProductPrecision::Bf16,
-                dims,
-                &a,
-                (a_rs, a_cs),
-                &b,
-                (b_rs, b_cs),
-                &c0,
-                (n, 1),
-                1,
-            );
+            let bf16_on = |threads| {
+                product(
+                    ProductPrecision::Bf16,
+                    dims,
+                    &a,
+                    (a_rs, a_cs),
+                    &b,
+                    (b_rs, b_cs),
+                    &c0,
+                    (n, 1),
+                    threads,
+                )
+            };
+            let got = bf16_on(1);
             for i in 0..m {
                 for j in 0..n {
                     let bound: f64 = (0..k)
@@ -204,17 +207,7 @@ fn bf16_products_match_full_products_of_rounded_copies() {
                 }
             }
             for threads in [2, 3] {
-                let again = product(
-                    ProductPrecision::Bf16,
-                    dims,
-                    &a,
-                    (a_rs, a_cs),
-                    &b,
-                    (b_rs, b_cs),
-                    &c0,
-                    (n, 1),
-                    threads,
-                );
+                let again = bf16_on(threads);
                 assert!(
                     again.iter().zip(&got).all(|(x, y)| x.to_bits() == y.to_bits()),
                     "{m}×{n}×{k} on {threads} threads"
