@@ -6,7 +6,7 @@ use crate::dtype::WithDType;
 use crate::precision::cpu_product_precision;
 use crate::storage::Storage;
 use crate::{Error, Layout, Result, Shape, Tensor};
-use moe_kernels::cpu::gemm::{gemm_batched, gemm_with, BatchStrides, MatMut, MatRef, ProductPrecision};
+use moe_kernels::cpu::gemm::{gemm_batched_new, gemm_with, BatchStrides, MatMut, MatRef, ProductPrecision};
 use moe_kernels::cpu::strided::{offsets, Strided};
 use moe_kernels::Real;
 
@@ -79,17 +79,17 @@ fn run<T: Real>(
     k: usize,
 ) -> Vec<T> {
     let nb: usize = batch.iter().product();
-    let mut c = vec![T::zero(); nb * m * n];
     let r = batch.len();
     let (a_rs, a_cs) = (la.strides()[r], la.strides()[r + 1]);
     let (b_rs, b_cs) = (lb.strides()[r], lb.strides()[r + 1]);
     let (oa, sa) = batch_offsets(la, batch);
     let (ob, sb) = batch_offsets(lb, batch);
     if nb == 0 || m == 0 || n == 0 {
-        return c;
+        return Vec::new();
     }
     match (sa, sb) {
-        (Some(sa), Some(sb)) => gemm_batched(
+        // Evenly spaced operands: one batched call into a new, unzeroed buffer.
+        (Some(sa), Some(sb)) => gemm_batched_new(
             precision,
             nb,
             m,
@@ -108,15 +108,9 @@ fn run<T: Real>(
                 rs: b_rs,
                 cs: b_cs,
             },
-            T::zero(),
-            &mut c,
-            BatchStrides {
-                bs: m * n,
-                rs: n,
-                cs: 1,
-            },
         ),
         _ => {
+            let mut c = vec![T::zero(); nb * m * n];
             for (i, cm) in c.chunks_mut(m * n).enumerate() {
                 gemm_with(
                     precision,
@@ -138,9 +132,9 @@ fn run<T: Real>(
                     MatMut { data: cm, rs: n, cs: 1 },
                 );
             }
+            c
         }
     }
-    c
 }
 
 impl Tensor {

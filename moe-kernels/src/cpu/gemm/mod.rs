@@ -49,6 +49,7 @@ mod avx512;
 mod avx512_bf16;
 mod bf16;
 mod driver;
+mod fresh;
 mod gemv;
 mod kernel;
 mod naive;
@@ -62,6 +63,7 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use driver::RawMut;
+pub use fresh::gemm_batched_new;
 use pack::RawRef;
 
 use crate::Real;
@@ -268,15 +270,15 @@ fn gemm_on<T: Real>(
     check("B", k, n, b.rs, b.cs, b.data.len());
     let work = m.saturating_mul(n).saturating_mul(k);
     let naive = work <= NAIVE_MAX_WORK || !non_overlapping(m, n, c.rs, c.cs);
-    let bf16 = precision == ProductPrecision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>();
+    let bf16 = is_bf16::<T>(precision);
+    let spec = if naive {
+        None
+    } else {
+        packed_kernel::<T>(precision, m, n, work)
+    };
     // The packed driver has a bf16 kernel on some CPUs; every other bf16
     // product multiplies rounded copies of what its views reach.
-    let bf16_spec = if bf16 && !naive && m > 1 && n > 1 {
-        kernel::select_bf16::<T>()
-    } else {
-        None
-    };
-    if bf16 && bf16_spec.is_none() {
+    if bf16 && spec.is_none() {
         let ra = bf16::rounded_copy(a.data, extent(m, k, a.rs, a.cs).unwrap_or(0));
         let rb = bf16::rounded_copy(b.data, extent(k, n, b.rs, b.cs).unwrap_or(0));
         let (ra, rb) = (MatRef { data: &ra, ..*a }, MatRef { data: &rb, ..*b });
@@ -313,9 +315,33 @@ fn gemm_on<T: Real>(
             let threads = threads_for(n.saturating_mul(k) * 16, threads);
             gemv::gemv(n, k, alpha, tr_raw(b), tr_raw(a), beta, ct, threads);
         } else {
-            let spec = bf16_spec.unwrap_or_else(kernel::select::<T>);
+            let spec = spec.unwrap_or_else(kernel::select::<T>);
             driver::gemm_packed(&spec, m, n, k, alpha, a, b, beta, c, threads_for(work, threads));
         }
+    }
+}
+
+/// Whether `precision` rounds this element type's operands (f32 only).
+fn is_bf16<T: 'static>(precision: ProductPrecision) -> bool {
+    precision == ProductPrecision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>()
+}
+
+/// The micro-kernel the packed driver runs an m×n product of `work`
+/// multiply-adds on, or None where another path takes it: a vector
+/// (`m` or `n` is 1), a product small enough for the direct loop, or bf16
+/// precision on a CPU without a bf16 kernel (which multiplies rounded copies).
+fn packed_kernel<T: Real>(
+    precision: ProductPrecision,
+    m: usize,
+    n: usize,
+    work: usize,
+) -> Option<kernel::KernelSpec<T>> {
+    if m <= 1 || n <= 1 || work <= NAIVE_MAX_WORK {
+        None
+    } else if is_bf16::<T>(precision) {
+        kernel::select_bf16::<T>()
+    } else {
+        Some(kernel::select::<T>())
     }
 }
 
@@ -324,8 +350,7 @@ fn gemm_on<T: Real>(
 /// `"avx2-fma f32 6x16"` or `"portable"`; bf16 products without a bf16
 /// kernel name the f32 kernel that multiplies their rounded copies.
 pub fn selected_kernel<T: Real>(precision: ProductPrecision) -> &'static str {
-    let bf16 = precision == ProductPrecision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>();
-    match bf16.then(kernel::select_bf16::<T>).flatten() {
+    match is_bf16::<T>(precision).then(kernel::select_bf16::<T>).flatten() {
         Some(spec) => spec.name,
         None => kernel::select::<T>().name,
     }
@@ -377,6 +402,68 @@ pub struct BatchStrides {
     pub cs: usize,
 }
 
+/// The A and B operands of a batch of products, checked to cover every entry.
+struct BatchOperands<'a, T> {
+    a: &'a [T],
+    a_s: BatchStrides,
+    b: &'a [T],
+    b_s: BatchStrides,
+}
+
+impl<'a, T> BatchOperands<'a, T> {
+    /// Panics (naming `op`) unless `a` and `b` cover `batch` entries of
+    /// (m×k)·(k×n); with `k == 0` they are never read and may be empty.
+    #[allow(clippy::too_many_arguments)]
+    fn checked(
+        op: &str,
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &'a [T],
+        a_s: BatchStrides,
+        b: &'a [T],
+        b_s: BatchStrides,
+    ) -> Self {
+        let span = |s: BatchStrides, rows, cols| {
+            extent(rows, cols, s.rs, s.cs)
+                .and_then(|e| (batch - 1).checked_mul(s.bs)?.checked_add(e))
+                .unwrap_or(usize::MAX)
+        };
+        let (a_need, b_need) = if k == 0 || batch == 0 {
+            (0, 0)
+        } else {
+            (span(a_s, m, k), span(b_s, k, n))
+        };
+        assert!(
+            a_need <= a.len() && b_need <= b.len(),
+            "{op}: batch of {batch} ({m}×{k})·({k}×{n}) needs A {a_need}, B {b_need} elements; \
+             slices have {}, {}",
+            a.len(),
+            b.len()
+        );
+        Self { a, a_s, b, b_s }
+    }
+
+    /// Entry `i` of A (empty past the slice, which only happens when k == 0).
+    fn a(&self, i: usize) -> MatRef<'a, T> {
+        MatRef {
+            data: self.a.get(i * self.a_s.bs..).unwrap_or(&[]),
+            rs: self.a_s.rs,
+            cs: self.a_s.cs,
+        }
+    }
+
+    /// Entry `i` of B (empty past the slice, which only happens when k == 0).
+    fn b(&self, i: usize) -> MatRef<'a, T> {
+        MatRef {
+            data: self.b.get(i * self.b_s.bs..).unwrap_or(&[]),
+            rs: self.b_s.rs,
+            cs: self.b_s.cs,
+        }
+    }
+}
+
 /// Per-matrix work below which a batch runs one matrix per thread rather than
 /// splitting each matrix across threads.
 const BATCH_SPLIT_WORK: usize = 1 << 24;
@@ -410,41 +497,17 @@ pub fn gemm_batched<T: Real>(
     if batch == 0 || m == 0 || n == 0 {
         return;
     }
-    let last = batch - 1;
-    let span = |s: BatchStrides, rows, cols| {
-        extent(rows, cols, s.rs, s.cs)
-            .and_then(|e| last.checked_mul(s.bs)?.checked_add(e))
-            .unwrap_or(usize::MAX)
-    };
-    let (a_need, b_need) = if k == 0 {
-        (0, 0)
-    } else {
-        (span(a_s, m, k), span(b_s, k, n))
-    };
-    let c_need = span(c_s, m, n);
+    let ops = BatchOperands::checked("gemm_batched", batch, m, n, k, a, a_s, b, b_s);
+    let c_len = extent(m, n, c_s.rs, c_s.cs).unwrap_or(usize::MAX);
+    let c_need = (batch - 1).checked_mul(c_s.bs).and_then(|o| o.checked_add(c_len));
     assert!(
-        a_need <= a.len() && b_need <= b.len() && c_need <= c.len(),
-        "gemm_batched: batch of {batch} ({m}×{k})·({k}×{n}) needs A {a_need}, B {b_need}, \
-         C {c_need} elements; slices have {}, {}, {}",
-        a.len(),
-        b.len(),
+        c_need.is_some_and(|need| need <= c.len()),
+        "gemm_batched: batch of {batch} ({m}×{k})·({k}×{n}) needs C {c_need:?} elements; slice has {}",
         c.len()
     );
-    let c_len = extent(m, n, c_s.rs, c_s.cs).unwrap_or(usize::MAX);
     let disjoint = batch == 1 || c_s.bs >= c_len;
     let threads = rayon::current_num_threads();
     let work = m.saturating_mul(n).saturating_mul(k);
-    // With k == 0 A and B are never read and may be empty.
-    let a_at = |i: usize| MatRef {
-        data: a.get(i * a_s.bs..).unwrap_or(&[]),
-        rs: a_s.rs,
-        cs: a_s.cs,
-    };
-    let b_at = |i: usize| MatRef {
-        data: b.get(i * b_s.bs..).unwrap_or(&[]),
-        rs: b_s.rs,
-        cs: b_s.cs,
-    };
     if disjoint && threads > 1 && batch > 1 && work < BATCH_SPLIT_WORK {
         let c_ptr = RawMut {
             ptr: c.as_mut_ptr(),
@@ -460,7 +523,7 @@ pub fn gemm_batched<T: Real>(
                 rs: c_s.rs,
                 cs: c_s.cs,
             };
-            gemm_on(1, precision, m, n, k, alpha, &a_at(i), &b_at(i), beta, &mut ci);
+            gemm_on(1, precision, m, n, k, alpha, &ops.a(i), &ops.b(i), beta, &mut ci);
         });
     } else {
         for i in 0..batch {
@@ -469,7 +532,7 @@ pub fn gemm_batched<T: Real>(
                 rs: c_s.rs,
                 cs: c_s.cs,
             };
-            gemm_on(threads, precision, m, n, k, alpha, &a_at(i), &b_at(i), beta, &mut ci);
+            gemm_on(threads, precision, m, n, k, alpha, &ops.a(i), &ops.b(i), beta, &mut ci);
         }
     }
 }
