@@ -178,12 +178,12 @@ pub fn attention_forward<T: Real>(
         return Ok(());
     }
     let g = dims.group();
-    let head = |(bh, (oh, lh)): (usize, (&mut [T], &mut [T]))| {
+    let head = |tiles: &mut Tiles<T>, (bh, (oh, lh)): (usize, (&mut [T], &mut [T]))| {
         let (b, h) = (bh / hq, bh % hq);
         let kv0 = (b * hkv + h / g) * tk * dh;
         let qh = &q[bh * tq * dh..(bh + 1) * tq * dh];
         let (kh, vh) = (&k[kv0..kv0 + tk * dh], &v[kv0..kv0 + tk * dh]);
-        forward_head(oh, lh, qh, kh, vh, tq, tk, dh, scale, precision);
+        forward_head(oh, lh, qh, kh, vh, tq, tk, dh, scale, precision, tiles);
     };
     if dh == 0 {
         // Empty heads: every visible score is 0, so lse = ln(#visible keys).
@@ -196,11 +196,35 @@ pub fn attention_forward<T: Real>(
         o.par_chunks_mut(tq * dh)
             .zip(lse.par_chunks_mut(tq))
             .enumerate()
-            .for_each(head);
+            .for_each_init(|| Tiles::new(dh), head);
     } else {
-        o.chunks_mut(tq * dh).zip(lse.chunks_mut(tq)).enumerate().for_each(head);
+        let mut tiles = Tiles::new(dh);
+        o.chunks_mut(tq * dh)
+            .zip(lse.chunks_mut(tq))
+            .enumerate()
+            .for_each(|item| head(&mut tiles, item));
     }
     Ok(())
+}
+
+/// A forward task's buffers, reused from one (b, h) to the next (on the
+/// heap: 64 KiB of scores in f32, 128 KiB in f64, too much for a worker
+/// thread's stack frame). Each query tile zeroes `acc` and writes every score
+/// it reads.
+struct Tiles<T> {
+    /// Scores, then probabilities: [BR, BC].
+    s: Vec<T>,
+    /// Unnormalised output rows: [BR, Dh].
+    acc: Vec<T>,
+}
+
+impl<T: Real> Tiles<T> {
+    fn new(dh: usize) -> Self {
+        Self {
+            s: vec![T::zero(); BR * BC],
+            acc: vec![T::zero(); BR * dh],
+        }
+    }
 }
 
 /// One (b, h): `q, o: [Tq, Dh]`, `k, v: [Tk, Dh]`, `lse: [Tq]`.
@@ -216,13 +240,10 @@ fn forward_head<T: Real>(
     dh: usize,
     scale: T,
     precision: ProductPrecision,
+    tiles: &mut Tiles<T>,
 ) {
     let off = tk - tq;
-    // Scores, then probabilities: [BR, BC], on the heap (64 KiB in f32,
-    // 128 KiB in f64: too much for a worker thread's stack frame).
-    #[allow(clippy::useless_vec)]
-    let mut s = vec![T::zero(); BR * BC];
-    let mut acc = vec![T::zero(); BR * dh]; // unnormalised output rows: [BR, Dh]
+    let Tiles { s, acc } = tiles;
     let mut m = [T::neg_infinity(); BR]; // running row max
     let mut l = [T::zero(); BR]; // running row sum of exp(s − m)
     for i0 in (0..tq).step_by(BR) {

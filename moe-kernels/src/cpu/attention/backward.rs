@@ -62,7 +62,7 @@ pub fn attention_backward<T: Real>(
     let g = dims.group();
     let (qg, kvh) = (g * tq * dh, tk * dh); // elements per task of q-like and kv-like buffers
     #[allow(clippy::type_complexity)]
-    let task = |(bk, (dqg, (dkh, dvh))): (usize, (&mut [T], (&mut [T], &mut [T])))| {
+    let task = |scratch: &mut Tiles<T>, (bk, (dqg, (dkh, dvh))): (usize, (&mut [T], (&mut [T], &mut [T])))| {
         let (qs, ls) = (bk * qg..(bk + 1) * qg, bk * g * tq..(bk + 1) * g * tq);
         let ks = bk * kvh..(bk + 1) * kvh;
         let a = GroupIn {
@@ -79,21 +79,43 @@ pub fn attention_backward<T: Real>(
             scale,
             precision,
         };
-        backward_group(dqg, dkh, dvh, &a);
+        backward_group(dqg, dkh, dvh, &a, scratch);
     };
     let groups = dims.b * hkv;
     if dims.work() >= PAR_MIN_WORK && groups > 1 {
         dq.par_chunks_mut(qg)
             .zip(dk.par_chunks_mut(kvh).zip(dv.par_chunks_mut(kvh)))
             .enumerate()
-            .for_each(task);
+            .for_each_init(|| Tiles::new(tq), task);
     } else {
+        let mut scratch = Tiles::new(tq);
         dq.chunks_mut(qg)
             .zip(dk.chunks_mut(kvh).zip(dv.chunks_mut(kvh)))
             .enumerate()
-            .for_each(task);
+            .for_each(|item| task(&mut scratch, item));
     }
     Ok(())
+}
+
+/// A task's tile buffers, reused from one (b, kv head) to the next: every
+/// element a product or the softmax reads is written first in that task.
+struct Tiles<T> {
+    /// Probabilities of a tile: [BR, BC].
+    p: Vec<T>,
+    /// dP, then dS, of a tile: [BR, BC].
+    ds: Vec<T>,
+    /// Δ_i = dO_i · O_i: [Tq].
+    delta: Vec<T>,
+}
+
+impl<T: Real> Tiles<T> {
+    fn new(tq: usize) -> Self {
+        Self {
+            p: vec![T::zero(); BR * BC],
+            ds: vec![T::zero(); BR * BC],
+            delta: vec![T::zero(); tq],
+        }
+    }
 }
 
 /// Inputs of one (b, kv head) task.
@@ -117,7 +139,7 @@ struct GroupIn<'a, T> {
 }
 
 /// One (b, kv head): `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]`, all zeroed on entry.
-fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>) {
+fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>, tiles: &mut Tiles<T>) {
     let GroupIn {
         tq,
         tk,
@@ -127,9 +149,7 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
         ..
     } = *a;
     let off = tk - tq;
-    let mut p = vec![T::zero(); BR * BC]; // probabilities of a tile: [BR, BC]
-    let mut ds = vec![T::zero(); BR * BC]; // dP, then dS, of a tile: [BR, BC]
-    let mut delta = vec![T::zero(); tq]; // Δ_i = dO_i · O_i
+    let Tiles { p, ds, delta } = tiles;
     let one = T::one();
     for gi in 0..a.g {
         let rows = gi * tq * dh..(gi + 1) * tq * dh;
@@ -159,7 +179,7 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                     let first = i0 + s0;
                     let (qi, doi) = (mat(&qh[first * dh..], dh), mat(&doh[first * dh..], dh));
                     // P = exp(scale · Q_band K_jᵀ − lse), 0 where masked
-                    gemm_with(precision, sn, kv, dh, scale, qi, kj_t, T::zero(), tile(&mut p));
+                    gemm_with(precision, sn, kv, dh, scale, qi, kj_t, T::zero(), tile(p));
                     for r in 0..sn {
                         let row = &mut p[r * BC..r * BC + kv];
                         let nvis = (first + r + off + 1 - j0).min(kv);
@@ -167,9 +187,9 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                         row[nvis..].iter_mut().for_each(|x| *x = T::zero());
                     }
                     // dV_j[:kv] += Pᵀ dO_band
-                    gemm_with(precision, kv, dh, sn, one, tile_t(&p), doi, one, rows_from(dv, j0, dh));
+                    gemm_with(precision, kv, dh, sn, one, tile_t(p), doi, one, rows_from(dv, j0, dh));
                     // dP = dO_band V_jᵀ, then dS = P ⊙ (dP − Δ) · scale in place
-                    gemm_with(precision, sn, kv, dh, one, doi, vj_t, T::zero(), tile(&mut ds));
+                    gemm_with(precision, sn, kv, dh, one, doi, vj_t, T::zero(), tile(ds));
                     for r in 0..sn {
                         let d = delta[first + r];
                         let (dr, pr) = (&mut ds[r * BC..r * BC + kv], &p[r * BC..r * BC + kv]);
@@ -194,7 +214,7 @@ fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn
                         one,
                         rows_from(dqh, first, dh),
                     );
-                    gemm_with(precision, kv, dh, sn, one, tile_t(&ds), qi, one, rows_from(dk, j0, dh));
+                    gemm_with(precision, kv, dh, sn, one, tile_t(ds), qi, one, rows_from(dk, j0, dh));
                 });
             }
         }
