@@ -3,6 +3,11 @@
 //! Contiguous inputs take a flat (parallel) fast path; strided ones walk rows
 //! (all dims but the last) and stride along the last dim, so a broadcast row
 //! vector or a transposed matrix costs one offset computation per row.
+//! Outputs are written once into a new allocation's spare capacity, not
+//! zeroed first (on a training step the zeroing was a pass of its own over
+//! every elementwise result, including each layout copy).
+
+use std::mem::MaybeUninit;
 
 use super::strided::Strided;
 use rayon::prelude::*;
@@ -15,43 +20,63 @@ const CHUNK: usize = 1 << 13;
 pub fn unary<T, U, F>(x: &[T], xs: Strided<'_>, f: F) -> Vec<U>
 where
     T: Copy + Send + Sync,
-    U: Copy + Send + Sync + Default,
+    U: Copy + Send + Sync,
     F: Fn(T) -> U + Sync + Send,
 {
     let n = xs.len();
-    let mut out = vec![U::default(); n];
     if n == 0 {
-        return out;
+        return Vec::new();
     }
     if xs.is_contiguous() {
         let src = &x[xs.offset..xs.offset + n];
-        if n >= PAR_THRESHOLD {
-            out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| {
-                o.iter_mut().zip(s).for_each(|(o, &v)| *o = f(v));
-            });
-        } else {
-            out.iter_mut().zip(src).for_each(|(o, &v)| *o = f(v));
-        }
-        return out;
+        return fresh(n, |out| {
+            if n >= PAR_THRESHOLD {
+                out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| {
+                    o.iter_mut().zip(s).for_each(|(o, &v)| {
+                        o.write(f(v));
+                    });
+                });
+            } else {
+                out.iter_mut().zip(src).for_each(|(o, &v)| {
+                    o.write(f(v));
+                });
+            }
+        });
     }
     let (len, st) = xs.last();
     let rows = xs.row_offsets();
-    let row = |o: &mut [U], r: usize| {
+    let row = |o: &mut [MaybeUninit<U>], r: usize| {
         if st == 1 {
             // Unit stride (a head transpose, a narrowed row): a slice walk
             // the compiler vectorises, one bounds check per row.
-            o.iter_mut().zip(&x[r..r + len]).for_each(|(o, &v)| *o = f(v));
+            o.iter_mut().zip(&x[r..r + len]).for_each(|(o, &v)| {
+                o.write(f(v));
+            });
         } else {
-            o.iter_mut().enumerate().for_each(|(j, o)| *o = f(x[r + j * st]));
+            o.iter_mut().enumerate().for_each(|(j, o)| {
+                o.write(f(x[r + j * st]));
+            });
         }
     };
-    let body = |(o, rs): (&mut [U], &[usize])| o.chunks_mut(len).zip(rs).for_each(|(o, &r)| row(o, r));
+    let body = |(o, rs): (&mut [MaybeUninit<U>], &[usize])| o.chunks_mut(len).zip(rs).for_each(|(o, &r)| row(o, r));
     let g = rows_per_task(len);
-    if n >= PAR_THRESHOLD {
-        out.par_chunks_mut(len * g).zip(rows.par_chunks(g)).for_each(body);
-    } else {
-        body((&mut out, &rows));
-    }
+    fresh(n, |out| {
+        if n >= PAR_THRESHOLD {
+            out.par_chunks_mut(len * g).zip(rows.par_chunks(g)).for_each(body);
+        } else {
+            body((out, &rows));
+        }
+    })
+}
+
+/// A new vector of `n` elements, written by `fill` into the allocation's
+/// spare capacity. `fill` must write every one of the `n` slots it is given
+/// (each map here writes each output element exactly once).
+fn fresh<U>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<U>])) -> Vec<U> {
+    let mut out = Vec::with_capacity(n);
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` initialised the first `n` slots (its contract above).
+    unsafe { out.set_len(n) };
     out
 }
 
@@ -66,60 +91,63 @@ pub fn binary<A, B, U, F>(a: &[A], as_: Strided<'_>, b: &[B], bs: Strided<'_>, f
 where
     A: Copy + Send + Sync,
     B: Copy + Send + Sync,
-    U: Copy + Send + Sync + Default,
+    U: Copy + Send + Sync,
     F: Fn(A, B) -> U + Sync + Send,
 {
     debug_assert_eq!(as_.dims, bs.dims);
     let n = as_.len();
-    let mut out = vec![U::default(); n];
     if n == 0 {
-        return out;
+        return Vec::new();
     }
     if as_.is_contiguous() && bs.is_contiguous() {
         let (sa, sb) = (&a[as_.offset..as_.offset + n], &b[bs.offset..bs.offset + n]);
-        let body = |((o, x), y): ((&mut [U], &[A]), &[B])| {
+        let body = |((o, x), y): ((&mut [MaybeUninit<U>], &[A]), &[B])| {
             for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                *o = f(x, y);
+                o.write(f(x, y));
             }
         };
-        if n >= PAR_THRESHOLD {
-            out.par_chunks_mut(CHUNK)
-                .zip(sa.par_chunks(CHUNK))
-                .zip(sb.par_chunks(CHUNK))
-                .for_each(body);
-        } else {
-            body(((&mut out[..], sa), sb));
-        }
-        return out;
+        return fresh(n, |out| {
+            if n >= PAR_THRESHOLD {
+                out.par_chunks_mut(CHUNK)
+                    .zip(sa.par_chunks(CHUNK))
+                    .zip(sb.par_chunks(CHUNK))
+                    .for_each(body);
+            } else {
+                body(((out, sa), sb));
+            }
+        });
     }
     let ((len, sta), (_, stb)) = (as_.last(), bs.last());
     let (ra, rb) = (as_.row_offsets(), bs.row_offsets());
-    let row = |o: &mut [U], oa: usize, ob: usize| {
+    let row = |o: &mut [MaybeUninit<U>], oa: usize, ob: usize| {
         if sta == 1 && stb == 1 {
             // Both rows contiguous (e.g. a bias row broadcast over rows): vectorised.
             let (x, y) = (&a[oa..oa + len], &b[ob..ob + len]);
-            o.iter_mut().zip(x).zip(y).for_each(|((o, &x), &y)| *o = f(x, y));
+            o.iter_mut().zip(x).zip(y).for_each(|((o, &x), &y)| {
+                o.write(f(x, y));
+            });
         } else {
-            o.iter_mut()
-                .enumerate()
-                .for_each(|(j, o)| *o = f(a[oa + j * sta], b[ob + j * stb]));
+            o.iter_mut().enumerate().for_each(|(j, o)| {
+                o.write(f(a[oa + j * sta], b[ob + j * stb]));
+            });
         }
     };
-    let body = |((o, ra), rb): ((&mut [U], &[usize]), &[usize])| {
+    let body = |((o, ra), rb): ((&mut [MaybeUninit<U>], &[usize]), &[usize])| {
         o.chunks_mut(len)
             .zip(ra.iter().zip(rb))
             .for_each(|(o, (&oa, &ob))| row(o, oa, ob));
     };
     let g = rows_per_task(len);
-    if n >= PAR_THRESHOLD {
-        out.par_chunks_mut(len * g)
-            .zip(ra.par_chunks(g))
-            .zip(rb.par_chunks(g))
-            .for_each(body);
-    } else {
-        body(((&mut out, &ra), &rb));
-    }
-    out
+    fresh(n, |out| {
+        if n >= PAR_THRESHOLD {
+            out.par_chunks_mut(len * g)
+                .zip(ra.par_chunks(g))
+                .zip(rb.par_chunks(g))
+                .for_each(body);
+        } else {
+            body(((out, &ra), &rb));
+        }
+    })
 }
 
 /// `out[i] = f(a[i], b[i], c[i])` on contiguous, equally long slices.
@@ -128,7 +156,7 @@ where
     A: Copy + Send + Sync,
     B: Copy + Send + Sync,
     C: Copy + Send + Sync,
-    U: Copy + Send + Sync + Default,
+    U: Copy + Send + Sync,
     F: Fn(A, B, C) -> U + Sync + Send,
 {
     assert!(
@@ -136,21 +164,21 @@ where
         "ternary_contiguous: length mismatch"
     );
     let n = a.len();
-    let mut out = vec![U::default(); n];
     // Each chunk knows its start index, so one closure serves serial and parallel runs.
-    let body = |(ci, o): (usize, &mut [U])| {
+    let body = |(ci, o): (usize, &mut [MaybeUninit<U>])| {
         let start = ci * CHUNK;
         for (j, o) in o.iter_mut().enumerate() {
             let i = start + j;
-            *o = f(a[i], b[i], c[i]);
+            o.write(f(a[i], b[i], c[i]));
         }
     };
-    if n >= PAR_THRESHOLD {
-        out.par_chunks_mut(CHUNK).enumerate().for_each(body);
-    } else {
-        out.chunks_mut(CHUNK).enumerate().for_each(body);
-    }
-    out
+    fresh(n, |out| {
+        if n >= PAR_THRESHOLD {
+            out.par_chunks_mut(CHUNK).enumerate().for_each(body);
+        } else {
+            out.chunks_mut(CHUNK).enumerate().for_each(body);
+        }
+    })
 }
 
 #[cfg(test)]
@@ -220,5 +248,29 @@ mod tests {
             |v| v * 2.0,
         );
         assert!(out.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32));
+    }
+
+    /// Every map writes each element of its fresh output exactly once: small
+    /// and large (parallel, ragged last chunk) contiguous inputs, against
+    /// serial maps.
+    #[test]
+    fn contiguous_maps_write_every_element() {
+        for n in [0, 1, 17, PAR_THRESHOLD + 3, 3 * CHUNK + 5 + PAR_THRESHOLD] {
+            let a: Vec<f64> = (0..n).map(|v| v as f64 * 0.25).collect();
+            let b: Vec<f64> = (0..n).map(|v| 1.0 - v as f64).collect();
+            let c: Vec<i64> = (0..n as i64).collect();
+            let s = Strided {
+                dims: &[n],
+                strides: &[1],
+                offset: 0,
+            };
+            let want: Vec<f64> = a.iter().map(|v| v * 3.0).collect();
+            assert_eq!(unary(&a, s, |v| v * 3.0), want, "unary, n = {n}");
+            let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+            assert_eq!(binary(&a, s, &b, s, |x, y| x - y), want, "binary, n = {n}");
+            let want: Vec<f64> = (0..n).map(|i| a[i] * b[i] + c[i] as f64).collect();
+            let got = ternary_contiguous(&a, &b, &c, |x, y, z| x * y + z as f64);
+            assert_eq!(got, want, "ternary, n = {n}");
+        }
     }
 }
