@@ -12,6 +12,9 @@ use std::mem::MaybeUninit;
 use super::strided::Strided;
 use rayon::prelude::*;
 
+/// A chunk of a fresh output, written once per element.
+type Out<'a, U> = &'a mut [MaybeUninit<U>];
+
 /// Below this many elements threads cost more than they save.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 const CHUNK: usize = 1 << 13;
@@ -45,7 +48,7 @@ where
     }
     let (len, st) = xs.last();
     let rows = xs.row_offsets();
-    let row = |o: &mut [MaybeUninit<U>], r: usize| {
+    let row = |o: Out<'_, U>, r: usize| {
         if st == 1 {
             // Unit stride (a head transpose, a narrowed row): a slice walk
             // the compiler vectorises, one bounds check per row.
@@ -58,7 +61,7 @@ where
             });
         }
     };
-    let body = |(o, rs): (&mut [MaybeUninit<U>], &[usize])| o.chunks_mut(len).zip(rs).for_each(|(o, &r)| row(o, r));
+    let body = |(o, rs): (Out<'_, U>, &[usize])| o.chunks_mut(len).zip(rs).for_each(|(o, &r)| row(o, r));
     let g = rows_per_task(len);
     fresh(n, |out| {
         if n >= PAR_THRESHOLD {
@@ -72,7 +75,7 @@ where
 /// A new vector of `n` elements, written by `fill` into the allocation's
 /// spare capacity. `fill` must write every one of the `n` slots it is given
 /// (each map here writes each output element exactly once).
-fn fresh<U>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<U>])) -> Vec<U> {
+fn fresh<U>(n: usize, fill: impl FnOnce(Out<'_, U>)) -> Vec<U> {
     let mut out = Vec::with_capacity(n);
     fill(&mut out.spare_capacity_mut()[..n]);
     // SAFETY: `fill` initialised the first `n` slots (its contract above).
@@ -101,7 +104,7 @@ where
     }
     if as_.is_contiguous() && bs.is_contiguous() {
         let (sa, sb) = (&a[as_.offset..as_.offset + n], &b[bs.offset..bs.offset + n]);
-        let body = |((o, x), y): ((&mut [MaybeUninit<U>], &[A]), &[B])| {
+        let body = |((o, x), y): ((Out<'_, U>, &[A]), &[B])| {
             for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
                 o.write(f(x, y));
             }
@@ -119,7 +122,7 @@ where
     }
     let ((len, sta), (_, stb)) = (as_.last(), bs.last());
     let (ra, rb) = (as_.row_offsets(), bs.row_offsets());
-    let row = |o: &mut [MaybeUninit<U>], oa: usize, ob: usize| {
+    let row = |o: Out<'_, U>, oa: usize, ob: usize| {
         if sta == 1 && stb == 1 {
             // Both rows contiguous (e.g. a bias row broadcast over rows): vectorised.
             let (x, y) = (&a[oa..oa + len], &b[ob..ob + len]);
@@ -132,7 +135,7 @@ where
             });
         }
     };
-    let body = |((o, ra), rb): ((&mut [MaybeUninit<U>], &[usize]), &[usize])| {
+    let body = |((o, ra), rb): ((Out<'_, U>, &[usize]), &[usize])| {
         o.chunks_mut(len)
             .zip(ra.iter().zip(rb))
             .for_each(|(o, (&oa, &ob))| row(o, oa, ob));
@@ -165,7 +168,7 @@ where
     );
     let n = a.len();
     // Each chunk knows its start index, so one closure serves serial and parallel runs.
-    let body = |(ci, o): (usize, &mut [MaybeUninit<U>])| {
+    let body = |(ci, o): (usize, Out<'_, U>)| {
         let start = ci * CHUNK;
         for (j, o) in o.iter_mut().enumerate() {
             let i = start + j;
