@@ -40,6 +40,10 @@
 //! or `n == 1` to a streaming matrix-vector kernel; the rest to the packed
 //! driver, on one thread below [`PAR_MIN_WORK`] multiply-adds and on rayon's
 //! current pool (respecting `RAYON_NUM_THREADS`) above it.
+//!
+//! [`gemm_batched_new`] returns its products in a new buffer (`fresh.rs`):
+//! the packed driver never reads C when `beta == 0`, so it writes the
+//! allocation's spare capacity once instead of after a zeroing pass.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
