@@ -6,7 +6,7 @@
 //! [`grouped_gemm`] multiplies each segment by its own matrix (forward and the
 //! input gradient); [`grouped_gemm_tn`] forms `segmentᵀ · segment` products
 //! (the weight gradient). One call covers every segment: segments run in
-//! parallel on rayon's current pool, and each one is a [`gemm_with`](super::gemm::gemm_with) call that may
+//! parallel on rayon's current pool, and each one is a [`gemm_with`] call that may
 //! split further when it is large, so a skewed load still uses every thread.
 //!
 //! [`combine_rows`] / [`combine_rows_backward`] form `out[t] = Σ_k w[t,k] ·
