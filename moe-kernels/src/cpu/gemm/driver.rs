@@ -351,6 +351,7 @@ unsafe fn macro_kernel<T: Real>(
             unsafe {
                 let ap = abuf.add(ir * blk.depth);
                 let cp = c.ptr.add((blk.i0 + ir) * c.rs + (blk.j0 + j) * c.cs);
+                prefetch_tile(cp, rows, cols, c.rs, c.cs);
                 if rows == mr && cols == nr {
                     ukr(blk.kcur, ap, bp, cp, rs, cs, blk.alpha, blk.beta);
                 } else {
@@ -376,6 +377,33 @@ unsafe fn macro_kernel<T: Real>(
             }
         }
     }
+}
+
+/// Asks for the cache lines of a C tile the micro-kernel is about to
+/// compute, so that its stores at the end (and, for `beta != 0`, its loads)
+/// find them in cache: a fresh output the size of the LM head's logits is
+/// not cached, and each tile's rows lie a full row of C apart.
+///
+/// # Safety
+/// The tile lies in C (prefetches never fault, but the address arithmetic
+/// must stay inside the allocation).
+#[inline(always)]
+unsafe fn prefetch_tile<T>(cp: *mut T, rows: usize, cols: usize, rs: usize, cs: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if cs == 1 {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = cols * size_of::<T>();
+        for i in 0..rows {
+            // SAFETY: row i of the tile lies in C.
+            let row = unsafe { cp.add(i * rs) }.cast::<i8>();
+            for off in (0..bytes).step_by(64) {
+                // SAFETY: inside row i of the tile.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(row.add(off)) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (cp, rows, cols, rs, cs);
 }
 
 #[cfg(test)]
