@@ -136,6 +136,19 @@ unsafe fn pair_matrix(
         }
     } else {
         for q in 0..kq {
+            // The source columns are short runs a whole row of the matrix
+            // apart (the logits' gradient read transposed), which the
+            // hardware prefetcher does not see coming: ask for the runs a
+            // few slots ahead.
+            if q + PREFETCH_SLOTS < kq {
+                // SAFETY: columns below kc of the block.
+                unsafe {
+                    prefetch_run(base.add(2 * (q + PREFETCH_SLOTS) * k_stride), rows);
+                    if 2 * (q + PREFETCH_SLOTS) + 1 < kc {
+                        prefetch_run(base.add((2 * (q + PREFETCH_SLOTS) + 1) * k_stride), rows);
+                    }
+                }
+            }
             // SAFETY: columns 2q and 2q+1 (when < kc) of the block, rows words at q·rows.
             unsafe {
                 let lo = base.add(2 * q * k_stride);
@@ -149,6 +162,26 @@ unsafe fn pair_matrix(
             cs: rows,
         }
     }
+}
+
+/// Pair slots ahead that [`pair_matrix`] prefetches when it interleaves columns.
+const PREFETCH_SLOTS: usize = 4;
+
+/// Prefetches the cache lines of `len` consecutive f32 values at `src`.
+///
+/// # Safety
+/// The run lies inside one allocation (prefetches never fault, but the
+/// address arithmetic must stay inside it).
+#[inline(always)]
+unsafe fn prefetch_run(src: *const f32, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..len).step_by(16) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: inside the run.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(src.add(off).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (src, len);
 }
 
 /// Reinterprets a view of `T` (which is f32) as one of f32.
