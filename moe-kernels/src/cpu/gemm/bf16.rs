@@ -119,6 +119,12 @@ unsafe fn pair_matrix(
     let kq = kc.div_ceil(2);
     if k_stride == 1 || r_stride != 1 {
         for r in 0..rows {
+            if k_stride == 1 && r_stride >= FAR_ROWS && r + 1 < rows {
+                // Rows pages apart (the logits' gradient as A): the next
+                // one's run is requested while this one converts.
+                // SAFETY: row r + 1 of the block.
+                unsafe { prefetch_run(base.add((r + 1) * r_stride), kc) };
+            }
             // SAFETY: row r's kc elements lie in the block; its kq words in `pairs`.
             unsafe {
                 let row = pairs.add(r * kq);
@@ -166,6 +172,11 @@ unsafe fn pair_matrix(
 
 /// Pair slots ahead that [`pair_matrix`] prefetches when it interleaves columns.
 const PREFETCH_SLOTS: usize = 4;
+
+/// Row stride (f32 values, 4 KiB) from which [`pair_matrix`] prefetches the
+/// next row's run: nearer rows run on in memory, where the hardware
+/// prefetcher already streams them.
+const FAR_ROWS: usize = 1024;
 
 /// Prefetches the cache lines of `len` consecutive f32 values at `src`.
 ///
