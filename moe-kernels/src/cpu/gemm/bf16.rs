@@ -122,8 +122,7 @@ unsafe fn pair_matrix(
             if k_stride == 1 && r_stride >= FAR_ROWS && r + 1 < rows {
                 // Rows pages apart (the logits' gradient as A): the next
                 // one's run is requested while this one converts.
-                // SAFETY: row r + 1 of the block.
-                unsafe { prefetch_run(base.add((r + 1) * r_stride), kc) };
+                prefetch_run(base.wrapping_add((r + 1) * r_stride), kc);
             }
             // SAFETY: row r's kc elements lie in the block; its kq words in `pairs`.
             unsafe {
@@ -146,13 +145,9 @@ unsafe fn pair_matrix(
             // apart (the logits' gradient read transposed), which the
             // hardware prefetcher does not see coming: ask for the runs a
             // few slots ahead.
-            if q + PREFETCH_SLOTS < kq {
-                // SAFETY: columns below kc of the block.
-                unsafe {
-                    prefetch_run(base.add(2 * (q + PREFETCH_SLOTS) * k_stride), rows);
-                    if 2 * (q + PREFETCH_SLOTS) + 1 < kc {
-                        prefetch_run(base.add((2 * (q + PREFETCH_SLOTS) + 1) * k_stride), rows);
-                    }
+            for col in [2 * (q + PREFETCH_SLOTS), 2 * (q + PREFETCH_SLOTS) + 1] {
+                if col < kc {
+                    prefetch_run(base.wrapping_add(col * k_stride), rows);
                 }
             }
             // SAFETY: columns 2q and 2q+1 (when < kc) of the block, rows words at q·rows.
@@ -178,21 +173,10 @@ const PREFETCH_SLOTS: usize = 4;
 /// prefetcher already streams them.
 const FAR_ROWS: usize = 1024;
 
-/// Prefetches the cache lines of `len` consecutive f32 values at `src`.
-///
-/// # Safety
-/// The run lies inside one allocation (prefetches never fault, but the
-/// address arithmetic must stay inside it).
+/// Prefetches the `len` f32 values at `src`.
 #[inline(always)]
-unsafe fn prefetch_run(src: *const f32, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for off in (0..len).step_by(16) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: inside the run.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(src.add(off).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (src, len);
+fn prefetch_run(src: *const f32, len: usize) {
+    super::prefetch_bytes(src.cast(), len * 4);
 }
 
 /// Reinterprets a view of `T` (which is f32) as one of f32.

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use super::kernel::KernelSpec;
 use super::pack::RawRef;
+use super::prefetch_bytes;
 use super::scratch::{with_scratch, Scratch};
 use crate::Real;
 
@@ -383,27 +384,13 @@ unsafe fn macro_kernel<T: Real>(
 /// compute, so that its stores at the end (and, for `beta != 0`, its loads)
 /// find them in cache: a fresh output the size of the LM head's logits is
 /// not cached, and each tile's rows lie a full row of C apart.
-///
-/// # Safety
-/// The tile lies in C (prefetches never fault, but the address arithmetic
-/// must stay inside the allocation).
 #[inline(always)]
-unsafe fn prefetch_tile<T>(cp: *mut T, rows: usize, cols: usize, rs: usize, cs: usize) {
-    #[cfg(target_arch = "x86_64")]
+fn prefetch_tile<T>(cp: *mut T, rows: usize, cols: usize, rs: usize, cs: usize) {
     if cs == 1 {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = cols * size_of::<T>();
         for i in 0..rows {
-            // SAFETY: row i of the tile lies in C.
-            let row = unsafe { cp.add(i * rs) }.cast::<i8>();
-            for off in (0..bytes).step_by(64) {
-                // SAFETY: inside row i of the tile.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(row.add(off)) };
-            }
+            prefetch_bytes(cp.wrapping_add(i * rs).cast_const().cast(), cols * size_of::<T>());
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (cp, rows, cols, rs, cs);
 }
 
 #[cfg(test)]
