@@ -40,25 +40,31 @@ fn main() {
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nkv], vec![0.0f32; nkv]);
     let scale = default_scale::<f32>(dh);
     let pairs = (b * hq * t * (t + 1) / 2) as f64;
-    let (mut tf, mut tb) = (0.0f64, 0.0f64);
+    // Mean and minimum per phase: the minimum is the steadier figure for
+    // comparing two builds on a shared machine.
+    let (mut tf, mut tb) = (Vec::new(), Vec::new());
     for _ in 0..iters {
         let s = Instant::now();
         attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale, precision).expect("forward");
-        tf += s.elapsed().as_secs_f64();
+        tf.push(s.elapsed().as_secs_f64());
         let s = Instant::now();
         attention_backward(
             &mut dq, &mut dk, &mut dv, &d_o, &q, &k, &v, &o, &lse, d, scale, precision,
         )
         .expect("backward");
-        tb += s.elapsed().as_secs_f64();
+        tb.push(s.elapsed().as_secs_f64());
     }
-    let n = iters as f64;
+    let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len() as f64;
+    let min = |t: &[f64]| t.iter().copied().fold(f64::INFINITY, f64::min);
+    let (mf, mb) = (mean(&tf), mean(&tb));
     println!(
-        "forward {:.2} ms ({:.1} GFLOP/s), backward {:.2} ms ({:.1} GFLOP/s), checksum {:.6}",
-        tf / n * 1e3,
-        pairs * 4.0 * dh as f64 / (tf / n) / 1e9,
-        tb / n * 1e3,
-        pairs * 10.0 * dh as f64 / (tb / n) / 1e9,
+        "forward {:.2} ms ({:.1} GFLOP/s, min {:.2} ms), backward {:.2} ms ({:.1} GFLOP/s, min {:.2} ms), checksum {:.6}",
+        mf * 1e3,
+        pairs * 4.0 * dh as f64 / mf / 1e9,
+        min(&tf) * 1e3,
+        mb * 1e3,
+        pairs * 10.0 * dh as f64 / mb / 1e9,
+        min(&tb) * 1e3,
         o.iter()
             .chain(&dq)
             .chain(&dk)
