@@ -3,7 +3,9 @@
 //! for short buffers and bad rows.
 
 use moe_kernels::cpu::gemm::{BatchStrides, MatRef, ProductPrecision};
-use moe_kernels::cpu::grouped_gemm::{combine_rows, combine_rows_backward, grouped_gemm, grouped_gemm_tn};
+use moe_kernels::cpu::grouped_gemm::{
+    combine_rows, combine_rows_backward, grouped_gemm, grouped_gemm_new, grouped_gemm_tn,
+};
 use moe_kernels::KernelError;
 
 /// Reference: the segment products written as plain loops.
@@ -96,6 +98,68 @@ fn large_skewed_segments_take_the_parallel_path_and_match() {
     assert!(g[k * n..2 * k * n].iter().all(|&x| x == 0.0));
     let (i, j, e, start) = (7, 9, 3, 500);
     assert!((g[e * k * n + i * n + j] - a[start * k + i] * c[start * n + j]).abs() < 1e-10);
+}
+
+/// The fresh-buffer variant gives grouped_gemm's bits into a zeroed C, with
+/// zero rows after the segments: empty and large (parallel, packed)
+/// segments, a transposed weight, k = 0, f32 and bf16 precision.
+#[test]
+fn fresh_output_matches_grouped_gemm_into_zeros() {
+    let cases: [(&[usize], usize, usize, usize); 4] = [
+        (&[3, 0, 5, 1], 2, 7, 6),
+        (&[0, 300, 17, 0, 90], 64, 96, 70),
+        (&[4, 4], 0, 5, 0),
+        (&[0, 0], 3, 4, 5),
+    ];
+    for (counts, extra, k, n) in cases {
+        let m: usize = counts.iter().sum();
+        let e = counts.len();
+        let a: Vec<f32> = data(m * k, 11).iter().map(|&x| x as f32).collect();
+        let b: Vec<f32> = data(e * k * n, 12).iter().map(|&x| x as f32).collect();
+        // Each expert's matrix stored transposed (n × k), read with swapped strides.
+        let b_s = BatchStrides {
+            bs: k * n,
+            rs: 1,
+            cs: k,
+        };
+        let a_v = MatRef { data: &a, rs: k, cs: 1 };
+        for precision in [ProductPrecision::Full, ProductPrecision::Bf16] {
+            let mut want = vec![0.0f32; (m + extra) * n];
+            grouped_gemm(precision, counts, k, n, 1.5, a_v, &b, b_s, 0.0, &mut want[..m * n]).unwrap();
+            let got = grouped_gemm_new(precision, counts, m + extra, k, n, 1.5, a_v, &b, b_s).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{counts:?} k {k} n {n} {precision:?}");
+        }
+    }
+    // Fewer rows than the segments hold is an error naming them.
+    let err = grouped_gemm_new(
+        ProductPrecision::Full,
+        &[2, 2],
+        3,
+        1,
+        1,
+        1.0f32,
+        MatRef {
+            data: &[0.0; 4],
+            rs: 1,
+            cs: 1,
+        },
+        &[0.0; 2],
+        BatchStrides { bs: 1, rs: 1, cs: 1 },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KernelError::LengthMismatch {
+                buffer: "rows",
+                expected: 4,
+                got: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -14,7 +14,9 @@
 //!
 //! All validate their inputs and return [`KernelError`] instead of panicking.
 
-use super::gemm::{gemm_with, BatchStrides, MatMut, MatRef, ProductPrecision, PAR_MIN_WORK};
+use std::mem::MaybeUninit;
+
+use super::gemm::{gemm_with, product_into, BatchStrides, MatMut, MatRef, ProductPrecision, PAR_MIN_WORK};
 use crate::{KernelError, Real};
 use rayon::prelude::*;
 
@@ -85,46 +87,156 @@ pub fn grouped_gemm<T: Real>(
     c: &mut [T],
 ) -> Result<(), KernelError> {
     const OP: &str = "grouped_gemm";
-    let m = total_rows(OP, counts)?;
-    let c_need = m.checked_mul(n).ok_or(KernelError::ShapeOverflow {
-        op: OP,
-        shape: vec![m, n],
-    })?;
-    if c.len() != c_need {
+    let m = check_grouped(OP, counts, k, n, &a, b, b_s)?;
+    // m·n did not overflow (checked).
+    check_len_exact(OP, "c", m * n, c.len())?;
+    run_segments(precision, counts, k, n, alpha, &a, b, b_s, Out::Init(c, beta));
+    Ok(())
+}
+
+/// [`grouped_gemm`] with `beta = 0` into a new `rows × n` buffer, `rows ≥ Σ
+/// counts`: the segments' products, then zero rows (a dispatch plan's
+/// dropped copies). The products are written once into the allocation, not
+/// after zeroing it (see `gemm_batched_new`); the values are the same, bit
+/// for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_gemm_new<T: Real>(
+    precision: ProductPrecision,
+    counts: &[usize],
+    rows: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: &[T],
+    b_s: BatchStrides,
+) -> Result<Vec<T>, KernelError> {
+    const OP: &str = "grouped_gemm_new";
+    let m = check_grouped(OP, counts, k, n, &a, b, b_s)?;
+    if rows < m {
         return Err(KernelError::LengthMismatch {
             op: OP,
-            buffer: "c",
-            expected: c_need,
-            got: c.len(),
+            buffer: "rows",
+            expected: m,
+            got: rows,
         });
     }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k > 0 {
-        check_len(OP, "a", extent(OP, m, k, a.rs, a.cs)?, a.data.len())?;
+    let len = rows.checked_mul(n).ok_or(KernelError::ShapeOverflow {
+        op: OP,
+        shape: vec![rows, n],
+    })?;
+    let mut c = Vec::with_capacity(len);
+    let (segs, rest) = c.spare_capacity_mut()[..len].split_at_mut(m * n);
+    run_segments(precision, counts, k, n, alpha, &a, b, b_s, Out::Fresh(segs));
+    rest.fill(MaybeUninit::new(T::zero()));
+    // SAFETY: run_segments wrote every row of every segment (they tile the
+    // first m rows) and the rest was just zeroed.
+    unsafe { c.set_len(len) };
+    Ok(c)
+}
+
+/// Checks a grouped product's operands (see [`grouped_gemm`]) and returns
+/// `M = Σ counts`, with `M·n` known not to overflow.
+#[allow(clippy::too_many_arguments)]
+fn check_grouped<T>(
+    op: &'static str,
+    counts: &[usize],
+    k: usize,
+    n: usize,
+    a: &MatRef<'_, T>,
+    b: &[T],
+    b_s: BatchStrides,
+) -> Result<usize, KernelError> {
+    let m = total_rows(op, counts)?;
+    m.checked_mul(n)
+        .ok_or(KernelError::ShapeOverflow { op, shape: vec![m, n] })?;
+    if m > 0 && n > 0 && k > 0 {
+        check_len(op, "a", extent(op, m, k, a.rs, a.cs)?, a.data.len())?;
         let last = counts.len().saturating_sub(1);
         let b_need = last
             .checked_mul(b_s.bs)
-            .and_then(|s| s.checked_add(extent(OP, k, n, b_s.rs, b_s.cs).ok()?))
+            .and_then(|s| s.checked_add(extent(op, k, n, b_s.rs, b_s.cs).ok()?))
             .ok_or(KernelError::ShapeOverflow {
-                op: OP,
+                op,
                 shape: vec![counts.len(), k, n],
             })?;
-        check_len(OP, "b", b_need, b.len())?;
+        check_len(op, "b", b_need, b.len())?;
+    }
+    Ok(m)
+}
+
+/// Errors unless a buffer has exactly `need` elements.
+fn check_len_exact(op: &'static str, buffer: &'static str, need: usize, len: usize) -> Result<(), KernelError> {
+    if len == need {
+        Ok(())
+    } else {
+        Err(KernelError::LengthMismatch {
+            op,
+            buffer,
+            expected: need,
+            got: len,
+        })
+    }
+}
+
+/// The output rows of a grouped product.
+enum Out<'a, T> {
+    /// Initialised rows, combined as `alpha·a·b + beta·c`.
+    Init(&'a mut [T], T),
+    /// Rows to write once (`beta = 0`), possibly uninitialised.
+    Fresh(&'a mut [MaybeUninit<T>]),
+}
+
+impl<'a, T> Out<'a, T> {
+    /// The first `mid` elements and the rest.
+    fn split_at(self, mid: usize) -> (Self, Self)
+    where
+        T: Copy,
+    {
+        match self {
+            Out::Init(c, beta) => {
+                let (l, r) = c.split_at_mut(mid);
+                (Out::Init(l, beta), Out::Init(r, beta))
+            }
+            Out::Fresh(c) => {
+                let (l, r) = c.split_at_mut(mid);
+                (Out::Fresh(l), Out::Fresh(r))
+            }
+        }
+    }
+}
+
+/// Runs every non-empty segment's product into its rows of `c` (checked
+/// operands; `c` holds exactly `Σ counts · n` elements), one task per
+/// segment, in parallel when the work is large.
+#[allow(clippy::too_many_arguments)]
+fn run_segments<T: Real>(
+    precision: ProductPrecision,
+    counts: &[usize],
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: &MatRef<'_, T>,
+    b: &[T],
+    b_s: BatchStrides,
+    c: Out<'_, T>,
+) {
+    let m: usize = counts.iter().sum();
+    if m == 0 || n == 0 {
+        return;
     }
     // One task per non-empty segment, each owning its rows of C.
     let mut tasks = Vec::with_capacity(counts.len());
     let (mut rest, mut row) = (c, 0usize);
     for (e, &rows) in counts.iter().enumerate() {
-        let (seg, tail) = rest.split_at_mut(rows * n);
+        let (seg, tail) = rest.split_at(rows * n);
         rest = tail;
         if rows > 0 {
             tasks.push((e, row, rows, seg));
         }
         row += rows;
     }
-    let run = |(e, row, rows, seg): (usize, usize, usize, &mut [T])| {
+    let run = |(e, row, rows, seg): (usize, usize, usize, Out<'_, T>)| {
         // With k == 0, gemm reads neither A nor B, which may then be empty.
         let a_e = MatRef {
             data: a.data.get(row * a.rs..).unwrap_or(&[]),
@@ -136,28 +248,29 @@ pub fn grouped_gemm<T: Real>(
             rs: b_s.rs,
             cs: b_s.cs,
         };
-        gemm_with(
-            precision,
-            rows,
-            n,
-            k,
-            alpha,
-            a_e,
-            b_e,
-            beta,
-            MatMut {
-                data: seg,
-                rs: n,
-                cs: 1,
-            },
-        );
+        match seg {
+            Out::Init(data, beta) => gemm_with(
+                precision,
+                rows,
+                n,
+                k,
+                alpha,
+                a_e,
+                b_e,
+                beta,
+                MatMut { data, rs: n, cs: 1 },
+            ),
+            Out::Fresh(data) => {
+                let threads = rayon::current_num_threads();
+                product_into(threads, precision, rows, n, k, alpha, &a_e, &b_e, data, None);
+            }
+        }
     };
     if tasks.len() > 1 && parallel(m.saturating_mul(n).saturating_mul(k)) {
         tasks.into_par_iter().for_each(run);
     } else {
         tasks.into_iter().for_each(run);
     }
-    Ok(())
 }
 
 /// Grouped transposed product (the weight gradient of [`grouped_gemm`]): for

@@ -12,7 +12,7 @@ use crate::precision::cpu_product_precision;
 use crate::storage::Storage;
 use crate::{DType, Error, Result, Segments, Shape, Tensor};
 use moe_kernels::cpu::gemm::{BatchStrides, MatRef, ProductPrecision};
-use moe_kernels::cpu::grouped_gemm::{grouped_gemm, grouped_gemm_tn};
+use moe_kernels::cpu::grouped_gemm::{grouped_gemm_new, grouped_gemm_tn};
 use moe_kernels::{KernelError, Real};
 use num_traits::{One, Zero};
 
@@ -75,29 +75,14 @@ fn forward<T: Real>(
 ) -> Result<Vec<T>> {
     let (m, k, n) = (xt.dims()[0], xt.dims()[1], wt.dims()[2]);
     let ws = wt.layout().strides();
-    // Rows past the segments (Σ counts < M) belong to no expert: zero.
-    let mut y = vec![T::zero(); m * n];
-    let rows: usize = counts.iter().sum();
     let b_s = BatchStrides {
         bs: ws[0],
         rs: ws[1],
         cs: ws[2],
     };
     let w = w.get(wt.layout().offset()..).unwrap_or(&[]);
-    grouped_gemm(
-        precision,
-        counts,
-        k,
-        n,
-        T::one(),
-        mat(x, xt),
-        w,
-        b_s,
-        T::zero(),
-        &mut y[..rows * n],
-    )
-    .map_err(kernel_err(OP))?;
-    Ok(y)
+    // Rows past the segments (Σ counts < M) belong to no expert: zero.
+    grouped_gemm_new(precision, counts, m, k, n, T::one(), mat(x, xt), w, b_s).map_err(kernel_err(OP))
 }
 
 /// `dw[e] = x[seg e]ᵀ · g[seg e]`, shape `[E, D, F]` for `x [M, D]` and

@@ -105,9 +105,10 @@ fn new_with_fill<T: Real>(
 }
 
 /// `c = alpha · a · b` for a contiguous row-major m×n `c` (m, n ≥ 1) whose
-/// elements may be uninitialised; every one of them is written.
+/// elements may be uninitialised; every one of them is written. `poison`
+/// (tests) fills the packed path's buffer first.
 #[allow(clippy::too_many_arguments)]
-fn product_into<T: Real>(
+pub(crate) fn product_into<T: Real>(
     threads: usize,
     precision: ProductPrecision,
     m: usize,

@@ -68,6 +68,7 @@ use rayon::prelude::*;
 
 use driver::RawMut;
 pub use fresh::gemm_batched_new;
+pub(crate) use fresh::product_into;
 use pack::RawRef;
 
 use crate::Real;
