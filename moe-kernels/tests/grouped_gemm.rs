@@ -4,7 +4,7 @@
 
 use moe_kernels::cpu::gemm::{BatchStrides, MatRef, ProductPrecision};
 use moe_kernels::cpu::grouped_gemm::{
-    combine_rows, combine_rows_backward, grouped_gemm, grouped_gemm_new, grouped_gemm_tn,
+    combine_rows, combine_rows_backward, grouped_gemm, grouped_gemm_new, grouped_gemm_tn, grouped_gemm_tn_new,
 };
 use moe_kernels::KernelError;
 
@@ -160,6 +160,27 @@ fn fresh_output_matches_grouped_gemm_into_zeros() {
         ),
         "{err}"
     );
+}
+
+/// The transposed product's fresh-buffer variant gives grouped_gemm_tn's
+/// bits into a zeroed C: empty segments (zero matrices), large ones, f32
+/// and bf16 precision.
+#[test]
+fn fresh_transposed_output_matches_grouped_gemm_tn_into_zeros() {
+    let cases: [(&[usize], usize, usize); 3] = [(&[3, 0, 5, 1], 7, 6), (&[0, 300, 17, 0, 90], 96, 70), (&[0, 0], 4, 5)];
+    for (counts, m, n) in cases {
+        let rows: usize = counts.iter().sum();
+        let a: Vec<f32> = data(rows * m, 13).iter().map(|&x| x as f32).collect();
+        let b: Vec<f32> = data(rows * n, 14).iter().map(|&x| x as f32).collect();
+        let (a_v, b_v) = (MatRef { data: &a, rs: m, cs: 1 }, MatRef { data: &b, rs: n, cs: 1 });
+        for precision in [ProductPrecision::Full, ProductPrecision::Bf16] {
+            let mut want = vec![0.0f32; counts.len() * m * n];
+            grouped_gemm_tn(precision, counts, m, n, 0.5, a_v, b_v, 0.0, &mut want).unwrap();
+            let got = grouped_gemm_tn_new(precision, counts, m, n, 0.5, a_v, b_v).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{counts:?} m {m} n {n} {precision:?}");
+        }
+    }
 }
 
 #[test]

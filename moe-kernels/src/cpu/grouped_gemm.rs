@@ -295,35 +295,95 @@ pub fn grouped_gemm_tn<T: Real>(
     c: &mut [T],
 ) -> Result<(), KernelError> {
     const OP: &str = "grouped_gemm_tn";
-    let rows = total_rows(OP, counts)?;
-    let per = m.checked_mul(n).ok_or(KernelError::ShapeOverflow {
-        op: OP,
-        shape: vec![m, n],
-    })?;
-    let c_need = per.checked_mul(counts.len()).ok_or(KernelError::ShapeOverflow {
-        op: OP,
+    let len = check_grouped_tn(OP, counts, m, n, &a, &b)?;
+    check_len_exact(OP, "c", len, c.len())?;
+    run_experts_tn(precision, counts, m, n, alpha, &a, &b, Out::Init(c, beta));
+    Ok(())
+}
+
+/// [`grouped_gemm_tn`] with `beta = 0` into a new buffer of `E` matrices,
+/// each written once (an empty segment's with zeros), not after zeroing the
+/// whole buffer; the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn grouped_gemm_tn_new<T: Real>(
+    precision: ProductPrecision,
+    counts: &[usize],
+    m: usize,
+    n: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) -> Result<Vec<T>, KernelError> {
+    let len = check_grouped_tn("grouped_gemm_tn_new", counts, m, n, &a, &b)?;
+    let mut c = Vec::with_capacity(len);
+    run_experts_tn(
+        precision,
+        counts,
+        m,
+        n,
+        alpha,
+        &a,
+        &b,
+        Out::Fresh(&mut c.spare_capacity_mut()[..len]),
+    );
+    // SAFETY: run_experts_tn wrote each expert's m·n elements, and the
+    // experts' matrices tile the first `len` slots.
+    unsafe { c.set_len(len) };
+    Ok(c)
+}
+
+/// Checks a grouped transposed product's operands (see
+/// [`grouped_gemm_tn`]) and returns the output's length `E·m·n`.
+fn check_grouped_tn<T>(
+    op: &'static str,
+    counts: &[usize],
+    m: usize,
+    n: usize,
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+) -> Result<usize, KernelError> {
+    let rows = total_rows(op, counts)?;
+    let per = m
+        .checked_mul(n)
+        .ok_or(KernelError::ShapeOverflow { op, shape: vec![m, n] })?;
+    let len = per.checked_mul(counts.len()).ok_or(KernelError::ShapeOverflow {
+        op,
         shape: vec![counts.len(), m, n],
     })?;
-    if c.len() != c_need {
-        return Err(KernelError::LengthMismatch {
-            op: OP,
-            buffer: "c",
-            expected: c_need,
-            got: c.len(),
-        });
+    if per > 0 {
+        check_len(op, "a", extent(op, rows, m, a.rs, a.cs)?, a.data.len())?;
+        check_len(op, "b", extent(op, rows, n, b.rs, b.cs)?, b.data.len())?;
     }
+    Ok(len)
+}
+
+/// Runs every expert's `a[seg e]ᵀ · b[seg e]` into its `m × n` matrix of
+/// `c` (checked operands; `c` holds exactly `E·m·n` elements), one task
+/// per expert, in parallel when the work is large.
+#[allow(clippy::too_many_arguments)]
+fn run_experts_tn<T: Real>(
+    precision: ProductPrecision,
+    counts: &[usize],
+    m: usize,
+    n: usize,
+    alpha: T,
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: Out<'_, T>,
+) {
+    let per = m * n;
     if per == 0 {
-        return Ok(());
+        return;
     }
-    check_len(OP, "a", extent(OP, rows, m, a.rs, a.cs)?, a.data.len())?;
-    check_len(OP, "b", extent(OP, rows, n, b.rs, b.cs)?, b.data.len())?;
-    let mut starts = Vec::with_capacity(counts.len());
-    let mut row = 0usize;
+    let mut tasks = Vec::with_capacity(counts.len());
+    let (mut rest, mut start) = (c, 0usize);
     for &r in counts {
-        starts.push(row);
-        row += r;
+        let (c_e, tail) = rest.split_at(per);
+        rest = tail;
+        tasks.push((c_e, r, start));
+        start += r;
     }
-    let run = |((c_e, &r), &start): ((&mut [T], &usize), &usize)| {
+    let run = |(c_e, r, start): (Out<'_, T>, usize, usize)| {
         // Rows of segment e as the k dimension: aᵀ is m × r with swapped strides.
         let at = MatRef {
             data: if r > 0 { &a.data[start * a.rs..] } else { &[] },
@@ -335,32 +395,20 @@ pub fn grouped_gemm_tn<T: Real>(
             rs: b.rs,
             cs: b.cs,
         };
-        gemm_with(
-            precision,
-            m,
-            n,
-            r,
-            alpha,
-            at,
-            b_e,
-            beta,
-            MatMut {
-                data: c_e,
-                rs: n,
-                cs: 1,
-            },
-        );
+        match c_e {
+            Out::Init(data, beta) => gemm_with(precision, m, n, r, alpha, at, b_e, beta, MatMut { data, rs: n, cs: 1 }),
+            Out::Fresh(data) => {
+                let threads = rayon::current_num_threads();
+                product_into(threads, precision, m, n, r, alpha, &at, &b_e, data, None);
+            }
+        }
     };
-    let work = rows.saturating_mul(per);
+    let work = start.saturating_mul(per);
     if counts.len() > 1 && parallel(work) {
-        c.par_chunks_mut(per)
-            .zip(counts.par_iter())
-            .zip(starts.par_iter())
-            .for_each(run);
+        tasks.into_par_iter().for_each(run);
     } else {
-        c.chunks_mut(per).zip(counts.iter()).zip(starts.iter()).for_each(run);
+        tasks.into_iter().for_each(run);
     }
-    Ok(())
 }
 
 /// Rows of `y` (`y.len() / d` of them) that `rows` may name, checked: a

@@ -12,9 +12,9 @@ use crate::precision::cpu_product_precision;
 use crate::storage::Storage;
 use crate::{DType, Error, Result, Segments, Shape, Tensor};
 use moe_kernels::cpu::gemm::{BatchStrides, MatRef, ProductPrecision};
-use moe_kernels::cpu::grouped_gemm::{grouped_gemm_new, grouped_gemm_tn};
+use moe_kernels::cpu::grouped_gemm::{grouped_gemm_new, grouped_gemm_tn_new};
 use moe_kernels::{KernelError, Real};
-use num_traits::{One, Zero};
+use num_traits::One;
 
 const OP: &str = "grouped_matmul";
 
@@ -102,19 +102,8 @@ fn grouped_weight_grad(x: &Tensor, g: &Tensor, segments: &Segments) -> Result<Te
         let (gx, gg) = (x.read_storage(), g.read_storage());
         let precision = cpu_product_precision();
         crate::map_float2!(gx.cpu(op)?, gg.cpu(op)?, op, |vx, vg: T| {
-            let mut dw = vec![T::zero(); counts.len() * d * f];
-            grouped_gemm_tn(
-                precision,
-                counts,
-                d,
-                f,
-                T::one(),
-                mat(vx, x),
-                mat(vg, g),
-                T::zero(),
-                &mut dw,
-            )
-            .map_err(kernel_err(op))?;
+            let dw = grouped_gemm_tn_new(precision, counts, d, f, T::one(), mat(vx, x), mat(vg, g))
+                .map_err(kernel_err(op))?;
             Ok(T::into_storage(dw))
         })?
     };
