@@ -17,6 +17,7 @@
 use std::mem::MaybeUninit;
 
 use super::gemm::{gemm_with, product_into, BatchStrides, MatMut, MatRef, ProductPrecision, PAR_MIN_WORK};
+use super::index;
 use crate::{KernelError, Real};
 use rayon::prelude::*;
 
@@ -89,7 +90,7 @@ pub fn grouped_gemm<T: Real>(
     const OP: &str = "grouped_gemm";
     let m = check_grouped(OP, counts, k, n, &a, b, b_s)?;
     // m·n did not overflow (checked).
-    check_len_exact(OP, "c", m * n, c.len())?;
+    index::check_len(OP, "c", m * n, c.len())?;
     run_segments(precision, counts, k, n, alpha, &a, b, b_s, Out::Init(c, beta));
     Ok(())
 }
@@ -165,20 +166,6 @@ fn check_grouped<T>(
     Ok(m)
 }
 
-/// Errors unless a buffer has exactly `need` elements.
-fn check_len_exact(op: &'static str, buffer: &'static str, need: usize, len: usize) -> Result<(), KernelError> {
-    if len == need {
-        Ok(())
-    } else {
-        Err(KernelError::LengthMismatch {
-            op,
-            buffer,
-            expected: need,
-            got: len,
-        })
-    }
-}
-
 /// The output rows of a grouped product.
 enum Out<'a, T> {
     /// Initialised rows, combined as `alpha·a·b + beta·c`.
@@ -201,6 +188,29 @@ impl<'a, T> Out<'a, T> {
             Out::Fresh(c) => {
                 let (l, r) = c.split_at_mut(mid);
                 (Out::Fresh(l), Out::Fresh(r))
+            }
+        }
+    }
+    /// These `m × n` rows (row-major) as the output of `alpha · a · b`:
+    /// combined with `beta`, or written once.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        self,
+        precision: ProductPrecision,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+    ) where
+        T: Real,
+    {
+        match self {
+            Out::Init(data, beta) => gemm_with(precision, m, n, k, alpha, a, b, beta, MatMut { data, rs: n, cs: 1 }),
+            Out::Fresh(data) => {
+                let threads = rayon::current_num_threads();
+                product_into(threads, precision, m, n, k, alpha, &a, &b, data, None);
             }
         }
     }
@@ -248,23 +258,7 @@ fn run_segments<T: Real>(
             rs: b_s.rs,
             cs: b_s.cs,
         };
-        match seg {
-            Out::Init(data, beta) => gemm_with(
-                precision,
-                rows,
-                n,
-                k,
-                alpha,
-                a_e,
-                b_e,
-                beta,
-                MatMut { data, rs: n, cs: 1 },
-            ),
-            Out::Fresh(data) => {
-                let threads = rayon::current_num_threads();
-                product_into(threads, precision, rows, n, k, alpha, &a_e, &b_e, data, None);
-            }
-        }
+        seg.product(precision, rows, n, k, alpha, a_e, b_e);
     };
     if tasks.len() > 1 && parallel(m.saturating_mul(n).saturating_mul(k)) {
         tasks.into_par_iter().for_each(run);
@@ -296,7 +290,7 @@ pub fn grouped_gemm_tn<T: Real>(
 ) -> Result<(), KernelError> {
     const OP: &str = "grouped_gemm_tn";
     let len = check_grouped_tn(OP, counts, m, n, &a, &b)?;
-    check_len_exact(OP, "c", len, c.len())?;
+    index::check_len(OP, "c", len, c.len())?;
     run_experts_tn(precision, counts, m, n, alpha, &a, &b, Out::Init(c, beta));
     Ok(())
 }
@@ -395,13 +389,7 @@ fn run_experts_tn<T: Real>(
             rs: b.rs,
             cs: b.cs,
         };
-        match c_e {
-            Out::Init(data, beta) => gemm_with(precision, m, n, r, alpha, at, b_e, beta, MatMut { data, rs: n, cs: 1 }),
-            Out::Fresh(data) => {
-                let threads = rayon::current_num_threads();
-                product_into(threads, precision, m, n, r, alpha, &at, &b_e, data, None);
-            }
-        }
+        c_e.product(precision, m, n, r, alpha, at, b_e);
     };
     let work = start.saturating_mul(per);
     if counts.len() > 1 && parallel(work) {
