@@ -10,6 +10,7 @@
 use std::mem::MaybeUninit;
 
 use super::strided::Strided;
+use super::write_once::written_once;
 use rayon::prelude::*;
 
 /// A chunk of a fresh output, written once per element.
@@ -32,7 +33,7 @@ where
     }
     if xs.is_contiguous() {
         let src = &x[xs.offset..xs.offset + n];
-        return fresh(n, |out| {
+        return written_once(n, |out| {
             if n >= PAR_THRESHOLD {
                 out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| {
                     o.iter_mut().zip(s).for_each(|(o, &v)| {
@@ -63,24 +64,13 @@ where
     };
     let body = |(o, rs): (Out<'_, U>, &[usize])| o.chunks_mut(len).zip(rs).for_each(|(o, &r)| row(o, r));
     let g = rows_per_task(len);
-    fresh(n, |out| {
+    written_once(n, |out| {
         if n >= PAR_THRESHOLD {
             out.par_chunks_mut(len * g).zip(rows.par_chunks(g)).for_each(body);
         } else {
             body((out, &rows));
         }
     })
-}
-
-/// A new vector of `n` elements, written by `fill` into the allocation's
-/// spare capacity. `fill` must write every one of the `n` slots it is given
-/// (each map here writes each output element exactly once).
-fn fresh<U>(n: usize, fill: impl FnOnce(Out<'_, U>)) -> Vec<U> {
-    let mut out = Vec::with_capacity(n);
-    fill(&mut out.spare_capacity_mut()[..n]);
-    // SAFETY: `fill` initialised the first `n` slots (its contract above).
-    unsafe { out.set_len(n) };
-    out
 }
 
 /// Rows of `len` elements per parallel task: about `CHUNK` elements, so that
@@ -109,7 +99,7 @@ where
                 o.write(f(x, y));
             }
         };
-        return fresh(n, |out| {
+        return written_once(n, |out| {
             if n >= PAR_THRESHOLD {
                 out.par_chunks_mut(CHUNK)
                     .zip(sa.par_chunks(CHUNK))
@@ -141,7 +131,7 @@ where
             .for_each(|(o, (&oa, &ob))| row(o, oa, ob));
     };
     let g = rows_per_task(len);
-    fresh(n, |out| {
+    written_once(n, |out| {
         if n >= PAR_THRESHOLD {
             out.par_chunks_mut(len * g)
                 .zip(ra.par_chunks(g))
@@ -175,7 +165,7 @@ where
             o.write(f(a[i], b[i], c[i]));
         }
     };
-    fresh(n, |out| {
+    written_once(n, |out| {
         if n >= PAR_THRESHOLD {
             out.par_chunks_mut(CHUNK).enumerate().for_each(body);
         } else {

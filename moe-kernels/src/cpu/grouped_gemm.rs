@@ -18,6 +18,7 @@ use std::mem::MaybeUninit;
 
 use super::gemm::{gemm_with, product_into, BatchStrides, MatMut, MatRef, ProductPrecision, PAR_MIN_WORK};
 use super::index;
+use super::write_once::written_once;
 use crate::{KernelError, Real};
 use rayon::prelude::*;
 
@@ -126,14 +127,12 @@ pub fn grouped_gemm_new<T: Real>(
         op: OP,
         shape: vec![rows, n],
     })?;
-    let mut c = Vec::with_capacity(len);
-    let (segs, rest) = c.spare_capacity_mut()[..len].split_at_mut(m * n);
-    run_segments(precision, counts, k, n, alpha, &a, b, b_s, Out::Fresh(segs));
-    rest.fill(MaybeUninit::new(T::zero()));
-    // SAFETY: run_segments wrote every row of every segment (they tile the
-    // first m rows) and the rest was just zeroed.
-    unsafe { c.set_len(len) };
-    Ok(c)
+    // The segments tile the first m rows, each written by run_segments; the rest is zeroed.
+    Ok(written_once(len, |out| {
+        let (segs, rest) = out.split_at_mut(m * n);
+        run_segments(precision, counts, k, n, alpha, &a, b, b_s, Out::Fresh(segs));
+        rest.fill(MaybeUninit::new(T::zero()));
+    }))
 }
 
 /// Checks a grouped product's operands (see [`grouped_gemm`]) and returns
@@ -309,21 +308,10 @@ pub fn grouped_gemm_tn_new<T: Real>(
     b: MatRef<'_, T>,
 ) -> Result<Vec<T>, KernelError> {
     let len = check_grouped_tn("grouped_gemm_tn_new", counts, m, n, &a, &b)?;
-    let mut c = Vec::with_capacity(len);
-    run_experts_tn(
-        precision,
-        counts,
-        m,
-        n,
-        alpha,
-        &a,
-        &b,
-        Out::Fresh(&mut c.spare_capacity_mut()[..len]),
-    );
-    // SAFETY: run_experts_tn wrote each expert's m·n elements, and the
-    // experts' matrices tile the first `len` slots.
-    unsafe { c.set_len(len) };
-    Ok(c)
+    // Each expert's m·n matrix is written by run_experts_tn; they tile the output.
+    Ok(written_once(len, |out| {
+        run_experts_tn(precision, counts, m, n, alpha, &a, &b, Out::Fresh(out))
+    }))
 }
 
 /// Checks a grouped transposed product's operands (see

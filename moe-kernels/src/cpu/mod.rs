@@ -14,3 +14,4 @@ pub mod rope;
 pub mod sinkhorn;
 pub mod softmax;
 pub mod strided;
+mod write_once;

@@ -20,6 +20,7 @@ use super::{
     check, gemm_on, packed_kernel, raw, threads_for, BatchOperands, BatchStrides, MatMut, MatRef, ProductPrecision,
     BATCH_SPLIT_WORK,
 };
+use crate::cpu::write_once::written_once;
 use crate::Real;
 
 /// The `batch` products `alpha · a[i] · b[i]`, each m×n, as one new
@@ -86,22 +87,19 @@ fn new_with_fill<T: Real>(
         return Vec::new();
     }
     let ops = BatchOperands::checked("gemm_batched_new", batch, m, n, k, a, a_s, b, b_s);
-    let mut c = Vec::with_capacity(len);
-    let out = &mut c.spare_capacity_mut()[..len];
     let threads = rayon::current_num_threads();
     let work = mn.saturating_mul(k);
     let entry = |threads: usize, i: usize, ci: &mut [MaybeUninit<T>]| {
         product_into(threads, precision, m, n, k, alpha, &ops.a(i), &ops.b(i), ci, poison);
     };
-    if threads > 1 && batch > 1 && work < BATCH_SPLIT_WORK {
-        out.par_chunks_mut(mn).enumerate().for_each(|(i, ci)| entry(1, i, ci));
-    } else {
-        out.chunks_mut(mn).enumerate().for_each(|(i, ci)| entry(threads, i, ci));
-    }
-    // SAFETY: `product_into` initialised every element of each m·n chunk,
-    // and the chunks cover the first `len` slots.
-    unsafe { c.set_len(len) };
-    c
+    // product_into writes every element of each m·n chunk; the chunks tile the output.
+    written_once(len, |out| {
+        if threads > 1 && batch > 1 && work < BATCH_SPLIT_WORK {
+            out.par_chunks_mut(mn).enumerate().for_each(|(i, ci)| entry(1, i, ci));
+        } else {
+            out.chunks_mut(mn).enumerate().for_each(|(i, ci)| entry(threads, i, ci));
+        }
+    })
 }
 
 /// `c = alpha · a · b` for a contiguous row-major m×n `c` (m, n ≥ 1) whose
