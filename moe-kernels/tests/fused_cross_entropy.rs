@@ -152,3 +152,75 @@ fn bad_targets_and_lengths_are_errors() {
     let err = cross_entropy_forward_with_grad(&mut lse, &mut dx, &x, &[0, 3], 2, 3, -100, Reduction::Sum).unwrap_err();
     assert!(matches!(err, KernelError::IndexOutOfBounds { index: 3, .. }), "{err}");
 }
+
+#[test]
+fn rows_in_chunks_give_the_whole_batch_loss_and_gradient() {
+    // 300 rows split at multiples of LOSS_BLOCK_ROWS (the last chunk ragged),
+    // the batch's scale given to every chunk: the summed block losses and the
+    // gradient rows are the one-call forward's, and the bf16 gradient is its
+    // round-to-nearest-even bits.
+    let (n, v) = (300, 257);
+    let mut g = rng(31);
+    let x = to_f32(&uniform(&mut g, n * v, 6.0));
+    let tg: Vec<i64> = (0..n)
+        .map(|r| {
+            if r % 5 == 4 {
+                DEFAULT_IGNORE_INDEX
+            } else {
+                ((r * 11 + 1) % v) as i64
+            }
+        })
+        .collect();
+    let mut lse = vec![0.0f32; n];
+    let mut want = vec![0.0f32; n * v];
+    let out = cross_entropy_forward_with_grad(
+        &mut lse,
+        &mut want,
+        &x,
+        &tg,
+        n,
+        v,
+        DEFAULT_IGNORE_INDEX,
+        Reduction::Mean,
+    )
+    .unwrap();
+    let scale = grad_scale(Reduction::Mean, out.n_valid, 1.0f32);
+    let chunk = 2 * LOSS_BLOCK_ROWS;
+    let (mut full, mut bits) = (vec![f32::NAN; n * v], vec![0u16; n * v]);
+    let mut parts = Vec::new();
+    for r0 in (0..n).step_by(chunk) {
+        let r1 = (r0 + chunk).min(n);
+        let (xs, ts) = (&x[r0 * v..r1 * v], &tg[r0..r1]);
+        let p = cross_entropy_rows(
+            xs,
+            ts,
+            v,
+            DEFAULT_IGNORE_INDEX,
+            scale,
+            GradOut::Full(&mut full[r0 * v..r1 * v]),
+        )
+        .unwrap();
+        let q = cross_entropy_rows(
+            xs,
+            ts,
+            v,
+            DEFAULT_IGNORE_INDEX,
+            scale,
+            GradOut::Bf16(&mut bits[r0 * v..r1 * v]),
+        )
+        .unwrap();
+        let none = cross_entropy_rows(xs, ts, v, DEFAULT_IGNORE_INDEX, scale, GradOut::None).unwrap();
+        assert_eq!(p, q);
+        assert_eq!(p, none);
+        parts.extend(p);
+    }
+    let loss = (parts.iter().sum::<f64>() / out.n_valid as f64) as f32;
+    assert_eq!(loss.to_bits(), out.loss.to_bits());
+    let b = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(b(&full), b(&want));
+    let rounded: Vec<u16> = want.iter().map(|&w| half::bf16::from_f32(w).to_bits()).collect();
+    assert_eq!(bits, rounded);
+    // A wrong gradient length names it.
+    let e = cross_entropy_rows(&x[..v], &tg[..1], v, -100, scale, GradOut::Bf16(&mut bits[..3])).unwrap_err();
+    assert!(e.to_string().contains("grad"), "{e}");
+}

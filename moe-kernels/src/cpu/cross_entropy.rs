@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::bf16_bits;
 use super::index::{check_index, check_len};
 use super::softmax::vexp::{exp_sub_sum, row_max};
 use super::softmax::{numel, rows_per_task, PAR_MIN_ELEMS};
@@ -27,7 +28,9 @@ use crate::{KernelError, Real};
 pub const DEFAULT_IGNORE_INDEX: i64 = -100;
 
 /// Rows per block of the loss sum; blocks are added in order (deterministic).
-const LOSS_BLOCK_ROWS: usize = 64;
+/// A caller of [`cross_entropy_rows`] that splits a batch into chunks of a
+/// multiple of this many rows sums the same blocks in the same order.
+pub const LOSS_BLOCK_ROWS: usize = 64;
 
 /// How per-row losses are combined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,27 +143,11 @@ fn forward_impl<T: Real>(
         ignore_index,
         scale: grad_scale(reduction, n_valid, T::one()),
     };
-    let bn = LOSS_BLOCK_ROWS;
-    let par = n * v >= PAR_MIN_ELEMS;
-    let lse_blocks = lse.chunks_mut(bn).zip(logits.chunks(bn * v).zip(targets.chunks(bn)));
-    let parts: Vec<f64> = match (grad, par) {
-        (None, false) => lse_blocks.map(|(l, (x, t))| rows.block(l, x, t, None)).collect(),
-        (Some(g), false) => lse_blocks
-            .zip(g.chunks_mut(bn * v))
-            .map(|((l, (x, t)), g)| rows.block(l, x, t, Some(g)))
-            .collect(),
-        (None, true) => lse
-            .par_chunks_mut(bn)
-            .zip(logits.par_chunks(bn * v).zip(targets.par_chunks(bn)))
-            .map(|(l, (x, t))| rows.block(l, x, t, None))
-            .collect(),
-        (Some(g), true) => lse
-            .par_chunks_mut(bn)
-            .zip(logits.par_chunks(bn * v).zip(targets.par_chunks(bn)))
-            .zip(g.par_chunks_mut(bn * v))
-            .map(|((l, (x, t)), g)| rows.block(l, x, t, Some(g)))
-            .collect(),
+    let grad = match grad {
+        Some(g) => GradOut::Full(g),
+        None => GradOut::None,
     };
+    let parts = rows.block_sums(lse, logits, targets, grad);
     let total: f64 = parts.iter().sum();
     let loss = match reduction {
         Reduction::Sum => total,
@@ -182,16 +169,59 @@ struct Rows<T> {
 }
 
 impl<T: Real> Rows<T> {
+    /// Every block of [`LOSS_BLOCK_ROWS`] rows (in parallel when large):
+    /// their `lse` and gradient rows written, their loss sums returned in
+    /// order.
+    fn block_sums(&self, lse: &mut [T], logits: &[T], targets: &[i64], grad: GradOut<'_, T>) -> Vec<f64> {
+        let (bn, v) = (LOSS_BLOCK_ROWS, self.v);
+        let blocks = targets.len().div_ceil(bn);
+        let sinks: Vec<GradOut<'_, T>> = match grad {
+            GradOut::None => (0..blocks).map(|_| GradOut::None).collect(),
+            GradOut::Full(g) => g.chunks_mut(bn * v).map(GradOut::Full).collect(),
+            GradOut::Bf16(g) => g.chunks_mut(bn * v).map(GradOut::Bf16).collect(),
+        };
+        let work = lse
+            .chunks_mut(bn)
+            .zip(logits.chunks(bn * v))
+            .zip(targets.chunks(bn))
+            .zip(sinks)
+            .map(|(((l, x), t), g)| Block {
+                lse: l,
+                logits: x,
+                targets: t,
+                grad: g,
+            });
+        if targets.len() * v >= PAR_MIN_ELEMS {
+            work.collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|b| self.block(b))
+                .collect()
+        } else {
+            work.map(|b| self.block(b)).collect()
+        }
+    }
+
     /// One block of rows: writes their `lse` (and gradient rows when `grad`
     /// is given) and returns their loss sum in f64.
-    fn block(&self, lse: &mut [T], logits: &[T], targets: &[i64], mut grad: Option<&mut [T]>) -> f64 {
+    fn block(&self, blk: Block<'_, T>) -> f64 {
+        let Block {
+            lse,
+            logits,
+            targets,
+            grad,
+        } = blk;
         let v = self.v;
-        let with_grad = grad.is_some();
-        // Without a gradient, exp(x − m) goes to a scratch row.
-        let mut scratch = if with_grad { Vec::new() } else { vec![T::zero(); v] };
+        let with_grad = !matches!(grad, GradOut::None);
+        let (mut full, mut bf16) = match grad {
+            GradOut::None => (None, None),
+            GradOut::Full(g) => (Some(g), None),
+            GradOut::Bf16(g) => (None, Some(g)),
+        };
+        // exp(x − m) goes to the gradient row when that is T, else to a scratch row.
+        let mut scratch = if full.is_some() { Vec::new() } else { vec![T::zero(); v] };
         let mut acc = 0.0f64;
         for (r, ((l, xr), &t)) in lse.iter_mut().zip(logits.chunks(v)).zip(targets).enumerate() {
-            let out = match grad.as_deref_mut() {
+            let out = match full.as_deref_mut() {
                 Some(g) => &mut g[r * v..(r + 1) * v],
                 None => &mut scratch[..],
             };
@@ -199,23 +229,92 @@ impl<T: Real> Rows<T> {
             let s = exp_sub_sum(out, xr, m);
             let ln_s = s.ln();
             *l = m + ln_s;
-            if t == self.ignore_index {
-                if with_grad {
-                    out.iter_mut().for_each(|g| *g = T::zero());
-                }
+            let valid = t != self.ignore_index;
+            if valid {
+                // (m − x_t) + ln s, not lse − x_t: exact when x_t is the max,
+                // as torch's log_softmax is, even for logits in the thousands.
+                acc += ((m - xr[t as usize]) + ln_s).to_f64_lossy();
+            }
+            if !with_grad {
                 continue;
             }
-            // (m − x_t) + ln s, not lse − x_t: exact when x_t is the max,
-            // as torch's log_softmax is, even for logits in the thousands.
-            acc += ((m - xr[t as usize]) + ln_s).to_f64_lossy();
-            if with_grad {
+            if valid {
                 let f = self.scale / s;
                 out.iter_mut().for_each(|g| *g *= f);
                 out[t as usize] -= self.scale;
+            } else {
+                out.iter_mut().for_each(|g| *g = T::zero());
+            }
+            if let Some(g) = bf16.as_deref_mut() {
+                // The rounding the bf16 GEMM kernels apply to an f32 operand.
+                for (d, &x) in g[r * v..(r + 1) * v].iter_mut().zip(out.iter()) {
+                    *d = bf16_bits(x.to_f64_lossy() as f32);
+                }
             }
         }
         acc
     }
+}
+
+/// One block of rows and where its outputs go.
+struct Block<'a, T> {
+    lse: &'a mut [T],
+    logits: &'a [T],
+    targets: &'a [i64],
+    grad: GradOut<'a, T>,
+}
+
+/// Where [`cross_entropy_rows`] writes the gradient rows.
+pub enum GradOut<'a, T> {
+    /// Nowhere (the loss alone).
+    None,
+    /// In `T`.
+    Full(&'a mut [T]),
+    /// As bf16 bits, rounded like the bf16 GEMM kernels round their f32
+    /// operands (what a bf16-precision product of the `T` gradient reads).
+    Bf16(&'a mut [u16]),
+}
+
+/// The cross-entropy rows of one chunk of a larger batch, for a caller that
+/// produces the logits chunk by chunk (the fused LM-head loss):
+///
+/// ```text
+/// logits:  [N, V]  this chunk's scores
+/// targets: [N]     class index in [0, V) or ignore_index
+/// grad:            written unless GradOut::None: (softmax − onehot(target)) · scale,
+///                  zero on ignored rows
+/// ```
+/// `scale` is the whole batch's ([`grad_scale`] with its valid-row count).
+/// Returns the loss sum of each block of [`LOSS_BLOCK_ROWS`] rows, in order;
+/// summed in order over the chunks of a batch split at multiples of
+/// [`LOSS_BLOCK_ROWS`], they give [`cross_entropy_forward`]'s sum to the bit.
+/// Errors on a length mismatch or a target out of range.
+pub fn cross_entropy_rows<T: Real>(
+    logits: &[T],
+    targets: &[i64],
+    v: usize,
+    ignore_index: i64,
+    scale: T,
+    grad: GradOut<'_, T>,
+) -> Result<Vec<f64>, KernelError> {
+    const OP: &str = "cross_entropy_rows";
+    let n = targets.len();
+    let len = numel(OP, &[n, v])?;
+    check_len(OP, "logits", len, logits.len())?;
+    match &grad {
+        GradOut::None => {}
+        GradOut::Full(g) => check_len(OP, "grad", len, g.len())?,
+        GradOut::Bf16(g) => check_len(OP, "grad", len, g.len())?,
+    }
+    for &t in targets.iter().filter(|&&t| t != ignore_index) {
+        check_index(OP, t, v)?;
+    }
+    if v == 0 {
+        return Ok(vec![0.0; n.div_ceil(LOSS_BLOCK_ROWS)]);
+    }
+    let rows = Rows { v, ignore_index, scale };
+    let mut lse = vec![T::zero(); n];
+    Ok(rows.block_sums(&mut lse, logits, targets, grad))
 }
 
 /// The factor each row's `softmax − onehot` is multiplied by in backward:

@@ -189,3 +189,26 @@ pub(super) unsafe fn interleave_contiguous(lo: *const f32, hi: Option<*const f32
         t += 16;
     }
 }
+
+/// Pairs `lo[t] | hi[t] << 16` of bf16 bits into `dst` (`hi` None: zero
+/// high halves), 16 at a time and a masked tail.
+///
+/// # Safety
+/// AVX-512F/BW available; `len` values at `lo` (and `hi`) and `len` words at `dst`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn interleave_bf16(lo: *const u16, hi: Option<*const u16>, len: usize, dst: *mut u32) {
+    let mut t = 0;
+    while t < len {
+        let m = first((len - t).min(16));
+        // SAFETY: the mask covers only lanes below len.
+        unsafe {
+            let mut w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, lo.add(t).cast()));
+            if let Some(h) = hi {
+                let high = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, h.add(t).cast()));
+                w = _mm512_or_si512(w, _mm512_slli_epi32::<16>(high));
+            }
+            _mm512_mask_storeu_epi32(dst.add(t).cast(), m, w);
+        }
+        t += 16;
+    }
+}

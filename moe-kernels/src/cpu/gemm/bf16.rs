@@ -256,3 +256,91 @@ pub(crate) unsafe fn pack_b_pairs<T: Real>(
         }
     });
 }
+
+/// [`pack_a`] for the bf16 pair kernel when A is already pairs: `a` views
+/// an `m × ceil(k/2)` matrix of 32-bit pair words (a row-major bf16 matrix
+/// with even k read two at a time, see `bf16_a.rs`), so packing only lays
+/// the words out. `p0` and `kc` count bf16 values; `p0` is even.
+///
+/// # Safety
+/// As [`pack_a_pairs`], for the word matrix.
+pub(crate) unsafe fn pack_a_words<T: Real>(
+    a: RawRef<T>,
+    i0: usize,
+    p0: usize,
+    mc: usize,
+    kc: usize,
+    mr: usize,
+    dst: *mut T,
+) {
+    debug_assert!(p0.is_multiple_of(2));
+    // SAFETY: the caller's contract, in word units.
+    unsafe { pack_a::<f32>(as_f32(a), i0, p0 / 2, mc, kc.div_ceil(2), mr, dst.cast()) };
+}
+
+/// [`pack_a`] for the bf16 pair kernel when A is a bf16 matrix stored
+/// column-wise: `a.ptr` points at `u16` bits (the `T` type is a pun) and
+/// element (i, p) is at `i + p·a.cs` in `u16`s (`a.rs` is 1). Each pair slot
+/// interleaves two k columns, like the transposed case of [`pair_matrix`].
+///
+/// # Safety
+/// `T` is f32; the block lies inside the `u16` buffer; `dst` holds
+/// `ceil(mc/mr)·mr·ceil(kc/2)` elements.
+pub(crate) unsafe fn pack_a_bf16_columns<T: Real>(
+    a: RawRef<T>,
+    i0: usize,
+    p0: usize,
+    mc: usize,
+    kc: usize,
+    mr: usize,
+    dst: *mut T,
+) {
+    debug_assert_eq!(a.rs, 1);
+    let base = a.ptr.cast::<u16>();
+    let kq = kc.div_ceil(2);
+    let col = |p: usize| base.wrapping_add(i0 + (p0 + p) * a.cs);
+    with_scratch(&PAIRS, mc * kq * 4, |buf| {
+        let pairs = buf.cast::<u32>();
+        for q in 0..kq {
+            // Columns a whole row of the stored matrix apart: ask for the
+            // runs a few slots ahead (see `pair_matrix`).
+            for p in [2 * (q + PREFETCH_SLOTS), 2 * (q + PREFETCH_SLOTS) + 1] {
+                if p < kc {
+                    super::prefetch_bytes(col(p).cast(), mc * 2);
+                }
+            }
+            // SAFETY: columns 2q and 2q+1 (when < kc) of the block; mc words at q·mc.
+            unsafe {
+                let hi = (2 * q + 1 < kc).then(|| col(2 * q + 1));
+                interleave_bf16_runs(col(2 * q), hi, mc, pairs.add(q * mc));
+            }
+        }
+        let view = RawRef {
+            ptr: pairs.cast_const().cast::<f32>(),
+            rs: 1,
+            cs: mc,
+        };
+        // SAFETY: the pair matrix is mc × kq words; dst holds the panels.
+        unsafe { pack_a::<f32>(view, 0, 0, mc, kq, mr, dst.cast()) };
+    });
+}
+
+/// `dst[t] = lo[t] | hi[t] << 16` for `t < len` (bf16 bits; a zero high half
+/// when `hi` is `None`).
+///
+/// # Safety
+/// `len` values at `lo` (and `hi`) and `len` words at `dst`.
+unsafe fn interleave_bf16_runs(lo: *const u16, hi: Option<*const u16>, len: usize, dst: *mut u32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512_bf16::supported() {
+        // SAFETY: the caller's contract; the CPU has AVX-512 BW.
+        return unsafe { super::avx512_bf16::interleave_bf16(lo, hi, len, dst) };
+    }
+    for t in 0..len {
+        // SAFETY: t < len, inside every run.
+        unsafe {
+            let high = hi.map_or(0, |h| u32::from(*h.add(t)));
+            *dst.add(t) = u32::from(*lo.add(t)) | high << 16;
+        }
+    }
+}

@@ -107,6 +107,30 @@ pub(crate) unsafe fn gemm_packed<T: Real>(
         }
     }
     // SAFETY: forwarded contract.
+    unsafe { gemm_packed_unsplit(spec, m, n, k, alpha, a, b, beta, c, threads) }
+}
+
+/// [`gemm_packed`] without dividing C into per-thread bands first: for
+/// operands whose views the driver must not offset itself (a bf16 A read
+/// through a type-punned pointer whose strides count `u16`s: only its
+/// packer knows how to step through it).
+///
+/// # Safety
+/// As [`gemm_packed`], with `a` and `b` valid for what `spec`'s packers read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_packed_unsplit<T: Real>(
+    spec: &KernelSpec<T>,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: RawRef<T>,
+    b: RawRef<T>,
+    beta: T,
+    c: RawMut<T>,
+    threads: usize,
+) {
+    // SAFETY: forwarded contract.
     let run = || unsafe { packed_body(spec, m, n, k, alpha, a, b, beta, c, threads) };
     if threads > 1 && rayon::current_thread_index().is_none() {
         // Enter the pool once, so the forks below start from a worker thread

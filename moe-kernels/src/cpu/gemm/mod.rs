@@ -52,6 +52,7 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_bf16;
 mod bf16;
+mod bf16_a;
 mod driver;
 mod fresh;
 mod gemv;
@@ -66,6 +67,8 @@ use std::any::TypeId;
 
 use rayon::prelude::*;
 
+pub(crate) use bf16::bf16_bits;
+pub use bf16_a::{gemm_bf16_a, Bf16Ref};
 use driver::RawMut;
 pub use fresh::gemm_batched_new;
 pub(crate) use fresh::product_into;
