@@ -119,7 +119,12 @@ fn all_cases(rng: &mut Rng) -> Result<Vec<GradReport>> {
     let targets = ids(vec![1, -100, 3], &[3]);
     out.push(gradcheck(
         |t| t[0].cross_entropy(&t[1], -100, Reduction::Mean),
-        &[x.clone(), targets],
+        &[x.clone(), targets.clone()],
+    )?);
+    let head = randn(rng, &[5, 4]);
+    out.push(gradcheck(
+        |t| t[0].linear_cross_entropy(&t[1], &t[2], -100, Reduction::Mean),
+        &[x.clone(), head, targets],
     )?);
     let q = randn(rng, &[1, 2, 3, 4]);
     let kv = randn(rng, &[1, 1, 3, 4]);

@@ -392,3 +392,123 @@ fn bad_inputs_are_errors_not_panics() {
     ));
     let _ = uniform(&mut rng, &[1], 0.0, 1.0);
 }
+
+#[test]
+fn linear_cross_entropy_gradients_in_f64() {
+    let mut rng = Rng::seed(120);
+    let (d, v) = (6, 9);
+    let h = randn(&mut rng, &[2, 3, d]);
+    let w = randn(&mut rng, &[v, d]);
+    let tg = ids(vec![0, 8, -100, 3, 3, 5], &[2, 3]);
+    for red in [Reduction::Mean, Reduction::Sum] {
+        gradcheck(
+            |xs| xs[0].linear_cross_entropy(&xs[1], &tg, DEFAULT_IGNORE_INDEX, red),
+            &[h.clone(), w.clone()],
+        )
+        .unwrap_or_else(|e| panic!("{red:?}: {e}"));
+    }
+    // Non-contiguous hidden states and a transposed-view weight.
+    let ht = randn(&mut rng, &[d, 4]);
+    let wt = randn(&mut rng, &[d, v]);
+    let t4 = ids(vec![1, 2, 3, 4], &[4]);
+    gradcheck(
+        |xs| xs[0].t()?.linear_cross_entropy(&xs[1].t()?, &t4, -100, Reduction::Mean),
+        &[ht, wt],
+    )
+    .unwrap();
+}
+
+/// The loss and the gradients of h and W, with `scale` applied to the loss
+/// before backward, either fused or as the LM head's matmul then cross-entropy.
+fn head_loss_and_grads(h: &Tensor, w: &Tensor, tg: &Tensor, fused: bool, scale: f64) -> (u32, Vec<u32>, Vec<u32>) {
+    let (hp, wp) = (h.detach().to_param(), w.detach().to_param());
+    let loss = if fused {
+        hp.linear_cross_entropy(&wp, tg, -100, Reduction::Mean).unwrap()
+    } else {
+        hp.matmul(&wp.t().unwrap())
+            .unwrap()
+            .cross_entropy(tg, -100, Reduction::Mean)
+            .unwrap()
+    };
+    let value = loss.to_vec::<f32>().unwrap()[0].to_bits();
+    let total = if scale == 1.0 {
+        loss
+    } else {
+        loss.mul_scalar(scale).unwrap()
+    };
+    total.backward().unwrap();
+    let bits = |t: Tensor| t.to_vec::<f32>().unwrap().iter().map(|x| x.to_bits()).collect();
+    (value, bits(hp.grad().unwrap()), bits(wp.grad().unwrap()))
+}
+
+#[test]
+fn linear_cross_entropy_gives_the_separate_ops_bits() {
+    use moe_tensor::{with_matmul_precision, MatmulPrecision};
+    // Large enough for the packed, threaded products and the parallel
+    // cross-entropy; every fifth row ignored.
+    let mut rng = Rng::seed(121);
+    let (b, t, d, v) = (3, 100, 48, 257);
+    let h = randn(&mut rng, &[b, t, d]).to_dtype(DType::F32).unwrap();
+    let w = randn(&mut rng, &[v, d]).to_dtype(DType::F32).unwrap();
+    let tg: Vec<i64> = (0..b * t)
+        .map(|i| if i % 5 == 4 { -100 } else { ((i * 37 + 5) % v) as i64 })
+        .collect();
+    let tg = ids(tg, &[b, t]);
+    for precision in [MatmulPrecision::Highest, MatmulPrecision::Bf16] {
+        with_matmul_precision(precision, || {
+            // An upstream gradient of 1, a power of two (exact either way)
+            // and, in f32, any other.
+            let scales: &[f64] = match precision {
+                MatmulPrecision::Highest => &[1.0, 0.5, 0.3],
+                MatmulPrecision::Bf16 => &[1.0, 0.5],
+            };
+            for &scale in scales {
+                let fused = head_loss_and_grads(&h, &w, &tg, true, scale);
+                let separate = head_loss_and_grads(&h, &w, &tg, false, scale);
+                assert_eq!(fused.0, separate.0, "{precision:?} loss");
+                assert_eq!(fused.1, separate.1, "{precision:?} scale {scale}: dh");
+                assert_eq!(fused.2, separate.2, "{precision:?} scale {scale}: dW");
+            }
+            // Without a graph: the same loss, nothing kept.
+            let plain = moe_tensor::no_grad(|| h.linear_cross_entropy(&w, &tg, -100, Reduction::Mean).unwrap());
+            assert!(!plain.requires_grad());
+            assert_eq!(
+                plain.to_vec::<f32>().unwrap()[0].to_bits(),
+                head_loss_and_grads(&h, &w, &tg, true, 1.0).0
+            );
+        });
+    }
+    // In bf16, another upstream gradient scales after the products: close to
+    // scaling before them, not equal.
+    with_matmul_precision(MatmulPrecision::Bf16, || {
+        let fused = head_loss_and_grads(&h, &w, &tg, true, 0.3);
+        let separate = head_loss_and_grads(&h, &w, &tg, false, 0.3);
+        for (got, want) in [(&fused.1, &separate.1), (&fused.2, &separate.2)] {
+            let f = |v: &[u32]| v.iter().map(|&x| f32::from_bits(x)).collect::<Vec<_>>();
+            let (got, want) = (f(got), f(want));
+            let top = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            // bf16 keeps 8 bits: a few of its roundings against the largest entry.
+            for (a, s) in got.iter().zip(&want) {
+                assert!((a - s).abs() <= 2e-2 * top, "{a} vs {s} (largest {top})");
+            }
+            assert_ne!(got, want, "rounding before and after the scale should differ somewhere");
+        }
+    });
+}
+
+#[test]
+fn linear_cross_entropy_rejects_bad_shapes_and_targets() {
+    let mut rng = Rng::seed(122);
+    let h = randn(&mut rng, &[2, 4]);
+    let w = randn(&mut rng, &[5, 4]);
+    let lce = |h: &Tensor, w: &Tensor, tg: &Tensor| h.linear_cross_entropy(w, tg, -100, Reduction::Mean);
+    let tg = ids(vec![1, 2], &[2]);
+    let e = lce(&h, &randn(&mut rng, &[5, 3]), &tg).unwrap_err();
+    assert!(e.to_string().contains("linear_cross_entropy"), "{e}");
+    let e = lce(&h, &w, &ids(vec![1, 2, 3], &[3])).unwrap_err();
+    assert!(e.to_string().contains("linear_cross_entropy"), "{e}");
+    let e = lce(&h, &w, &ids(vec![1, 5], &[2])).unwrap_err();
+    assert!(e.to_string().contains('5'), "{e}");
+    let e = lce(&h, &w.to_dtype(DType::F32).unwrap(), &tg).unwrap_err();
+    assert!(matches!(e, Error::DTypeMismatch { .. }), "{e}");
+}

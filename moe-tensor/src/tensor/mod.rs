@@ -22,6 +22,7 @@ mod gated_packed;
 mod grouped_matmul;
 mod in_place;
 mod index;
+mod linear_cross_entropy;
 mod matmul;
 mod reduce;
 mod rms_norm;

@@ -1,0 +1,277 @@
+//! The LM head's product and its cross-entropy as one op:
+//! `cross_entropy(h · Wᵀ, targets)`, the fused linear cross-entropy of
+//! Liger-Kernel and Cut Cross-Entropy. The `[N, V]` logits live only while
+//! forward turns them into the loss and their gradient; nothing keeps them
+//! for backward.
+//!
+//! Training keeps that gradient in bf16 bits when products run in bf16
+//! precision: it is what the two backward products would round it to, so
+//! they give the separate ops' bits, from half the memory and half the
+//! reads, with no conversion left in their packing. Backward multiplies it
+//! straight into `dh = G·W` and `dW = Gᵀ·h` (moe-kernels' `gemm_bf16_a`).
+//!
+//! Same results as `h.matmul(&w.t())?.cross_entropy(..)`: the loss to the
+//! bit, and the gradients to the bit for an upstream gradient of 1 (or in
+//! f32 precision). Other upstream gradients scale the bf16 gradient after
+//! the product instead of before its rounding. Off the CPU it is the two
+//! separate ops.
+
+use super::cross_entropy::Reduction;
+use super::fused_util::{check_float, check_like, elems, float_call, plain, Float};
+use super::index::{index_values, kernel_err};
+use crate::backprop::{is_grad_enabled, no_grad, BackwardOp};
+use crate::precision::cpu_product_precision;
+use crate::storage::Storage;
+use crate::{Error, Result, Shape, Tensor};
+use moe_kernels::cpu::cross_entropy::{cross_entropy_rows, grad_scale, GradOut};
+use moe_kernels::cpu::gemm::{gemm_bf16_a, gemm_with, Bf16Ref, MatMut, MatRef, ProductPrecision};
+use std::any::TypeId;
+
+const OP: &str = "linear_cross_entropy";
+
+/// The logits' gradient for an upstream gradient of 1, `[N, V]` row-major.
+enum LogitsGrad<T> {
+    Full(Vec<T>),
+    /// bf16 bits (only for f32 in bf16 precision).
+    Bf16(Vec<u16>),
+}
+
+struct LinearCrossEntropyBackward<T> {
+    /// `[.., D]` as given, and its contiguous `[N, D]` rows.
+    h: Tensor,
+    h_rows: Tensor,
+    /// `[V, D]`, contiguous.
+    w: Tensor,
+    grad: LogitsGrad<T>,
+    precision: ProductPrecision,
+}
+
+impl<T: Float> BackwardOp for LinearCrossEntropyBackward<T> {
+    fn name(&self) -> &'static str {
+        "linear_cross_entropy"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.h, &self.w]
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let dloss = g.to_scalar_f64()?;
+        let (v, d) = (self.w.dims()[0], self.w.dims()[1]);
+        let n = self.h_rows.dims()[0];
+        let hs = self.h_rows.read_storage();
+        let ws = self.w.read_storage();
+        let (hv, wv) = (elems::<T>(&hs, &self.h_rows, OP)?, elems::<T>(&ws, &self.w, OP)?);
+        // Scaled like the separate cross-entropy's backward (before the
+        // products) where the gradient is in T; the bf16 one is scaled by
+        // the products' alpha.
+        let scaled;
+        let (grad, alpha) = match &self.grad {
+            LogitsGrad::Full(gv) if dloss != 1.0 => {
+                let s = T::from_f64_lossy(dloss);
+                scaled = gv.iter().map(|&x| x * s).collect::<Vec<T>>();
+                (Operand::Full(&scaled[..]), T::one())
+            }
+            LogitsGrad::Full(gv) => (Operand::Full(&gv[..]), T::one()),
+            LogitsGrad::Bf16(bits) => (Operand::Bf16(&bits[..]), T::from_f64_lossy(dloss)),
+        };
+        let dh = self.h.requires_grad().then(|| {
+            // dh [N, D] = G [N, V] · W [V, D]
+            let mut out = vec![T::zero(); n * d];
+            product(
+                self.precision,
+                n,
+                d,
+                v,
+                alpha,
+                grad.view(v, 1),
+                mat(wv, d, 1),
+                &mut out,
+                d,
+            );
+            plain(out, self.h.shape())
+        });
+        let dw = self.w.requires_grad().then(|| {
+            // dW [V, D] = Gᵀ [V, N] · h [N, D]
+            let mut out = vec![T::zero(); v * d];
+            product(
+                self.precision,
+                v,
+                d,
+                n,
+                alpha,
+                grad.view(1, v),
+                mat(hv, d, 1),
+                &mut out,
+                d,
+            );
+            plain(out, self.w.shape())
+        });
+        Ok(vec![dh, dw])
+    }
+}
+
+/// The gradient as a product's A operand.
+#[derive(Clone, Copy)]
+enum Operand<'a, T> {
+    Full(&'a [T]),
+    Bf16(&'a [u16]),
+}
+
+/// An operand with strides.
+enum View<'a, T> {
+    Full(MatRef<'a, T>),
+    Bf16(Bf16Ref<'a>),
+}
+
+impl<'a, T> Operand<'a, T> {
+    fn view(self, rs: usize, cs: usize) -> View<'a, T> {
+        match self {
+            Operand::Full(data) => View::Full(MatRef { data, rs, cs }),
+            Operand::Bf16(data) => View::Bf16(Bf16Ref { data, rs, cs }),
+        }
+    }
+}
+
+fn mat<T>(data: &[T], rs: usize, cs: usize) -> MatRef<'_, T> {
+    MatRef { data, rs, cs }
+}
+
+/// `out [m, n] = alpha · a · b` (row-major `out`, row stride `ldc`).
+#[allow(clippy::too_many_arguments)]
+fn product<T: Float>(
+    precision: ProductPrecision,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: View<'_, T>,
+    b: MatRef<'_, T>,
+    out: &mut [T],
+    ldc: usize,
+) {
+    let c = MatMut {
+        data: out,
+        rs: ldc,
+        cs: 1,
+    };
+    match a {
+        View::Full(a) => gemm_with(precision, m, n, k, alpha, a, b, T::zero(), c),
+        View::Bf16(a) => {
+            // Built only for T = f32 (see `forward`).
+            let (b, c) = (as_f32(b), as_f32_mut(c));
+            gemm_bf16_a(m, n, k, alpha.to_f64_lossy() as f32, a, b, 0.0, c);
+        }
+    }
+}
+
+fn as_f32<T: 'static>(x: MatRef<'_, T>) -> MatRef<'_, f32> {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    // SAFETY: T is f32 (checked), so the slice's layout is f32's.
+    let data = unsafe { &*(x.data as *const [T] as *const [f32]) };
+    MatRef {
+        data,
+        rs: x.rs,
+        cs: x.cs,
+    }
+}
+
+fn as_f32_mut<T: 'static>(x: MatMut<'_, T>) -> MatMut<'_, f32> {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
+    // SAFETY: as above.
+    let data = unsafe { &mut *(x.data as *mut [T] as *mut [f32]) };
+    MatMut {
+        data,
+        rs: x.rs,
+        cs: x.cs,
+    }
+}
+
+fn forward<T: Float>(h: &Tensor, w: Tensor, ids: Vec<i64>, ignore_index: i64, reduction: Reduction) -> Result<Tensor> {
+    let (v, d) = (w.dims()[0], w.dims()[1]);
+    let n = ids.len();
+    let h_rows = h.contiguous()?.reshape((n, d))?;
+    let precision = cpu_product_precision();
+    let train = is_grad_enabled() && (h.requires_grad() || w.requires_grad());
+    let logits = no_grad(|| h_rows.matmul(&w.t()?))?;
+    let n_valid = ids.iter().filter(|&&t| t != ignore_index).count();
+    let scale = grad_scale(reduction, n_valid, T::one());
+    let bf16 = precision == ProductPrecision::Bf16 && TypeId::of::<T>() == TypeId::of::<f32>();
+    let mut grad = match (train, bf16) {
+        (false, _) => None,
+        (true, true) => Some(LogitsGrad::Bf16(vec![0u16; n * v])),
+        (true, false) => Some(LogitsGrad::Full(vec![T::zero(); n * v])),
+    };
+    let parts = {
+        let ls = logits.read_storage();
+        let lv = elems::<T>(&ls, &logits, OP)?;
+        let sink = match &mut grad {
+            None => GradOut::None,
+            Some(LogitsGrad::Full(g)) => GradOut::Full(&mut g[..]),
+            Some(LogitsGrad::Bf16(g)) => GradOut::Bf16(&mut g[..]),
+        };
+        cross_entropy_rows(lv, &ids, v, ignore_index, scale, sink).map_err(kernel_err(OP))?
+    };
+    drop(logits);
+    let total: f64 = parts.iter().sum();
+    let loss = match reduction {
+        Reduction::Sum => total,
+        // 0/0 = NaN when every row is ignored, as torch (and `cross_entropy`).
+        Reduction::Mean => total / n_valid as f64,
+    };
+    let out = vec![T::from_f64_lossy(loss)];
+    let scalar = Shape::from(Vec::<usize>::new());
+    crate::profile::op_recorded(OP);
+    let Some(grad) = grad else {
+        return Ok(plain(out, &scalar));
+    };
+    let back = LinearCrossEntropyBackward {
+        h: h.clone(),
+        h_rows,
+        w,
+        grad,
+        precision,
+    };
+    Ok(Tensor::from_op(Storage::Cpu(T::into_storage(out)), scalar, back))
+}
+
+impl Tensor {
+    /// `cross_entropy(self · weightᵀ, targets)` without keeping the logits:
+    /// `self` is `[.., D]` (the final hidden states), `weight` `[V, D]` (the
+    /// LM head), `targets` I64 class ids shaped like `self`'s leading dims,
+    /// with [`Tensor::cross_entropy`]'s `ignore_index` and reductions.
+    /// Differentiable in `self` and `weight`; f32/f64. See the module docs
+    /// for how it matches the two separate ops.
+    pub fn linear_cross_entropy(
+        &self,
+        weight: &Tensor,
+        targets: &Tensor,
+        ignore_index: i64,
+        reduction: Reduction,
+    ) -> Result<Tensor> {
+        check_float(OP, self)?;
+        check_like(OP, self, weight)?;
+        let rank = self.rank();
+        let d = self.dims().last().copied().unwrap_or(0);
+        if rank == 0 || weight.rank() != 2 || weight.dims()[1] != d {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: self.shape().clone(),
+                rhs: weight.shape().clone(),
+            });
+        }
+        if targets.dims() != &self.dims()[..rank - 1] {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: self.shape().clone(),
+                rhs: targets.shape().clone(),
+            });
+        }
+        if !self.device().is_cpu() {
+            return self
+                .matmul(&weight.t()?)?
+                .cross_entropy(targets, ignore_index, reduction);
+        }
+        let ids = index_values(OP, self, targets)?;
+        let w = weight.contiguous()?;
+        float_call!(self.dtype(), OP, forward(self, w, ids, ignore_index, reduction))
+    }
+}
