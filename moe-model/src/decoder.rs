@@ -57,8 +57,9 @@ pub struct LossOutput {
     pub aux: Option<Tensor>,
     /// The router z-loss summed over MoE layers (unweighted), for MoE models.
     pub z: Option<Tensor>,
-    /// The forward's logits and routing.
-    pub forward: ForwardOutput,
+    /// Routing of each MoE layer, in layer order. The loss does not keep the
+    /// logits (see [`Decoder::loss_with_targets`]); [`Decoder::forward`] gives them.
+    pub routing: Vec<MoeRouting>,
 }
 
 /// Per-layer KV caches for incremental decoding.
@@ -253,7 +254,20 @@ impl Decoder {
         self.forward_impl(ids, Some(cache), RouteMode::Eval)
     }
 
-    fn forward_impl(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, mode: RouteMode) -> Result<ForwardOutput> {
+    fn forward_impl(&self, ids: &Tensor, cache: Option<&mut KvCache>, mode: RouteMode) -> Result<ForwardOutput> {
+        let (h, routing) = self.hidden(ids, cache, mode)?;
+        let logits = h.matmul(&self.lm_head.t()?)?;
+        Ok(ForwardOutput { logits, routing })
+    }
+
+    /// The final hidden states `[B, T, D]` (after the last norm) and the MoE
+    /// layers' routing: everything before the LM head.
+    fn hidden(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        mode: RouteMode,
+    ) -> Result<(Tensor, Vec<MoeRouting>)> {
         self.check_batch(ids)?;
         let start = cache.as_ref().map_or(0, |c| c.len());
         let t = ids.dims()[1];
@@ -286,9 +300,7 @@ impl Decoder {
             };
             h = h.add(&f)?;
         }
-        let h = self.norm.forward(&h)?;
-        let logits = h.matmul(&self.lm_head.t()?)?;
-        Ok(ForwardOutput { logits, routing })
+        Ok((self.norm.forward(&h)?, routing))
     }
 
     /// The training loss on `ids [B, T]`: mean cross-entropy of predicting
@@ -322,19 +334,18 @@ impl Decoder {
                 msg: format!("expected [{b}, {t}] like the ids, got {:?}", targets.dims()),
             });
         }
-        let forward = self.forward(ids)?;
-        // Fused cross-entropy over all [B, T] rows with targets = ids shifted
-        // left and the last position ignored: the mean over the B·(T − 1)
-        // predicted tokens, without copying the logits.
-        debug_assert_eq!(forward.logits.dims(), [b, t, v]);
-        let ce = forward
-            .logits
-            .cross_entropy(targets, DEFAULT_IGNORE_INDEX, Reduction::Mean)?;
+        let (h, routing) = self.hidden(ids, None, self.mode)?;
+        // The LM head fused with cross-entropy over all [B, T] rows, targets =
+        // ids shifted left and the last position ignored: the mean over the
+        // B·(T − 1) predicted tokens. The [B, T, V] logits are never kept (the
+        // separate matmul and cross_entropy give the same bits).
+        debug_assert_eq!(self.lm_head.dims(), [v, h.dims()[2]]);
+        let ce = h.linear_cross_entropy(&self.lm_head, targets, DEFAULT_IGNORE_INDEX, Reduction::Mean)?;
         let mut total = ce.clone();
         let (mut aux, mut z) = (None, None);
         if let Some(m) = &self.cfg.moe {
-            let a = crate::layers::moe::aux_loss(m, &forward.routing)?;
-            let zl = crate::layers::moe::z_loss(&forward.routing)?;
+            let a = crate::layers::moe::aux_loss(m, &routing)?;
+            let zl = crate::layers::moe::z_loss(&routing)?;
             if m.router.aux_loss_coef > 0.0 {
                 total = total.add(&a.mul_scalar(m.router.aux_loss_coef)?)?;
             }
@@ -349,7 +360,7 @@ impl Decoder {
             ce,
             aux,
             z,
-            forward,
+            routing,
         })
     }
 }

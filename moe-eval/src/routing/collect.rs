@@ -42,7 +42,7 @@ pub fn evaluate_domain(
     require_moe(model, what)?;
     let mut trace = RoutingTrace::default();
     let loss = run_windows(model, windows, batch_size, progress, |rows, out| {
-        trace.push_forward(rows, &out.forward.routing)
+        trace.push_forward(rows, &out.routing)
     })?;
     Ok(DomainEval {
         loss,

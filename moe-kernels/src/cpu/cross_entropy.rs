@@ -18,9 +18,9 @@
 
 use rayon::prelude::*;
 
-use super::gemm::bf16_bits;
+use super::gemm::{bf16_bits, to_bf16_bits};
 use super::index::{check_index, check_len};
-use super::softmax::vexp::{exp_sub_sum, row_max};
+use super::softmax::vexp::{as_f32, exp_sub_sum, row_max};
 use super::softmax::{numel, rows_per_task, PAR_MIN_ELEMS};
 use crate::{KernelError, Real};
 
@@ -246,9 +246,15 @@ impl<T: Real> Rows<T> {
                 out.iter_mut().for_each(|g| *g = T::zero());
             }
             if let Some(g) = bf16.as_deref_mut() {
-                // The rounding the bf16 GEMM kernels apply to an f32 operand.
-                for (d, &x) in g[r * v..(r + 1) * v].iter_mut().zip(out.iter()) {
-                    *d = bf16_bits(x.to_f64_lossy() as f32);
+                // The rounding the bf16 GEMM kernels apply to an f32 operand
+                // (`Bf16` is built only for T = f32).
+                let dst = &mut g[r * v..(r + 1) * v];
+                match as_f32(out) {
+                    Some(src) => to_bf16_bits(src, dst),
+                    None => dst
+                        .iter_mut()
+                        .zip(out.iter())
+                        .for_each(|(d, &x)| *d = bf16_bits(x.to_f64_lossy() as f32)),
                 }
             }
         }

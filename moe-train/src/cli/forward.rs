@@ -97,8 +97,13 @@ pub fn run(a: ForwardArgs) -> Result<()> {
     } else {
         moe_tensor::no_grad(compute)?
     };
+    // The loss fuses the LM head (no logits kept): the logits come from a
+    // forward pass of their own.
+    let logits = moe_tensor::no_grad(|| model.forward(&ids))
+        .with_context(|| format!("forward pass on {}", a.tokens.display()))?
+        .logits;
     let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
-    tensors.insert("logits".into(), out.forward.logits.detach());
+    tensors.insert("logits".into(), logits);
     tensors.insert("loss".into(), out.ce.detach());
     tensors.insert("total_loss".into(), out.total.detach());
     if let Some(aux) = &out.aux {
@@ -107,7 +112,7 @@ pub fn run(a: ForwardArgs) -> Result<()> {
     if let Some(z) = &out.z {
         tensors.insert("z_loss".into(), z.detach());
     }
-    for r in &out.forward.routing {
+    for r in &out.routing {
         let d = &r.decision;
         tensors.insert(
             format!("routing.{}.expert_ids", r.layer),

@@ -51,7 +51,6 @@ impl StepSums {
         add_opt(&mut self.z, out.z.as_ref())?;
         if self.layers.is_empty() {
             self.layers = out
-                .forward
                 .routing
                 .iter()
                 .map(|r| LayerLoad {
@@ -63,7 +62,7 @@ impl StepSums {
                 })
                 .collect();
         }
-        for (acc, r) in self.layers.iter_mut().zip(&out.forward.routing) {
+        for (acc, r) in self.layers.iter_mut().zip(&out.routing) {
             let s = r.decision.stats().map_err(moe_model::Error::from)?;
             acc.mri += s.mri;
             acc.max_load += s.max_load as f64;

@@ -64,6 +64,14 @@ pub(crate) fn rounded_copy<T: Real>(data: &[T], len: usize) -> Vec<T> {
         .collect()
 }
 
+/// [`bf16_bits`] of every value of `src` into `dst` (same length), with
+/// the AVX512-BF16 conversion where the CPU has it.
+pub(crate) fn to_bf16_bits(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(src.len(), dst.len());
+    // SAFETY: both runs hold src.len() elements.
+    unsafe { convert_run(src.as_ptr(), 1, src.len(), dst.as_mut_ptr()) };
+}
+
 /// `dst[t] = bf16(src[t·stride])` for `t < len`.
 ///
 /// # Safety

@@ -67,7 +67,7 @@ use std::any::TypeId;
 
 use rayon::prelude::*;
 
-pub(crate) use bf16::bf16_bits;
+pub(crate) use bf16::{bf16_bits, to_bf16_bits};
 pub use bf16_a::{gemm_bf16_a, Bf16Ref};
 use driver::RawMut;
 pub use fresh::gemm_batched_new;

@@ -59,7 +59,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 
 /// Reinterprets a slice of `T` as `f32` when `T` is `f32`.
 #[inline(always)]
-fn as_f32<T: Real>(s: &[T]) -> Option<&[f32]> {
+pub(crate) fn as_f32<T: Real>(s: &[T]) -> Option<&[f32]> {
     if TypeId::of::<T>() == TypeId::of::<f32>() {
         // SAFETY: T is f32 (same TypeId), so layout and validity are identical.
         Some(unsafe { &*(s as *const [T] as *const [f32]) })
