@@ -131,7 +131,7 @@ pub(crate) unsafe fn gemm_packed_unsplit<T: Real>(
     threads: usize,
 ) {
     // SAFETY: forwarded contract.
-    let run = || unsafe { packed_body(spec, m, n, k, alpha, a, b, beta, c, threads) };
+    let run = || unsafe { packed_body(spec, m, n, k, alpha, a, BSource::Raw(b), beta, c, threads) };
     if threads > 1 && rayon::current_thread_index().is_none() {
         // Enter the pool once, so the forks below start from a worker thread
         // (a deque push) instead of each injecting from outside and blocking.
@@ -241,7 +241,7 @@ unsafe fn gemm_split<T: Real>(
         };
         // SAFETY: a sub-block of the caller's valid, non-overlapping views;
         // bands are disjoint in C.
-        unsafe { packed_body(spec, m_t, n_t, k, alpha, a_t, b_t, beta, c_t, 1) }
+        unsafe { packed_body(spec, m_t, n_t, k, alpha, a_t, BSource::Raw(b_t), beta, c_t, 1) }
     };
     (0..threads).into_par_iter().for_each(run);
 }
@@ -251,14 +251,14 @@ unsafe fn gemm_split<T: Real>(
 /// # Safety
 /// As [`gemm_packed`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn packed_body<T: Real>(
+pub(crate) unsafe fn packed_body<T: Real>(
     spec: &KernelSpec<T>,
     m: usize,
     n: usize,
     k: usize,
     alpha: T,
     a: RawRef<T>,
-    b: RawRef<T>,
+    b: BSource<'_, T>,
     beta: T,
     c: RawMut<T>,
     threads: usize,
@@ -266,13 +266,20 @@ unsafe fn packed_body<T: Real>(
     let KernelSpec { mr, nr, .. } = *spec;
     let mcb = balanced_block(m, spec.mc, mr, threads);
     let m_blocks = m.div_ceil(mcb);
-    // Blocks of k hold whole packed slots (a bf16 pair kernel takes k in twos).
-    let kcb = balanced_block(k, spec.kc, spec.kpack, 1);
-    let ncb = balanced_block(n, spec.nc, nr, 1);
-    let b_bytes = ncb.div_ceil(nr) * nr * kcb.div_ceil(spec.kpack) * size_of::<T>();
+    let (kcb, ncb) = b_blocks(spec, k, n);
+    let b_bytes = match b {
+        BSource::Raw(_) => ncb.div_ceil(nr) * nr * kcb.div_ceil(spec.kpack) * size_of::<T>(),
+        BSource::Packed(p) => {
+            assert!(
+                p.k == k && p.n == n && p.kpack == spec.kpack && p.nr == nr,
+                "gemm: B was packed for another product"
+            );
+            0
+        }
+    };
     with_scratch(&B_BUF, b_bytes, |b_raw| {
-        let bbuf = SharedBuf(b_raw.cast::<T>());
-        for jc in (0..n).step_by(ncb) {
+        let scratch = SharedBuf(b_raw.cast::<T>());
+        for (jb, jc) in (0..n).step_by(ncb).enumerate() {
             let ncur = ncb.min(n - jc);
             let panels = ncur.div_ceil(nr);
             // With fewer m blocks than threads, threads also split the B panels.
@@ -282,20 +289,18 @@ unsafe fn packed_body<T: Real>(
                 threads.div_ceil(m_blocks).min(panels)
             };
             let tasks = m_blocks * n_split;
-            for pc in (0..k).step_by(kcb) {
+            for (pb, pc) in (0..k).step_by(kcb).enumerate() {
                 let kcur = kcb.min(k - pc);
                 // Packed slots per row of a panel.
                 let depth = kcur.div_ceil(spec.kpack);
-                let pack = |t: usize, parts: usize| {
-                    // SAFETY: the block lies in `b`; each part writes its own panels.
-                    unsafe { (spec.pack_b)(b, pc, jc, kcur, ncur, nr, part(panels, parts, t), bbuf.get()) }
+                let bbuf = match b {
+                    BSource::Raw(b) => {
+                        // SAFETY: the block lies in `b`; the scratch holds its panels.
+                        unsafe { pack_b_block(spec, b, pc, jc, kcur, ncur, threads, scratch) };
+                        scratch
+                    }
+                    BSource::Packed(p) => SharedBuf(p.blocks[jb * p.k_blocks + pb].as_ptr().cast_mut()),
                 };
-                if threads > 1 && panels > 1 {
-                    let parts = threads.min(panels);
-                    (0..parts).into_par_iter().for_each(|t| pack(t, parts));
-                } else {
-                    pack(0, 1);
-                }
                 let beta_now = if pc == 0 { beta } else { T::one() };
                 let task = |t: usize| {
                     let i0 = (t / n_split) * mcb;
@@ -329,6 +334,95 @@ unsafe fn packed_body<T: Real>(
             }
         }
     });
+}
+
+/// The driver's blocks of k and of n for a k×n B: k blocks hold whole
+/// packed slots (a bf16 pair kernel takes k in twos).
+fn b_blocks<T>(spec: &KernelSpec<T>, k: usize, n: usize) -> (usize, usize) {
+    (
+        balanced_block(k, spec.kc, spec.kpack, 1),
+        balanced_block(n, spec.nc, spec.nr, 1),
+    )
+}
+
+/// Packs the panels of B's block at (pc, jc), kcur × ncur, into `dst`, on
+/// up to `threads` threads.
+///
+/// # Safety
+/// The block lies inside `b`; `dst` holds `ceil(ncur/nr)·nr·ceil(kcur/kpack)` elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_b_block<T: Real>(
+    spec: &KernelSpec<T>,
+    b: RawRef<T>,
+    pc: usize,
+    jc: usize,
+    kcur: usize,
+    ncur: usize,
+    threads: usize,
+    dst: SharedBuf<T>,
+) {
+    let (nr, panels) = (spec.nr, ncur.div_ceil(spec.nr));
+    let pack = |t: usize, parts: usize| {
+        // SAFETY: the block lies in `b`; each part writes its own panels.
+        unsafe { (spec.pack_b)(b, pc, jc, kcur, ncur, nr, part(panels, parts, t), dst.get()) }
+    };
+    if threads > 1 && panels > 1 {
+        let parts = threads.min(panels);
+        (0..parts).into_par_iter().for_each(|t| pack(t, parts));
+    } else {
+        pack(0, 1);
+    }
+}
+
+/// Where [`packed_body`] reads B from.
+#[derive(Clone, Copy)]
+pub(crate) enum BSource<'a, T> {
+    /// Packed block by block as the product runs.
+    Raw(RawRef<T>),
+    /// Packed beforehand, for several products against the same B.
+    Packed(&'a PackedB<T>),
+}
+
+/// A k×n B packed once: the panels of every (n block, k block) as
+/// [`packed_body`] would pack them, for products of many A's against it
+/// (the LM head's weight against each chunk of rows).
+pub(crate) struct PackedB<T> {
+    k: usize,
+    n: usize,
+    kpack: usize,
+    nr: usize,
+    k_blocks: usize,
+    /// Indexed `n block · k_blocks + k block`.
+    blocks: Vec<Vec<T>>,
+}
+
+impl<T: Real> PackedB<T> {
+    /// Packs `b` (k×n, k, n ≥ 1) for `spec` on up to `threads` threads.
+    ///
+    /// # Safety
+    /// `b` views k×n elements of a live buffer.
+    pub(crate) unsafe fn new(spec: &KernelSpec<T>, k: usize, n: usize, b: RawRef<T>, threads: usize) -> Self {
+        let (kcb, ncb) = b_blocks(spec, k, n);
+        let mut blocks = Vec::new();
+        for jc in (0..n).step_by(ncb) {
+            let ncur = ncb.min(n - jc);
+            for pc in (0..k).step_by(kcb) {
+                let kcur = kcb.min(k - pc);
+                let mut buf = vec![T::zero(); ncur.div_ceil(spec.nr) * spec.nr * kcur.div_ceil(spec.kpack)];
+                // SAFETY: the block lies in `b` (caller); `buf` holds its panels.
+                unsafe { pack_b_block(spec, b, pc, jc, kcur, ncur, threads, SharedBuf(buf.as_mut_ptr())) };
+                blocks.push(buf);
+            }
+        }
+        Self {
+            k,
+            n,
+            kpack: spec.kpack,
+            nr: spec.nr,
+            k_blocks: k.div_ceil(kcb),
+            blocks,
+        }
+    }
 }
 
 /// Where one packed block sits in C and how to combine it.

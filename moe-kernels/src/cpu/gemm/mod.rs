@@ -61,6 +61,7 @@ mod naive;
 mod pack;
 #[cfg(target_arch = "x86_64")]
 mod pack_avx2;
+mod row_chunks;
 mod scratch;
 
 use std::any::TypeId;
@@ -73,6 +74,7 @@ use driver::RawMut;
 pub use fresh::gemm_batched_new;
 pub(crate) use fresh::product_into;
 use pack::RawRef;
+pub use row_chunks::gemm_row_chunks;
 
 use crate::Real;
 
