@@ -114,3 +114,37 @@ fn bad_positions_and_lengths_are_errors() {
     let err = rope_forward(&mut y[..20], &x, &cos, &sin, &[0; 3], 2, 3, 4).unwrap_err();
     assert!(matches!(err, KernelError::LengthMismatch { buffer: "y", .. }), "{err}");
 }
+
+#[test]
+fn rows_read_in_place_give_the_contiguous_bits() {
+    // x stored [B, T, H, Dh], rotated as [B, H, T, Dh] through row offsets,
+    // against the same rows copied contiguous first; large enough for the
+    // parallel path.
+    let (b, t, h, dh) = (2, 300, 4, 8);
+    let mut g = rng(7);
+    let x = uniform(&mut g, b * t * h * dh, 1.0);
+    let (cos, sin) = tables(t + 2, dh, 10_000.0);
+    let pos: Vec<i64> = (2..t as i64 + 2).collect();
+    let mut rows = Vec::new();
+    let mut copy = Vec::new();
+    for bi in 0..b {
+        for hi in 0..h {
+            for ti in 0..t {
+                let start = ((bi * t + ti) * h + hi) * dh;
+                rows.push(start);
+                copy.extend_from_slice(&x[start..start + dh]);
+            }
+        }
+    }
+    let (mut got, mut want) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    rope_forward_rows(&mut got, &x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap();
+    rope_forward(&mut want, &copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+    // A row reaching past x, or too few rows, names the buffer.
+    rows[5] = x.len() - 1;
+    let e = rope_forward_rows(&mut got, &x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap_err();
+    assert!(matches!(e, KernelError::LengthMismatch { buffer: "x", .. }), "{e}");
+    let e = rope_forward_rows(&mut got, &x, &rows[1..], &cos, &sin, &pos, b * h, t, dh).unwrap_err();
+    assert!(matches!(e, KernelError::LengthMismatch { buffer: "x_rows", .. }), "{e}");
+}

@@ -117,6 +117,19 @@ fn rope_gradients_offsets_and_positions() {
     let rope = Rope::new(4, 16, 10_000.0, DType::F64, &dev).unwrap();
     let x = randn(&mut rng, &[2, 5, 3, 4]);
     gradcheck(|xs| xs[0].transpose(1, 2)?.rope(&rope, 0), &[x]).unwrap();
+    // A view with contiguous head vectors is rotated in place of a copy:
+    // the same bits and gradient as rotating the copy (f32, parallel size).
+    let rope32 = Rope::new(8, 300, 10_000.0, DType::F32, &dev).unwrap();
+    let xs = randn(&mut Rng::seed(93), &[2, 300, 4, 8]).to_dtype(DType::F32).unwrap();
+    let run = |copy: bool| {
+        let p = xs.detach().to_param();
+        let v = p.transpose(1, 2).unwrap();
+        let v = if copy { v.contiguous().unwrap() } else { v };
+        let y = v.rope(&rope32, 0).unwrap();
+        y.mul(&y).unwrap().sum_all().unwrap().backward().unwrap();
+        (y.to_vec::<f32>().unwrap(), p.grad().unwrap().to_vec::<f32>().unwrap())
+    };
+    assert_eq!(run(false), run(true));
 }
 
 #[test]

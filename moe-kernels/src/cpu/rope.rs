@@ -59,6 +59,7 @@ pub fn rope_tables<T: Real>(
 fn rotate<T: Real>(
     y: &mut [T],
     x: &[T],
+    x_rows: Option<&[usize]>,
     cos: &[T],
     sin: &[T],
     positions: &[i64],
@@ -70,7 +71,23 @@ fn rotate<T: Real>(
     assert!(dh.is_multiple_of(2), "rope: head_dim {dh} must be even");
     let op = if inverse { "rope_backward" } else { "rope" };
     let len = numel(op, &[outer, t, dh])?;
-    check_len(op, "x", len, x.len())?;
+    match x_rows {
+        None => check_len(op, "x", len, x.len())?,
+        Some(rows) => {
+            check_len(op, "x_rows", outer * t, rows.len())?;
+            if let Some(&bad) = rows
+                .iter()
+                .find(|&&r| r.checked_add(dh).is_none_or(|end| end > x.len()))
+            {
+                return Err(KernelError::LengthMismatch {
+                    op,
+                    buffer: "x",
+                    expected: bad.saturating_add(dh),
+                    got: x.len(),
+                });
+            }
+        }
+    }
     check_len(op, "y", len, y.len())?;
     let half = dh / 2;
     check_len(op, "sin", cos.len(), sin.len())?;
@@ -94,7 +111,9 @@ fn rotate<T: Real>(
     }
     let per_group = outer / groups;
     // One item is one [Dh] vector; its index gives (o, t).
-    let vec = |idx: usize, yr: &mut [T], xr: &[T]| {
+    let vec = |idx: usize, yr: &mut [T]| {
+        let start = x_rows.map_or(idx * dh, |r| r[idx]);
+        let xr = &x[start..start + dh];
         let o = idx / t;
         let ti = idx % t;
         let p = positions[(o / per_group) * t + ti] as usize;
@@ -107,15 +126,14 @@ fn rotate<T: Real>(
             y2[i] = x2[i] * c[i] + x1[i] * sn;
         }
     };
-    if x.len() >= PAR_MIN_ELEMS {
+    if len >= PAR_MIN_ELEMS {
         y.par_chunks_mut(dh)
-            .zip(x.par_chunks(dh))
             .enumerate()
             .with_min_len(rows_per_task(dh))
-            .for_each(|(i, (yr, xr))| vec(i, yr, xr));
+            .for_each(|(i, yr)| vec(i, yr));
     } else {
-        for (i, (yr, xr)) in y.chunks_mut(dh).zip(x.chunks(dh)).enumerate() {
-            vec(i, yr, xr);
+        for (i, yr) in y.chunks_mut(dh).enumerate() {
+            vec(i, yr);
         }
     }
     Ok(())
@@ -144,7 +162,27 @@ pub fn rope_forward<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<(), KernelError> {
-    rotate(y, x, cos, sin, positions, outer, t, dh, false)
+    rotate(y, x, None, cos, sin, positions, outer, t, dh, false)
+}
+
+/// [`rope_forward`] on an `x` whose `[O, T]` rows lie anywhere in its
+/// buffer: row `i` (of `O·T`, row-major) is `x[x_rows[i]..x_rows[i] + Dh]`
+/// (a strided view such as the projections' `[B, T, H, Dh]` read as
+/// `[B, H, T, Dh]`, without copying it first). `y` is written contiguous.
+/// Errors as [`rope_forward`], and on a row that reaches past `x`.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_forward_rows<T: Real>(
+    y: &mut [T],
+    x: &[T],
+    x_rows: &[usize],
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    outer: usize,
+    t: usize,
+    dh: usize,
+) -> Result<(), KernelError> {
+    rotate(y, x, Some(x_rows), cos, sin, positions, outer, t, dh, false)
 }
 
 /// RoPE backward: the inverse rotation of `dy`.
@@ -164,5 +202,5 @@ pub fn rope_backward<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<(), KernelError> {
-    rotate(dx, dy, cos, sin, positions, outer, t, dh, true)
+    rotate(dx, dy, None, cos, sin, positions, outer, t, dh, true)
 }

@@ -11,6 +11,7 @@ use crate::backprop::BackwardOp;
 use crate::storage::Storage;
 use crate::{DType, Device, Error, Result, Tensor};
 use moe_kernels::cpu::rope as kernels;
+use moe_kernels::cpu::strided::{offsets, Strided};
 
 const OP: &str = "rope";
 
@@ -176,6 +177,40 @@ fn forward<T: Float>(x: Tensor, rope: &Rope, plan: Plan) -> Result<Tensor> {
     Ok(Tensor::from_op(Storage::Cpu(T::into_storage(y)), shape, back))
 }
 
+/// The recorded forward on a CPU view whose last dim is contiguous: each
+/// `Dh` row read where the view puts it, the output contiguous.
+fn forward_strided<T: Float>(x: &Tensor, rope: &Rope, plan: Plan) -> Result<Tensor> {
+    let (l, rank) = (x.layout(), x.rank());
+    let rows = offsets(Strided {
+        dims: &x.dims()[..rank - 1],
+        strides: &l.strides()[..rank - 1],
+        offset: l.offset(),
+    });
+    let mut y = vec![T::zero(); x.elem_count()];
+    {
+        let (xs, cs, ss) = (x.read_storage(), rope.cos.read_storage(), rope.sin.read_storage());
+        let all = T::slice(xs.cpu(OP)?).ok_or(Error::DTypeMismatch {
+            op: OP,
+            lhs: T::DTYPE,
+            rhs: x.dtype(),
+        })?;
+        let (cv, sv) = (elems::<T>(&cs, &rope.cos, OP)?, elems::<T>(&ss, &rope.sin, OP)?);
+        let p = &plan;
+        kernels::rope_forward_rows(&mut y, all, &rows, cv, sv, &p.positions, p.outer, p.t, p.dh)
+            .map_err(kernel_err(OP))?;
+    }
+    let back = RopeBackward {
+        x: x.clone(),
+        rope: rope.clone(),
+        plan,
+    };
+    Ok(Tensor::from_op(
+        Storage::Cpu(T::into_storage(y)),
+        x.shape().clone(),
+        back,
+    ))
+}
+
 impl Tensor {
     /// Rotates `self`, `[.., T, Dh]` (e.g. `[B, H, T, Dh]`), at positions
     /// `offset..offset + T` (`offset` > 0 when decoding after a KV cache).
@@ -261,6 +296,12 @@ impl Tensor {
             t,
             dh,
         };
+        if self.device().is_cpu() && !self.is_contiguous() && self.layout().strides().last() == Some(&1) {
+            // A strided view with contiguous head vectors (q and k as the
+            // projections' [B, T, H, Dh] read as [B, H, T, Dh]): rotated
+            // from where its rows are, without a contiguous copy first.
+            return float_call!(self.dtype(), OP, forward_strided(self, rope, plan));
+        }
         let x = self.contiguous()?;
         if !x.device().is_cpu() {
             let p = &plan;
