@@ -80,4 +80,21 @@ for cfg in sorted({l.split()[1] for l in best}):
         ratio = f"{ours / v:.2f}x" if ours and impl != "moe" else ""
         cratio = f"{ours_cpu / c:.2f}x" if ours_cpu and c and impl != "moe" else ""
         print(f"{impl + ' ' + cfg:<32} {v:>9.0f} {ratio:>6}  {c:>12.0f} {cratio:>6}")
+# Ours against each peer within the same round (the two ran back to back,
+# so they saw much the same load): steadier than best against best when
+# the machine's load moves between rounds.
+by_round = {(r["label"], r["round"]): r["result"]["tokens_per_s"] for r in rows}
+print("\nper-round ratios (ours / peer, same round), and their median")
+for cfg in sorted({l.split()[1] for l in best}):
+    for impl in ("torch-eager", "torch-eager-passive", "torch-compile"):
+        pairs = sorted(
+            (rd, by_round[(f"moe {cfg}", rd)] / t)
+            for (label, rd), t in by_round.items()
+            if label == f"{impl} {cfg}" and (f"moe {cfg}", rd) in by_round
+        )
+        if pairs:
+            ratios = sorted(x for _, x in pairs)
+            med = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1 : len(ratios) // 2 + 1]) / 2
+            shown = " / ".join(f"{x:.2f}x" for _, x in pairs)
+            print(f"{impl + ' ' + cfg:<32} {shown}   median {med:.2f}x")
 EOF
