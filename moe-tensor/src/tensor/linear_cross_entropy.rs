@@ -1,10 +1,10 @@
 //! The LM head's product and its cross-entropy as one op:
 //! `cross_entropy(h · Wᵀ, targets)`, the fused linear cross-entropy of
 //! Liger-Kernel and Cut Cross-Entropy. The `[N, V]` logits never exist at
-//! once: forward computes them in chunks of rows (about 8 MiB, W packed once
-//! for all of them, moe-kernels' `gemm_row_chunks`) and turns each chunk
-//! into its rows' losses and gradient before the next; nothing keeps them
-//! for backward.
+//! once: forward computes them in chunks of rows (about 8 MiB, and at least
+//! D/2 rows; W packed once for all of them, moe-kernels' `gemm_row_chunks`)
+//! and turns each chunk into its rows' losses and gradient before the next;
+//! nothing keeps them for backward.
 //!
 //! Training keeps that gradient in bf16 bits when products run in bf16
 //! precision: it is what the two backward products would round it to, so
@@ -195,7 +195,7 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// Rows per chunk of logits for a vocabulary of `v` and a hidden size of
 /// `d`: [`CHUNK_BYTES`] of logits, but at least `d / 2` rows, because every
 /// chunk streams all of the packed W past its rows. At N 4096, V 32768,
-/// D 512 (`examples/lm_head_loss.rs`), 64-row chunks (8 MiB) made the fused
+/// D 512 (moe-model's `examples/lm_head_loss.rs`), 64-row chunks (8 MiB) made the fused
 /// loss 6–16% slower than the separate ops, and 256 or 1024 rows level with
 /// them or faster, in bf16 and f32. A multiple of the loss's block of rows,
 /// so the chunks sum the same blocks in the same order as one call would.
