@@ -131,13 +131,19 @@ pub(crate) unsafe fn gemm_packed_unsplit<T: Real>(
     threads: usize,
 ) {
     // SAFETY: forwarded contract.
-    let run = || unsafe { packed_body(spec, m, n, k, alpha, a, BSource::Raw(b), beta, c, threads) };
+    in_pool(threads, || unsafe {
+        packed_body(spec, m, n, k, alpha, a, BSource::Raw(b), beta, c, threads)
+    })
+}
+
+/// Runs `run`, which forks on up to `threads` threads, from inside rayon's
+/// pool: entered once, the forks start from a worker thread (a deque push)
+/// instead of each injecting from outside and blocking.
+pub(crate) fn in_pool<R: Send>(threads: usize, run: impl FnOnce() -> R + Send) -> R {
     if threads > 1 && rayon::current_thread_index().is_none() {
-        // Enter the pool once, so the forks below start from a worker thread
-        // (a deque push) instead of each injecting from outside and blocking.
-        rayon::scope(|_| run());
+        rayon::scope(|_| run())
     } else {
-        run();
+        run()
     }
 }
 

@@ -8,7 +8,7 @@
 //! gives: a value depends on the k blocking and the micro-kernel, which the
 //! chunking does not change.
 
-use super::driver::{packed_body, BSource, PackedB, RawMut};
+use super::driver::{in_pool, packed_body, BSource, PackedB, RawMut};
 use super::{check, gemm_with, packed_kernel, raw, threads_for, MatMut, MatRef, ProductPrecision};
 use crate::Real;
 
@@ -53,7 +53,8 @@ pub fn gemm_row_chunks<T: Real, E: Send>(
         return Ok(());
     };
     let threads = threads_for(work, rayon::current_num_threads());
-    let mut run = || {
+    // Enter the pool once for all chunks.
+    in_pool(threads, || {
         // SAFETY: B was checked against its slice.
         let packed = unsafe { PackedB::new(&spec, k, n, raw(&b), threads) };
         let mut c = vec![T::zero(); rows.min(m) * n];
@@ -89,13 +90,7 @@ pub fn gemm_row_chunks<T: Real, E: Send>(
             f(r0, len, &c[..len * n])?;
         }
         Ok(())
-    };
-    if threads > 1 && rayon::current_thread_index().is_none() {
-        // Enter the pool once for all chunks (see `gemm_packed_unsplit`).
-        rayon::scope(|_| run())
-    } else {
-        run()
-    }
+    })
 }
 
 #[cfg(test)]
