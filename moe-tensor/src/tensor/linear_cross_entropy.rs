@@ -69,99 +69,55 @@ impl<T: Float> BackwardOp for LinearCrossEntropyBackward<T> {
         let (grad, alpha) = match &self.grad {
             LogitsGrad::Full(gv) if dloss != 1.0 => {
                 let s = T::from_f64_lossy(dloss);
-                scaled = gv.iter().map(|&x| x * s).collect::<Vec<T>>();
-                (Operand::Full(&scaled[..]), T::one())
+                scaled = LogitsGrad::Full(gv.iter().map(|&x| x * s).collect());
+                (&scaled, T::one())
             }
-            LogitsGrad::Full(gv) => (Operand::Full(&gv[..]), T::one()),
-            LogitsGrad::Bf16(bits) => (Operand::Bf16(&bits[..]), T::from_f64_lossy(dloss)),
+            LogitsGrad::Full(_) => (&self.grad, T::one()),
+            LogitsGrad::Bf16(_) => (&self.grad, T::from_f64_lossy(dloss)),
         };
+        // dh [N, D] = G [N, V] · W [V, D]
         let dh = self.h.requires_grad().then(|| {
-            // dh [N, D] = G [N, V] · W [V, D]
-            let mut out = vec![T::zero(); n * d];
-            product(
-                self.precision,
-                n,
-                d,
-                v,
-                alpha,
-                grad.view(v, 1),
-                mat(wv, d, 1),
-                &mut out,
-                d,
-            );
+            let out = grad.times(self.precision, alpha, (n, v), (v, 1), wv, d);
             plain(out, self.h.shape())
         });
+        // dW [V, D] = Gᵀ [V, N] · h [N, D]
         let dw = self.w.requires_grad().then(|| {
-            // dW [V, D] = Gᵀ [V, N] · h [N, D]
-            let mut out = vec![T::zero(); v * d];
-            product(
-                self.precision,
-                v,
-                d,
-                n,
-                alpha,
-                grad.view(1, v),
-                mat(hv, d, 1),
-                &mut out,
-                d,
-            );
+            let out = grad.times(self.precision, alpha, (v, n), (1, v), hv, d);
             plain(out, self.w.shape())
         });
         Ok(vec![dh, dw])
     }
 }
 
-/// The gradient as a product's A operand.
-#[derive(Clone, Copy)]
-enum Operand<'a, T> {
-    Full(&'a [T]),
-    Bf16(&'a [u16]),
-}
-
-/// An operand with strides.
-enum View<'a, T> {
-    Full(MatRef<'a, T>),
-    Bf16(Bf16Ref<'a>),
-}
-
-impl<'a, T> Operand<'a, T> {
-    fn view(self, rs: usize, cs: usize) -> View<'a, T> {
+impl<T: Float> LogitsGrad<T> {
+    /// `alpha · G · b` into a new row-major `[m, d]` buffer: `G` this
+    /// gradient viewed as an `m × k` matrix with strides `(rs, cs)` (itself
+    /// or its transpose), `b` a row-major `[k, d]`.
+    fn times(
+        &self,
+        precision: ProductPrecision,
+        alpha: T,
+        (m, k): (usize, usize),
+        (rs, cs): (usize, usize),
+        b: &[T],
+        d: usize,
+    ) -> Vec<T> {
+        let mut out = vec![T::zero(); m * d];
+        let b = MatRef { data: b, rs: d, cs: 1 };
+        let c = MatMut {
+            data: &mut out,
+            rs: d,
+            cs: 1,
+        };
         match self {
-            Operand::Full(data) => View::Full(MatRef { data, rs, cs }),
-            Operand::Bf16(data) => View::Bf16(Bf16Ref { data, rs, cs }),
-        }
-    }
-}
-
-fn mat<T>(data: &[T], rs: usize, cs: usize) -> MatRef<'_, T> {
-    MatRef { data, rs, cs }
-}
-
-/// `out [m, n] = alpha · a · b` (row-major `out`, row stride `ldc`).
-#[allow(clippy::too_many_arguments)]
-fn product<T: Float>(
-    precision: ProductPrecision,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: T,
-    a: View<'_, T>,
-    b: MatRef<'_, T>,
-    out: &mut [T],
-    ldc: usize,
-) {
-    let c = MatMut {
-        data: out,
-        rs: ldc,
-        cs: 1,
-    };
-    match a {
-        View::Full(a) => gemm_with(precision, m, n, k, alpha, a, b, T::zero(), c),
-        View::Bf16(a) => {
+            LogitsGrad::Full(g) => gemm_with(precision, m, d, k, alpha, MatRef { data: g, rs, cs }, b, T::zero(), c),
             // Built only for T = f32 (see `forward`).
-            let (b, c) = (as_f32(b), as_f32_mut(c));
-            gemm_bf16_a(m, n, k, alpha.to_f64_lossy() as f32, a, b, 0.0, c);
+            LogitsGrad::Bf16(g) => {
+                let a = Bf16Ref { data: g, rs, cs };
+                gemm_bf16_a(m, d, k, alpha.to_f64_lossy() as f32, a, as_f32(b), 0.0, as_f32_mut(c));
+            }
         }
+        out
     }
 }
 
@@ -234,7 +190,7 @@ fn forward<T: Float>(h: &Tensor, w: Tensor, ids: Vec<i64>, ignore_index: i64, re
             n,
             v,
             d,
-            mat(hv, d, 1),
+            MatRef { data: hv, rs: d, cs: 1 },
             wt,
             chunk_rows::<T>(v, d),
             |r0, len, logits| {
