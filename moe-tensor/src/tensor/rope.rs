@@ -165,9 +165,15 @@ fn inverse<T: Float>(g: &Tensor, rope: &Rope, p: &Plan) -> Result<Tensor> {
     Ok(plain(rotate::<T>(g, rope, p, true)?, g.shape()))
 }
 
-/// The recorded forward on contiguous `x`.
+/// The recorded forward on `x`: contiguous, or (on the CPU) a view whose
+/// last dim is contiguous, each `Dh` row read where the view puts it. The
+/// output is contiguous.
 fn forward<T: Float>(x: Tensor, rope: &Rope, plan: Plan) -> Result<Tensor> {
-    let y = rotate::<T>(&x, rope, &plan, false)?;
+    let y = if x.is_contiguous() {
+        rotate::<T>(&x, rope, &plan, false)?
+    } else {
+        rotate_rows::<T>(&x, rope, &plan)?
+    };
     let shape = x.shape().clone();
     let back = RopeBackward {
         x,
@@ -177,38 +183,24 @@ fn forward<T: Float>(x: Tensor, rope: &Rope, plan: Plan) -> Result<Tensor> {
     Ok(Tensor::from_op(Storage::Cpu(T::into_storage(y)), shape, back))
 }
 
-/// The recorded forward on a CPU view whose last dim is contiguous: each
-/// `Dh` row read where the view puts it, the output contiguous.
-fn forward_strided<T: Float>(x: &Tensor, rope: &Rope, plan: Plan) -> Result<Tensor> {
+/// Rotates a view whose last dim is contiguous from where its rows are.
+fn rotate_rows<T: Float>(x: &Tensor, rope: &Rope, p: &Plan) -> Result<Vec<T>> {
     let (l, rank) = (x.layout(), x.rank());
     let rows = offsets(Strided {
         dims: &x.dims()[..rank - 1],
         strides: &l.strides()[..rank - 1],
         offset: l.offset(),
     });
+    let (xs, cs, ss) = (x.read_storage(), rope.cos.read_storage(), rope.sin.read_storage());
+    let all = T::slice(xs.cpu(OP)?).ok_or(Error::DTypeMismatch {
+        op: OP,
+        lhs: T::DTYPE,
+        rhs: x.dtype(),
+    })?;
+    let (cv, sv) = (elems::<T>(&cs, &rope.cos, OP)?, elems::<T>(&ss, &rope.sin, OP)?);
     let mut y = vec![T::zero(); x.elem_count()];
-    {
-        let (xs, cs, ss) = (x.read_storage(), rope.cos.read_storage(), rope.sin.read_storage());
-        let all = T::slice(xs.cpu(OP)?).ok_or(Error::DTypeMismatch {
-            op: OP,
-            lhs: T::DTYPE,
-            rhs: x.dtype(),
-        })?;
-        let (cv, sv) = (elems::<T>(&cs, &rope.cos, OP)?, elems::<T>(&ss, &rope.sin, OP)?);
-        let p = &plan;
-        kernels::rope_forward_rows(&mut y, all, &rows, cv, sv, &p.positions, p.outer, p.t, p.dh)
-            .map_err(kernel_err(OP))?;
-    }
-    let back = RopeBackward {
-        x: x.clone(),
-        rope: rope.clone(),
-        plan,
-    };
-    Ok(Tensor::from_op(
-        Storage::Cpu(T::into_storage(y)),
-        x.shape().clone(),
-        back,
-    ))
+    kernels::rope_forward_rows(&mut y, all, &rows, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))?;
+    Ok(y)
 }
 
 impl Tensor {
@@ -296,13 +288,14 @@ impl Tensor {
             t,
             dh,
         };
-        if self.device().is_cpu() && !self.is_contiguous() && self.layout().strides().last() == Some(&1) {
-            // A strided view with contiguous head vectors (q and k as the
-            // projections' [B, T, H, Dh] read as [B, H, T, Dh]): rotated
-            // from where its rows are, without a contiguous copy first.
-            return float_call!(self.dtype(), OP, forward_strided(self, rope, plan));
-        }
-        let x = self.contiguous()?;
+        // On the CPU a view with contiguous head vectors (q and k as the
+        // projections' [B, T, H, Dh] read as [B, H, T, Dh]) is rotated from
+        // where its rows are, without a contiguous copy first.
+        let x = if self.device().is_cpu() && self.layout().strides().last() == Some(&1) {
+            self.clone()
+        } else {
+            self.contiguous()?
+        };
         if !x.device().is_cpu() {
             let p = &plan;
             let y = crate::cuda_backend::rope(&x, &p.positions, p.groups, &rope.cos, &rope.sin, 1.0)?;
