@@ -172,6 +172,17 @@ const CASES: &[AttnDims] = &[
         tk: 333,
         dh: 6,
     },
+    // Rows longer than forward's 256-key score chunk, a head size that
+    // leaves a partial micro-kernel column panel, and backward tiles that
+    // end inside a row panel.
+    AttnDims {
+        b: 1,
+        hq: 4,
+        hkv: 2,
+        tq: 261,
+        tk: 261,
+        dh: 40,
+    },
 ];
 
 /// Random inputs of one case and explicit attention's results on them.

@@ -7,11 +7,18 @@
 //! dV += Pᵀ dO        dP = dO Vᵀ        dS = P ⊙ (dP − Δ)
 //! dQ += scale · dS K                   dK += scale · dSᵀ Q
 //! ```
+//!
+//! A task owns one (batch, kv head): its k and v are packed once (kᵀ and vᵀ
+//! as B for the score products, k as B for dQ), each of its G query heads
+//! packs q and dO once (as A for the score products, as B for dK and dV).
+//! The `[QB, KB]` tiles of P and dS are then packed per tile for the three
+//! products that read them. dQ, dK and dV accumulate in buffers padded to
+//! whole micro-kernel tiles and are copied out at the end.
 
 use rayon::prelude::*;
 
-use super::{for_each_band, mat, AttnDims, BC, BR, PAR_MIN_WORK};
-use crate::cpu::gemm::{gemm_with, MatMut, MatRef, ProductPrecision};
+use super::{AttnDims, PAR_MIN_WORK};
+use crate::cpu::gemm::{MatRef, Packed, PanelBuf, PanelKernel, ProductPrecision};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, exp_sub_sum_inplace};
 use crate::{KernelError, Real};
@@ -53,14 +60,16 @@ pub fn attention_backward<T: Real>(
     }
     check_len(OP, "lse", nl, lse.len())?;
     let AttnDims { hkv, tq, tk, dh, .. } = dims;
-    dq.iter_mut().for_each(|x| *x = T::zero());
-    dk.iter_mut().for_each(|x| *x = T::zero());
-    dv.iter_mut().for_each(|x| *x = T::zero());
     if nq == 0 || nkv == 0 {
+        // Nothing to multiply; every gradient is 0 (or empty).
+        dq.fill(T::zero());
+        dk.fill(T::zero());
+        dv.fill(T::zero());
         return Ok(());
     }
     let g = dims.group();
     let (qg, kvh) = (g * tq * dh, tk * dh); // elements per task of q-like and kv-like buffers
+    let kern = PanelKernel::<T>::new(precision);
     #[allow(clippy::type_complexity)]
     let task = |scratch: &mut Tiles<T>, (bk, (dqg, (dkh, dvh))): (usize, (&mut [T], (&mut [T], &mut [T])))| {
         let (qs, ls) = (bk * qg..(bk + 1) * qg, bk * g * tq..(bk + 1) * g * tq);
@@ -77,18 +86,17 @@ pub fn attention_backward<T: Real>(
             tk,
             dh,
             scale,
-            precision,
         };
-        backward_group(dqg, dkh, dvh, &a, scratch);
+        backward_group(dqg, dkh, dvh, &a, &kern, scratch);
     };
     let groups = dims.b * hkv;
     if dims.work() >= PAR_MIN_WORK && groups > 1 {
         dq.par_chunks_mut(qg)
             .zip(dk.par_chunks_mut(kvh).zip(dv.par_chunks_mut(kvh)))
             .enumerate()
-            .for_each_init(|| Tiles::new(tq), task);
+            .for_each_init(Tiles::default, task);
     } else {
-        let mut scratch = Tiles::new(tq);
+        let mut scratch = Tiles::default();
         dq.chunks_mut(qg)
             .zip(dk.chunks_mut(kvh).zip(dv.chunks_mut(kvh)))
             .enumerate()
@@ -97,25 +105,38 @@ pub fn attention_backward<T: Real>(
     Ok(())
 }
 
-/// A task's tile buffers, reused from one (b, kv head) to the next: every
-/// element a product or the softmax reads is written first in that task.
-struct Tiles<T> {
-    /// Probabilities of a tile: [BR, BC].
-    p: Vec<T>,
-    /// dP, then dS, of a tile: [BR, BC].
-    ds: Vec<T>,
-    /// Δ_i = dO_i · O_i: [Tq].
-    delta: Vec<T>,
-}
+/// Key rows per tile (a multiple of every kernel's NR and of the pair width).
+const KB: usize = 128;
+/// Query rows per tile, rounded down to whole row panels of MR.
+const QB: usize = 128;
 
-impl<T: Real> Tiles<T> {
-    fn new(tq: usize) -> Self {
-        Self {
-            p: vec![T::zero(); BR * BC],
-            ds: vec![T::zero(); BR * BC],
-            delta: vec![T::zero(); tq],
-        }
-    }
+/// A task's buffers, reused from one (b, kv head) to the next: packing
+/// writes every slot it hands out, and every tile element a product or the
+/// softmax reads is written first in the same tile.
+#[derive(Default)]
+struct Tiles<T> {
+    /// kᵀ and vᵀ as B (depth Dh, one column per key), k as B (depth Tk).
+    kt: PanelBuf<T>,
+    vt: PanelBuf<T>,
+    k: PanelBuf<T>,
+    /// A query head's q and dO as A (depth Dh) and as B (depth Tq).
+    qa: PanelBuf<T>,
+    doa: PanelBuf<T>,
+    qb: PanelBuf<T>,
+    dob: PanelBuf<T>,
+    /// The tile operand being multiplied: Pᵀ, dS or dSᵀ.
+    tile: PanelBuf<T>,
+    /// Probabilities of a tile: `[QB, KB]`.
+    p: Vec<T>,
+    /// dP, then dS, of a tile: `[QB, KB]`.
+    ds: Vec<T>,
+    /// Δ_i = dO_i · O_i: `[Tq]`.
+    delta: Vec<T>,
+    /// Gradient accumulators in whole tiles, `Dh` padded to NR columns:
+    /// dQ of one query head `[Tq + MR, ·]`, dK and dV `[Tk + MR, ·]`.
+    dq: Vec<T>,
+    dk: Vec<T>,
+    dv: Vec<T>,
 }
 
 /// Inputs of one (b, kv head) task.
@@ -134,116 +155,304 @@ struct GroupIn<'a, T> {
     tk: usize,
     dh: usize,
     scale: T,
-    /// How the tile products read their operands.
-    precision: ProductPrecision,
 }
 
-/// One (b, kv head): `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]`, all zeroed on entry.
-fn backward_group<T: Real>(dq: &mut [T], dk: &mut [T], dv: &mut [T], a: &GroupIn<'_, T>, tiles: &mut Tiles<T>) {
-    let GroupIn {
-        tq,
+/// The packed operands of one query head against its kv head.
+struct HeadPanels<T> {
+    qa: Packed<T>,
+    doa: Packed<T>,
+    qb: Packed<T>,
+    dob: Packed<T>,
+    kt: Packed<T>,
+    vt: Packed<T>,
+    k: Packed<T>,
+}
+
+/// One (b, kv head): `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]`, all written.
+fn backward_group<T: Real>(
+    dq: &mut [T],
+    dk: &mut [T],
+    dv: &mut [T],
+    a: &GroupIn<'_, T>,
+    kern: &PanelKernel<T>,
+    t: &mut Tiles<T>,
+) {
+    let GroupIn { tq, tk, dh, .. } = *a;
+    let (mr, nr) = (kern.mr(), kern.nr());
+    let dhp = dh.div_ceil(nr) * nr;
+    let kt = kern.pack_b(
+        MatRef {
+            data: a.k,
+            rs: 1,
+            cs: dh,
+        },
+        dh,
+        tk,
+        &mut t.kt,
+    );
+    let vt = kern.pack_b(
+        MatRef {
+            data: a.v,
+            rs: 1,
+            cs: dh,
+        },
+        dh,
+        tk,
+        &mut t.vt,
+    );
+    let kk = kern.pack_b(
+        MatRef {
+            data: a.k,
+            rs: dh,
+            cs: 1,
+        },
         tk,
         dh,
-        scale,
-        precision,
-        ..
-    } = *a;
-    let off = tk - tq;
-    let Tiles { p, ds, delta } = tiles;
-    let one = T::one();
+        &mut t.k,
+    );
+    let qb_rows = (QB / mr).max(1) * mr;
+    t.p.resize(qb_rows * KB, T::zero());
+    t.ds.resize(qb_rows * KB, T::zero());
+    t.delta.resize(tq, T::zero());
+    t.dq.resize((tq + mr) * dhp, T::zero());
+    for acc in [&mut t.dk, &mut t.dv] {
+        acc.clear();
+        acc.resize((tk + mr) * dhp, T::zero());
+    }
     for gi in 0..a.g {
         let rows = gi * tq * dh..(gi + 1) * tq * dh;
         let (qh, doh, oh) = (&a.q[rows.clone()], &a.d_o[rows.clone()], &a.o[rows.clone()]);
-        let dqh = &mut dq[rows];
         let lh = &a.lse[gi * tq..(gi + 1) * tq];
-        for (i, dl) in delta.iter_mut().enumerate() {
+        for (i, dl) in t.delta.iter_mut().enumerate() {
             *dl = dot(&doh[i * dh..(i + 1) * dh], &oh[i * dh..(i + 1) * dh]);
         }
-        for j0 in (0..tk).step_by(BC) {
-            let bc = BC.min(tk - j0);
-            let (kj, vj) = (&a.k[j0 * dh..], &a.v[j0 * dh..]);
-            // Queries from i + off ≥ j0 on see at least key j0.
-            let kj_t = MatRef {
-                data: kj,
+        let panels = HeadPanels {
+            qa: kern.pack_a(
+                MatRef {
+                    data: qh,
+                    rs: dh,
+                    cs: 1,
+                },
+                tq,
+                dh,
+                &mut t.qa,
+            ),
+            doa: kern.pack_a(
+                MatRef {
+                    data: doh,
+                    rs: dh,
+                    cs: 1,
+                },
+                tq,
+                dh,
+                &mut t.doa,
+            ),
+            qb: kern.pack_b(
+                MatRef {
+                    data: qh,
+                    rs: dh,
+                    cs: 1,
+                },
+                tq,
+                dh,
+                &mut t.qb,
+            ),
+            dob: kern.pack_b(
+                MatRef {
+                    data: doh,
+                    rs: dh,
+                    cs: 1,
+                },
+                tq,
+                dh,
+                &mut t.dob,
+            ),
+            kt,
+            vt,
+            k: kk,
+        };
+        t.dq.fill(T::zero());
+        let off = tk - tq;
+        for kb0 in (0..tk).step_by(KB) {
+            // Queries from kb0 − off on see key kb0; the first tile starts
+            // at the row panel that holds that query.
+            let first = kb0.saturating_sub(off);
+            for qb0 in (first - first % mr..tq).step_by(qb_rows) {
+                let tile = TileAt {
+                    qb0,
+                    qbw: qb_rows.min(tq - qb0),
+                    kb0,
+                    kbw: KB.min(tk - kb0),
+                    off,
+                    dh,
+                    dhp,
+                };
+                backward_tile(&tile, &panels, lh, a.scale, kern, t);
+            }
+        }
+        for (i, dst) in dq[rows].chunks_exact_mut(dh).enumerate() {
+            dst.copy_from_slice(&t.dq[i * dhp..i * dhp + dh]);
+        }
+    }
+    for (out, acc) in [(dk, &t.dk), (dv, &t.dv)] {
+        for (j, dst) in out.chunks_exact_mut(dh).enumerate() {
+            dst.copy_from_slice(&acc[j * dhp..j * dhp + dh]);
+        }
+    }
+}
+
+/// Where a tile lies: queries `qb0..qb0+qbw` (qb0 a multiple of MR), keys
+/// `kb0..kb0+kbw` (kb0 a multiple of KB), `off` = Tk − Tq, the head size
+/// and the accumulators' padded width `dhp`.
+struct TileAt {
+    qb0: usize,
+    qbw: usize,
+    kb0: usize,
+    kbw: usize,
+    off: usize,
+    dh: usize,
+    dhp: usize,
+}
+
+impl TileAt {
+    /// Keys of the tile that query `i` sees (0 past the last query).
+    fn seen(&self, i: usize) -> usize {
+        if i >= self.qb0 + self.qbw {
+            return 0;
+        }
+        (i + self.off + 1).saturating_sub(self.kb0).min(self.kbw)
+    }
+
+    /// Queries of the tile before the first one that sees key `j`, rounded
+    /// down to a whole slot of `kpack` (those see none of keys ≥ j).
+    fn blind(&self, j: usize, kpack: usize) -> usize {
+        let q = (j.saturating_sub(self.off)).saturating_sub(self.qb0).min(self.qbw);
+        q - q % kpack
+    }
+}
+
+/// One tile's five products and its softmax gradient.
+fn backward_tile<T: Real>(
+    at: &TileAt,
+    h: &HeadPanels<T>,
+    lse: &[T],
+    scale: T,
+    kern: &PanelKernel<T>,
+    t: &mut Tiles<T>,
+) {
+    let (mr, nr, kp) = (kern.mr(), kern.nr(), kern.kpack());
+    let TileAt {
+        qb0,
+        qbw,
+        kb0,
+        kbw,
+        dh,
+        dhp,
+        ..
+    } = *at;
+    let (zero, one) = (T::zero(), T::one());
+    let kcols = kbw.div_ceil(nr) * nr;
+    // P = exp(scale · Q Kᵀ − lse) and dS = P ⊙ (dO Vᵀ − Δ) · scale, by row
+    // panel; key panels the panel's last query does not see are skipped
+    // (their elements are zeroed below with the masked ones).
+    for (rp, i0) in (qb0..qb0 + qbw).step_by(mr).enumerate() {
+        let last = (i0 + mr).min(qb0 + qbw) - 1;
+        let see = at.seen(last);
+        for cp in 0..see.div_ceil(nr) {
+            let (jp, c) = ((kb0 + cp * nr) / nr, rp * mr * KB + cp * nr);
+            // SAFETY: row panel i0/MR < ceil(tq/MR) and key panel jp <
+            // ceil(tk/NR) of the packed operands, at full depth Dh; the
+            // tile's MR rows of NR from c lie in p and ds (QB_rows × KB,
+            // cp·NR + NR ≤ KB).
+            unsafe {
+                let (qa, da) = (h.qa.panel(i0 / mr, 0), h.doa.panel(i0 / mr, 0));
+                kern.tile(dh, qa, h.kt.panel(jp, 0), t.p.as_mut_ptr().add(c), KB, scale, zero);
+                kern.tile(dh, da, h.vt.panel(jp, 0), t.ds.as_mut_ptr().add(c), KB, one, zero);
+            }
+        }
+        for r in 0..mr {
+            let i = i0 + r;
+            let nvis = at.seen(i);
+            let row = (rp * mr + r) * KB;
+            let (pr, dr) = (&mut t.p[row..row + kcols], &mut t.ds[row..row + kcols]);
+            if nvis > 0 {
+                exp_sub_sum_inplace(&mut pr[..nvis], lse[i]);
+                let d = t.delta[i];
+                for (x, &pv) in dr[..nvis].iter_mut().zip(&pr[..nvis]) {
+                    *x = pv * (*x - d) * scale;
+                }
+            }
+            pr[nvis..].fill(zero);
+            dr[nvis..].fill(zero);
+        }
+    }
+    let (p, ds) = (&t.p[..], &t.ds[..]);
+    // dV[keys] += Pᵀ dO and dK[keys] += dSᵀ Q: key panels of the tile as
+    // rows, from the first query that sees the panel.
+    for (tile, b, acc) in [(p, &h.dob, &mut t.dv), (ds, &h.qb, &mut t.dk)] {
+        let pa = kern.pack_a(
+            MatRef {
+                data: tile,
                 rs: 1,
-                cs: dh,
-            };
-            let vj_t = MatRef {
-                data: vj,
-                rs: 1,
-                cs: dh,
-            };
-            for i0 in (j0.saturating_sub(off)..tq).step_by(BR) {
-                let br = BR.min(tq - i0);
-                for_each_band(i0, br, j0, bc, off, |s0, sn, kv| {
-                    let first = i0 + s0;
-                    let (qi, doi) = (mat(&qh[first * dh..], dh), mat(&doh[first * dh..], dh));
-                    // P = exp(scale · Q_band K_jᵀ − lse), 0 where masked
-                    gemm_with(precision, sn, kv, dh, scale, qi, kj_t, T::zero(), tile(p));
-                    for r in 0..sn {
-                        let row = &mut p[r * BC..r * BC + kv];
-                        let nvis = (first + r + off + 1 - j0).min(kv);
-                        exp_sub_sum_inplace(&mut row[..nvis], lh[first + r]);
-                        row[nvis..].iter_mut().for_each(|x| *x = T::zero());
-                    }
-                    // dV_j[:kv] += Pᵀ dO_band
-                    gemm_with(precision, kv, dh, sn, one, tile_t(p), doi, one, rows_from(dv, j0, dh));
-                    // dP = dO_band V_jᵀ, then dS = P ⊙ (dP − Δ) · scale in place
-                    gemm_with(precision, sn, kv, dh, one, doi, vj_t, T::zero(), tile(ds));
-                    for r in 0..sn {
-                        let d = delta[first + r];
-                        let (dr, pr) = (&mut ds[r * BC..r * BC + kv], &p[r * BC..r * BC + kv]);
-                        for (x, &pv) in dr.iter_mut().zip(pr) {
-                            *x = pv * (*x - d) * scale;
-                        }
-                    }
-                    // dQ_band += dS K_j[:kv];  dK_j[:kv] += dSᵀ Q_band
-                    let dsm = MatRef {
-                        data: &ds[..],
-                        rs: BC,
-                        cs: 1,
-                    };
-                    gemm_with(
-                        precision,
-                        sn,
-                        dh,
-                        kv,
+                cs: KB,
+            },
+            kbw,
+            qbw,
+            &mut t.tile,
+        );
+        for (kpi, j) in (kb0..kb0 + kbw).step_by(mr).enumerate() {
+            let q_lo = at.blind(j, kp);
+            for dp in 0..dhp / nr {
+                // SAFETY: the packed tile has ceil(qbw/kpack) slots per
+                // panel and B ceil(tq/kpack) from (qb0 + q_lo)/kpack (qb0
+                // and q_lo are multiples of kpack), both read up to query
+                // qb0 + qbw ≤ tq; the MR rows from j ≤ tk of `acc` exist
+                // (it has Tk + MR rows of dhp).
+                unsafe {
+                    kern.tile(
+                        qbw - q_lo,
+                        pa.panel(kpi, q_lo / kp),
+                        b.panel(dp, (qb0 + q_lo) / kp),
+                        acc.as_mut_ptr().add(j * dhp + dp * nr),
+                        dhp,
                         one,
-                        dsm,
-                        mat(kj, dh),
                         one,
-                        rows_from(dqh, first, dh),
-                    );
-                    gemm_with(precision, kv, dh, sn, one, tile_t(ds), qi, one, rows_from(dk, j0, dh));
-                });
+                    )
+                };
             }
         }
     }
-}
-
-/// A `[BR, BC]` tile buffer as the output of a product.
-fn tile<T>(buf: &mut [T]) -> MatMut<'_, T> {
-    MatMut {
-        data: buf,
-        rs: BC,
-        cs: 1,
-    }
-}
-
-/// The transpose of a `[BR, BC]` tile buffer.
-fn tile_t<T>(buf: &[T]) -> MatRef<'_, T> {
-    MatRef {
-        data: buf,
-        rs: 1,
-        cs: BC,
-    }
-}
-
-/// Rows from `first` on of a row-major `[_, dh]` buffer, as a product's output.
-fn rows_from<T>(buf: &mut [T], first: usize, dh: usize) -> MatMut<'_, T> {
-    MatMut {
-        data: &mut buf[first * dh..],
-        rs: dh,
-        cs: 1,
+    // dQ[queries] += dS K: up to the last key each row panel sees.
+    let dsa = kern.pack_a(
+        MatRef {
+            data: ds,
+            rs: KB,
+            cs: 1,
+        },
+        qbw,
+        kbw,
+        &mut t.tile,
+    );
+    for (rp, i0) in (qb0..qb0 + qbw).step_by(mr).enumerate() {
+        let see = at.seen((i0 + mr).min(qb0 + qbw) - 1);
+        if see == 0 {
+            continue;
+        }
+        for dp in 0..dhp / nr {
+            // SAFETY: ceil(see/kpack) ≤ ceil(kbw/kpack) slots of the packed
+            // tile and of K's panel from kb0/kpack (kb0 + kbw ≤ tk); the MR
+            // rows from i0 < tq of `t.dq` exist (Tq + MR rows of dhp).
+            unsafe {
+                kern.tile(
+                    see,
+                    dsa.panel(rp, 0),
+                    h.k.panel(dp, kb0 / kp),
+                    t.dq.as_mut_ptr().add(i0 * dhp + dp * nr),
+                    dhp,
+                    one,
+                    one,
+                )
+            };
+        }
     }
 }

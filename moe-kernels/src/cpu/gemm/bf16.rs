@@ -54,14 +54,21 @@ pub(crate) fn round_bf16(x: f32) -> f32 {
 /// bf16 (the operand the f32 kernels multiply in bf16 precision).
 /// `T` must be f32; other types are copied unchanged.
 pub(crate) fn rounded_copy<T: Real>(data: &[T], len: usize) -> Vec<T> {
-    let data = &data[..len];
+    let mut copy = data[..len].to_vec();
+    round_in_place(&mut copy);
+    copy
+}
+
+/// Rounds every value of `data` to bf16 in place when `T` is f32 (other
+/// types are left unchanged).
+pub(crate) fn round_in_place<T: Real>(data: &mut [T]) {
     if TypeId::of::<T>() != TypeId::of::<f32>() {
-        return data.to_vec();
+        return;
     }
-    // Exact round trips: T is f32.
-    data.iter()
-        .map(|&x| T::from_f64_lossy(f64::from(round_bf16(x.to_f64_lossy() as f32))))
-        .collect()
+    for x in data {
+        // Exact round trip: T is f32.
+        *x = T::from_f64_lossy(f64::from(round_bf16(x.to_f64_lossy() as f32)));
+    }
 }
 
 /// [`bf16_bits`] of every value of `src` into `dst` (same length), with

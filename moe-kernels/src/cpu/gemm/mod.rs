@@ -61,6 +61,7 @@ mod naive;
 mod pack;
 #[cfg(target_arch = "x86_64")]
 mod pack_avx2;
+mod panels;
 mod row_chunks;
 mod scratch;
 
@@ -74,6 +75,7 @@ use driver::RawMut;
 pub use fresh::gemm_batched_new;
 pub(crate) use fresh::product_into;
 use pack::RawRef;
+pub(crate) use panels::{Packed, PanelBuf, PanelKernel};
 pub use row_chunks::gemm_row_chunks;
 
 use crate::Real;

@@ -6,7 +6,7 @@ use std::thread::LocalKey;
 /// One cache line; backing store of the aligned scratch buffers.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
-pub(crate) struct Line([u8; 64]);
+pub(crate) struct Line(pub(crate) [u8; 64]);
 
 /// A thread's reusable buffer, as the key of a `thread_local!`.
 pub(crate) type Scratch = Cell<Vec<Line>>;
