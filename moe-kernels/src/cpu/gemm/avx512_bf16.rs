@@ -152,6 +152,7 @@ fn first(n: usize) -> __mmask16 {
 /// AVX-512F/BW/VL and AVX512-BF16 available; `len` elements at `src` and
 /// `len` slots at `dst`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[inline]
 pub(super) unsafe fn convert_contiguous(src: *const f32, len: usize, dst: *mut u16) {
     let mut t = 0;
     while t < len {
@@ -172,6 +173,7 @@ pub(super) unsafe fn convert_contiguous(src: *const f32, len: usize, dst: *mut u
 /// AVX-512F/BW/VL and AVX512-BF16 available; `len` elements at `lo` (and
 /// `hi`) and `len` words at `dst`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[inline]
 pub(super) unsafe fn interleave_contiguous(lo: *const f32, hi: Option<*const f32>, len: usize, dst: *mut u32) {
     let widen = |x: __m256bh| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(x));
     let mut t = 0;

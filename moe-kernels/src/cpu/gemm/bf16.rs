@@ -83,6 +83,7 @@ pub(crate) fn to_bf16_bits(src: &[f32], dst: &mut [u16]) {
 ///
 /// # Safety
 /// The `len` source elements and `len` destination slots are valid.
+#[inline(always)]
 unsafe fn convert_run(src: *const f32, stride: usize, len: usize, dst: *mut u16) {
     #[cfg(target_arch = "x86_64")]
     if stride == 1 && super::avx512_bf16::supported() {
@@ -100,6 +101,7 @@ unsafe fn convert_run(src: *const f32, stride: usize, len: usize, dst: *mut u16)
 ///
 /// # Safety
 /// The `len` elements of each source run and `len` destination slots are valid.
+#[inline(always)]
 unsafe fn interleave_runs(lo: *const f32, hi: Option<*const f32>, stride: usize, len: usize, dst: *mut u32) {
     #[cfg(target_arch = "x86_64")]
     if stride == 1 && super::avx512_bf16::supported() {
@@ -124,6 +126,48 @@ unsafe fn interleave_runs(lo: *const f32, hi: Option<*const f32>, stride: usize,
 /// # Safety
 /// The block lies inside its matrix; `pairs` holds `rows·ceil(kc/2)` words.
 unsafe fn pair_matrix(
+    base: *const f32,
+    r_stride: usize,
+    k_stride: usize,
+    rows: usize,
+    kc: usize,
+    pairs: *mut u32,
+) -> RawRef<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512_bf16::supported() {
+        // SAFETY: the caller's contract; the CPU has the instructions.
+        return unsafe { pair_matrix_avx512(base, r_stride, k_stride, rows, kc, pairs) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { pair_matrix_body(base, r_stride, k_stride, rows, kc, pairs) }
+}
+
+/// [`pair_matrix`] compiled with AVX512-BF16, so that the conversion of
+/// each short run (attention's head rows are 32 values) is inlined into
+/// the loop over them instead of being a call.
+///
+/// # Safety
+/// As [`pair_matrix`], and the CPU has AVX-512F/BW/VL and AVX512-BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn pair_matrix_avx512(
+    base: *const f32,
+    r_stride: usize,
+    k_stride: usize,
+    rows: usize,
+    kc: usize,
+    pairs: *mut u32,
+) -> RawRef<f32> {
+    // SAFETY: the caller's contract.
+    unsafe { pair_matrix_body(base, r_stride, k_stride, rows, kc, pairs) }
+}
+
+/// The body of [`pair_matrix`].
+///
+/// # Safety
+/// As [`pair_matrix`].
+#[inline(always)]
+unsafe fn pair_matrix_body(
     base: *const f32,
     r_stride: usize,
     k_stride: usize,

@@ -26,7 +26,11 @@ const UNROLL: usize = 4 * LANES;
 ///
 /// Cephes `expf`: `x = n·ln2 + r`, a degree-6 polynomial for `exp(r)`, and
 /// `2^n` built in the exponent bits. Rounding to `n` uses the 1.5·2²³ trick
-/// so that no `floor`/`round` call blocks vectorisation.
+/// so that no `floor`/`round` call blocks vectorisation. Every multiply-add
+/// is fused (`mul_add`, rounded once): about a third fewer instructions than
+/// separate multiplies and adds, and the same bits in every build, as a
+/// fused multiply-add has one exact result (CPUs without FMA get it from
+/// libm, slowly).
 #[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
     const LO: f32 = -87.336_55; // ≈ -126·ln2: smallest normal result
@@ -36,14 +40,17 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const MAGIC: f32 = 12_582_912.0; // 1.5·2^23
     let xc = x.clamp(LO, HI); // NaN stays NaN
-    let t = xc * LOG2E + MAGIC;
+    let t = xc.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
     let z = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let p = p * z + r + 1.0;
+    let p = 1.987_569_1e-4f32
+        .mul_add(r, 1.398_199_9e-3)
+        .mul_add(r, 8.333_452e-3)
+        .mul_add(r, 4.166_579_6e-2)
+        .mul_add(r, 1.666_666_5e-1)
+        .mul_add(r, 0.5);
+    let p = p.mul_add(z, r) + 1.0;
     // The low mantissa bits of t hold n (two's complement, |n| ≤ 127).
     let n_int = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let pow2 = f32::from_bits(((n_int + 127) << 23) as u32);
@@ -80,9 +87,10 @@ fn as_f32_mut<T: Real>(s: &mut [T]) -> Option<&mut [f32]> {
 }
 
 /// Defines `fn $name(args) -> R` running `$body` compiled for AVX-512F,
-/// AVX2 or the baseline target, the widest the CPU has. The body is the same
-/// scalar code each time, so every build runs the same operations in the
-/// same order and gives the same bits; only the vector width differs.
+/// AVX2 with FMA or the baseline target, the widest the CPU has. The body
+/// is the same scalar code each time, so every build runs the same
+/// operations in the same order and gives the same bits; only the vector
+/// width differs.
 macro_rules! widest_simd {
     ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
         $(#[$attr])*
@@ -92,15 +100,15 @@ macro_rules! widest_simd {
                 #[target_feature(enable = "avx512f")]
                 // SAFETY: called only once AVX-512F is detected below.
                 unsafe fn avx512($($arg: $ty),*) -> $ret $body
-                #[target_feature(enable = "avx2")]
-                // SAFETY: called only once AVX2 is detected below.
+                #[target_feature(enable = "avx2,fma")]
+                // SAFETY: called only once AVX2 and FMA are detected below.
                 unsafe fn avx2($($arg: $ty),*) -> $ret $body
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: AVX-512F support was just detected.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: AVX2 support was just detected.
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: AVX2 and FMA support were just detected.
                     return unsafe { avx2($($arg),*) };
                 }
             }
