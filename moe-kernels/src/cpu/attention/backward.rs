@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use super::{AttnDims, PAR_MIN_WORK};
 use crate::cpu::gemm::{MatRef, Packed, PanelBuf, PanelKernel, ProductPrecision};
 use crate::cpu::index::check_len;
-use crate::cpu::softmax::vexp::{dot, exp_sub_sum_inplace};
+use crate::cpu::softmax::vexp::{dot, probs_and_score_grads};
 use crate::{KernelError, Real};
 
 /// Causal attention backward.
@@ -376,11 +376,7 @@ fn backward_tile<T: Real>(
             let row = (rp * mr + r) * KB;
             let (pr, dr) = (&mut t.p[row..row + kcols], &mut t.ds[row..row + kcols]);
             if nvis > 0 {
-                exp_sub_sum_inplace(&mut pr[..nvis], lse[i]);
-                let d = t.delta[i];
-                for (x, &pv) in dr[..nvis].iter_mut().zip(&pr[..nvis]) {
-                    *x = pv * (*x - d) * scale;
-                }
+                probs_and_score_grads(&mut pr[..nvis], &mut dr[..nvis], lse[i], t.delta[i], scale);
             }
             pr[nvis..].fill(zero);
             dr[nvis..].fill(zero);

@@ -206,6 +206,34 @@ pub(crate) fn exp_sub_sum_inplace<T: Real>(buf: &mut [T], m: T) -> T {
     exp_sub_sum_inplace_body(buf, m, |v: T| v.exp())
 }
 
+/// Attention backward's row step in one pass: `p = exp(s − lse)` in place
+/// of the scores and `ds = p · (ds − delta) · scale` in place of `dP`
+/// (`p.len() == ds.len()`), the same operations in the same order as
+/// [`exp_sub_sum_inplace`] and the separate product would do.
+pub(crate) fn probs_and_score_grads<T: Real>(p: &mut [T], ds: &mut [T], lse: T, delta: T, scale: T) {
+    debug_assert_eq!(p.len(), ds.len());
+    if let (Some(pf), Some(df)) = (as_f32_mut(p), as_f32_mut(ds)) {
+        let f = |x: T| x.to_f64_lossy() as f32;
+        return probs_and_score_grads_f32(pf, df, f(lse), f(delta), f(scale));
+    }
+    probs_and_score_grads_body(p, ds, lse, delta, scale, |v: T| v.exp());
+}
+
+#[inline(always)]
+fn probs_and_score_grads_body<T: Real>(p: &mut [T], ds: &mut [T], lse: T, delta: T, scale: T, exp: impl Fn(T) -> T) {
+    for (pv, dv) in p.iter_mut().zip(ds.iter_mut()) {
+        let e = exp(*pv - lse);
+        *pv = e;
+        *dv = e * (*dv - delta) * scale;
+    }
+}
+
+widest_simd! {
+    fn probs_and_score_grads_f32(p: &mut [f32], ds: &mut [f32], lse: f32, delta: f32, scale: f32) -> () {
+        probs_and_score_grads_body(p, ds, lse, delta, scale, exp_f32)
+    }
+}
+
 /// `Σ a ⊙ b` with 8 independent accumulators (vectorisable, fixed order).
 pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     debug_assert_eq!(a.len(), b.len());
