@@ -338,6 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn probs_and_score_grads_match_the_separate_steps() {
+        for len in [1, 15, 16, 17, 100] {
+            let s: Vec<f32> = (0..len).map(|i| ((i * 37) % 23) as f32 * 0.4 - 4.0).collect();
+            let dp: Vec<f32> = (0..len).map(|i| ((i * 11) % 7) as f32 * 0.3 - 1.0).collect();
+            let (lse, delta, scale) = (2.5f32, 0.25f32, 0.125f32);
+            // The separate steps attention's backward ran before.
+            let mut want_p = s.clone();
+            exp_sub_sum_inplace(&mut want_p, lse);
+            let want_ds: Vec<f32> = dp.iter().zip(&want_p).map(|(&d, &p)| p * (d - delta) * scale).collect();
+            let (mut p, mut ds) = (s.clone(), dp.clone());
+            probs_and_score_grads(&mut p, &mut ds, lse, delta, scale);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&p), bits(&want_p), "p, len {len}");
+            assert_eq!(bits(&ds), bits(&want_ds), "ds, len {len}");
+        }
+    }
+
+    #[test]
     fn exp_sub_sum_f32_and_f64_agree() {
         let x: Vec<f64> = (0..37).map(|i| (i as f64 * 0.731).sin() * 5.0).collect();
         let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
