@@ -6,9 +6,11 @@
 //! RAYON_NUM_THREADS=1 /usr/bin/time -f "%U s user" \
 //!     cargo run -p moe-kernels --release --example attention_speed -- 1 8 2 1024 64 5
 //! ```
-//! Arguments: B Hq Hkv T Dh iterations [bf16]. Prints GFLOP/s of the causal
-//! products per phase (forward 4·Dh, backward 10·Dh FLOPs per visible pair);
-//! `bf16` runs the products in bf16 precision.
+//! Arguments: B Hq Hkv T Dh iterations [Tq] [bf16]. Prints GFLOP/s of the
+//! causal products per phase (forward 4·Dh, backward 10·Dh FLOPs per
+//! visible pair); `Tq` < T times the last Tq queries against T keys (the
+//! shape of decoding with a KV cache: `Tq` 1); `bf16` runs the products in
+//! bf16 precision.
 
 use std::time::Instant;
 
@@ -24,22 +26,30 @@ fn main() {
         ProductPrecision::Full
     };
     let a: Vec<usize> = args.iter().map(|s| s.parse().expect("integer argument")).collect();
-    let [b, hq, hkv, t, dh, iters] = a[..] else {
-        eprintln!("usage: attention_speed B Hq Hkv T Dh iterations [bf16]");
-        std::process::exit(2);
+    let (b, hq, hkv, t, dh, iters, tq) = match a[..] {
+        [b, hq, hkv, t, dh, iters] => (b, hq, hkv, t, dh, iters, t),
+        [b, hq, hkv, t, dh, iters, tq] if tq <= t => (b, hq, hkv, t, dh, iters, tq),
+        _ => {
+            eprintln!("usage: attention_speed B Hq Hkv T Dh iterations [Tq ≤ T] [bf16]");
+            std::process::exit(2);
+        }
     };
-    let d = AttnDims::causal(b, hq, hkv, t, dh);
+    let d = AttnDims {
+        tq,
+        ..AttnDims::causal(b, hq, hkv, t, dh)
+    };
     let fill = |n: usize, s: usize| -> Vec<f32> {
         (0..n)
             .map(|i| ((i * 7919 + s * 104_729) % 2003) as f32 / 1000.0 - 1.0)
             .collect()
     };
-    let (nq, nkv) = (b * hq * t * dh, b * hkv * t * dh);
+    let (nq, nkv) = (b * hq * tq * dh, b * hkv * t * dh);
     let (q, k, v, d_o) = (fill(nq, 1), fill(nkv, 2), fill(nkv, 3), fill(nq, 4));
-    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; b * hq * t]);
+    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; b * hq * tq]);
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nkv], vec![0.0f32; nkv]);
     let scale = default_scale::<f32>(dh);
-    let pairs = (b * hq * t * (t + 1) / 2) as f64;
+    // Query i (of the last tq) sees t − tq + i + 1 keys.
+    let pairs = (b * hq * (tq * (t - tq) + tq * (tq + 1) / 2)) as f64;
     // Mean and minimum per phase: the minimum is the steadier figure for
     // comparing two builds on a shared machine.
     let (mut tf, mut tb) = (Vec::new(), Vec::new());

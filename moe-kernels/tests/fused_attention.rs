@@ -310,6 +310,36 @@ fn results_are_bitwise_deterministic() {
     }
 }
 
+/// A thread keeps its attention buffers from call to call: a call after a
+/// larger one (stale values in every buffer) gives the bits of the same
+/// call on a fresh thread.
+#[test]
+fn reused_buffers_give_a_fresh_threads_bits() {
+    let mut g = rng(44);
+    let inputs = |g: &mut rand_chacha::ChaCha8Rng, d: AttnDims| {
+        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
+        let mut draw = |n: usize| to_f32(&uniform(g, n, 1.5));
+        (draw(nq), draw(nkv), draw(nkv), draw(nq))
+    };
+    let big = AttnDims::causal(2, 4, 2, 333, 40);
+    let small = AttnDims {
+        tq: 70,
+        ..AttnDims::causal(2, 4, 2, 90, 24)
+    };
+    let (bq, bk, bv, bd) = inputs(&mut g, big);
+    let (q, k, v, dout) = inputs(&mut g, small);
+    for precision in [ProductPrecision::Full, ProductPrecision::Bf16] {
+        let fresh = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let want = fresh.install(|| run(&q, &k, &v, &dout, small, 0.3f32, precision));
+        let reused = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let got = reused.install(|| {
+            run(&bq, &bk, &bv, &bd, big, 0.3f32, precision);
+            run(&q, &k, &v, &dout, small, 0.3f32, precision)
+        });
+        assert_eq!(got, want, "{precision:?}");
+    }
+}
+
 #[test]
 fn wrong_lengths_are_errors() {
     let d = AttnDims::causal(1, 2, 1, 3, 4);

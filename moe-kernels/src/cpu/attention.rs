@@ -34,6 +34,9 @@ mod forward;
 
 pub use backward::attention_backward;
 
+use std::any::Any;
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::gemm::{PanelKernel, ProductPrecision};
@@ -189,13 +192,33 @@ pub fn attention_forward<T: Real>(
         o.par_chunks_mut(tq * dh)
             .zip(lse.par_chunks_mut(tq))
             .enumerate()
-            .for_each_init(ForwardTiles::default, head);
+            .for_each(|item| with_spare(|tiles| head(tiles, item)));
     } else {
-        let mut tiles = ForwardTiles::default();
-        o.chunks_mut(tq * dh)
-            .zip(lse.chunks_mut(tq))
-            .enumerate()
-            .for_each(|item| head(&mut tiles, item));
+        with_spare(|tiles| {
+            o.chunks_mut(tq * dh)
+                .zip(lse.chunks_mut(tq))
+                .enumerate()
+                .for_each(|item| head(tiles, item))
+        });
     }
     Ok(())
+}
+
+/// Runs `f` on this thread's spare task buffers of type `S` (new ones the
+/// first time): reused from call to call, so that a task does not fault in
+/// fresh pages for its packed operands and accumulators (a megabyte at
+/// T 1024 backward), which glibc would otherwise map and unmap per call.
+fn with_spare<S: Default + 'static, R>(f: impl FnOnce(&mut S) -> R) -> R {
+    thread_local! {
+        static SPARE: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+    }
+    let taken = SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        let at = spare.iter().position(|b| b.is::<S>());
+        at.map(|i| spare.swap_remove(i))
+    });
+    let mut buffers: Box<S> = taken.and_then(|b| b.downcast().ok()).unwrap_or_default();
+    let out = f(&mut buffers);
+    SPARE.with(|spare| spare.borrow_mut().push(buffers));
+    out
 }

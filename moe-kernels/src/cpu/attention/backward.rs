@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::{AttnDims, PAR_MIN_WORK};
+use super::{with_spare, AttnDims, PAR_MIN_WORK};
 use crate::cpu::gemm::{MatRef, Packed, PanelBuf, PanelKernel, ProductPrecision};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, probs_and_score_grads};
@@ -94,13 +94,14 @@ pub fn attention_backward<T: Real>(
         dq.par_chunks_mut(qg)
             .zip(dk.par_chunks_mut(kvh).zip(dv.par_chunks_mut(kvh)))
             .enumerate()
-            .for_each_init(Tiles::default, task);
+            .for_each(|item| with_spare(|tiles| task(tiles, item)));
     } else {
-        let mut scratch = Tiles::default();
-        dq.chunks_mut(qg)
-            .zip(dk.chunks_mut(kvh).zip(dv.chunks_mut(kvh)))
-            .enumerate()
-            .for_each(|item| task(&mut scratch, item));
+        with_spare(|tiles| {
+            dq.chunks_mut(qg)
+                .zip(dk.chunks_mut(kvh).zip(dv.chunks_mut(kvh)))
+                .enumerate()
+                .for_each(|item| task(tiles, item))
+        });
     }
     Ok(())
 }
