@@ -340,6 +340,36 @@ fn reused_buffers_give_a_fresh_threads_bits() {
     }
 }
 
+/// The new-vector forms write every element with the in-place calls' bits.
+#[test]
+fn new_vectors_hold_the_bits_of_the_in_place_calls() {
+    let mut g = rng(45);
+    for &d in CASES {
+        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
+        let q = to_f32(&uniform(&mut g, nq, 1.5));
+        let k = to_f32(&uniform(&mut g, nkv, 1.5));
+        let v = to_f32(&uniform(&mut g, nkv, 1.0));
+        let dout = to_f32(&uniform(&mut g, nq, 1.0));
+        for precision in [ProductPrecision::Full, ProductPrecision::Bf16] {
+            let (o, lse, [dq, dk, dv]) = run(&q, &k, &v, &dout, d, 0.3f32, precision);
+            let (o2, lse2) = attention_forward_new(&q, &k, &v, d, 0.3f32, precision).unwrap();
+            assert_eq!((&o2, &lse2), (&o, &lse), "{d:?} forward");
+            let grads = attention_backward_new(&dout, &q, &k, &v, &o, &lse, d, 0.3f32, precision).unwrap();
+            assert_eq!(grads, (dq, dk, dv), "{d:?} backward");
+        }
+    }
+    let d = AttnDims::causal(1, 2, 1, 3, 4);
+    let err = attention_forward_new(&[0.0f32; 24], &[0.0; 11], &[0.0; 12], d, 0.5, ProductPrecision::Full).unwrap_err();
+    assert!(matches!(err, KernelError::LengthMismatch { buffer: "k", .. }), "{err}");
+    let x = [0.0f32; 24];
+    let err =
+        attention_backward_new(&x, &x, &x[..12], &x[..12], &x, &x[..5], d, 0.5, ProductPrecision::Full).unwrap_err();
+    assert!(
+        matches!(err, KernelError::LengthMismatch { buffer: "lse", .. }),
+        "{err}"
+    );
+}
+
 #[test]
 fn wrong_lengths_are_errors() {
     let d = AttnDims::causal(1, 2, 1, 3, 4);

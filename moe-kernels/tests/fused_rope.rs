@@ -141,9 +141,22 @@ fn rows_read_in_place_give_the_contiguous_bits() {
     rope_forward(&mut want, &copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&want));
+    // The new-vector forms write the same bits.
+    let fresh = rope_forward_rows_new(&x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap();
+    assert_eq!(bits(&fresh), bits(&want));
+    assert_eq!(
+        bits(&rope_forward_new(&copy, &cos, &sin, &pos, b * h, t, dh).unwrap()),
+        bits(&want)
+    );
+    let mut back = vec![0.0; x.len()];
+    rope_backward(&mut back, &copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
+    let back_new = rope_backward_new(&copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
+    assert_eq!(bits(&back_new), bits(&back));
     // A row reaching past x, or too few rows, names the buffer.
     rows[5] = x.len() - 1;
     let e = rope_forward_rows(&mut got, &x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap_err();
+    assert!(matches!(e, KernelError::LengthMismatch { buffer: "x", .. }), "{e}");
+    let e = rope_forward_rows_new(&x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap_err();
     assert!(matches!(e, KernelError::LengthMismatch { buffer: "x", .. }), "{e}");
     let e = rope_forward_rows(&mut got, &x, &rows[1..], &cos, &sin, &pos, b * h, t, dh).unwrap_err();
     assert!(matches!(e, KernelError::LengthMismatch { buffer: "x_rows", .. }), "{e}");

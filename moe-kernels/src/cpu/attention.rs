@@ -32,16 +32,18 @@
 mod backward;
 mod forward;
 
-pub use backward::attention_backward;
+pub use backward::{attention_backward, attention_backward_new};
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use super::gemm::{PanelKernel, ProductPrecision};
 use super::index::check_len;
 use super::softmax::numel;
+use super::write_once::{as_slots, written_once};
 use crate::{KernelError, Real};
 use forward::{forward_head, ForwardTiles};
 
@@ -159,15 +161,51 @@ pub fn attention_forward<T: Real>(
     check_len(OP, "v", nkv, v.len())?;
     check_len(OP, "o", nq, o.len())?;
     check_len(OP, "lse", nl, lse.len())?;
+    forward_into(as_slots(o), lse, q, k, v, dims, scale, precision);
+    Ok(())
+}
+
+/// [`attention_forward`] into new vectors `(o, lse)`, `o` written once (no
+/// zeroing first).
+pub fn attention_forward_new<T: Real>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    dims: AttnDims,
+    scale: T,
+    precision: ProductPrecision,
+) -> Result<(Vec<T>, Vec<T>), KernelError> {
+    const OP: &str = "attention";
+    let (nq, nkv, nl) = dims.sizes(OP)?;
+    check_len(OP, "q", nq, q.len())?;
+    check_len(OP, "k", nkv, k.len())?;
+    check_len(OP, "v", nkv, v.len())?;
+    let mut lse = vec![T::zero(); nl];
+    let o = written_once(nq, |o| forward_into(o, &mut lse, q, k, v, dims, scale, precision));
+    Ok((o, lse))
+}
+
+/// Writes every slot of `o` and every `lse` (lengths checked).
+#[allow(clippy::too_many_arguments)]
+fn forward_into<T: Real>(
+    o: &mut [MaybeUninit<T>],
+    lse: &mut [T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    dims: AttnDims,
+    scale: T,
+    precision: ProductPrecision,
+) {
     let AttnDims {
         hq, hkv, tq, tk, dh, ..
     } = dims;
-    if nl == 0 {
-        return Ok(());
+    if lse.is_empty() {
+        return;
     }
     let g = dims.group();
     let kern = PanelKernel::<T>::new(precision);
-    let head = |tiles: &mut ForwardTiles<T>, (bh, (oh, lh)): (usize, (&mut [T], &mut [T]))| {
+    let head = |tiles: &mut ForwardTiles<T>, (bh, (oh, lh)): (usize, (&mut [MaybeUninit<T>], &mut [T]))| {
         let (b, h) = (bh / hq, bh % hq);
         let kv0 = (b * hkv + h / g) * tk * dh;
         let input = HeadIn {
@@ -186,7 +224,7 @@ pub fn attention_forward<T: Real>(
         for (i, l) in lse.iter_mut().enumerate() {
             *l = T::from_f64_lossy((((i % tq) + tk - tq + 1) as f64).ln());
         }
-        return Ok(());
+        return;
     }
     if dims.work() >= PAR_MIN_WORK && dims.b * hq > 1 {
         o.par_chunks_mut(tq * dh)
@@ -201,7 +239,6 @@ pub fn attention_forward<T: Real>(
                 .for_each(|item| head(tiles, item))
         });
     }
-    Ok(())
 }
 
 /// Runs `f` on this thread's spare task buffers of type `S` (new ones the

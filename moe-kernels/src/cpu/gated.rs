@@ -9,11 +9,16 @@
 
 use rayon::prelude::*;
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 
 use super::index::check_len;
 use super::softmax::vexp::exp_f32;
+use super::write_once::{as_slots, written_once};
 use crate::KernelError;
 use crate::Real;
+
+/// Output slots, each written once.
+type Out<'a, T> = &'a mut [MaybeUninit<T>];
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 13;
@@ -24,47 +29,47 @@ fn sigmoid_f32(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn fwd_body_f32(y: &mut [f32], g: &[f32], u: &[f32]) {
+fn fwd_body_f32(y: Out<'_, f32>, g: &[f32], u: &[f32]) {
     for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-        *y = g * sigmoid_f32(g) * u;
+        y.write(g * sigmoid_f32(g) * u);
     }
 }
 
 #[inline(always)]
-fn bwd_body_f32(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
+fn bwd_body_f32(dg: Out<'_, f32>, du: Out<'_, f32>, dy: &[f32], g: &[f32], u: &[f32]) {
     for i in 0..dg.len().min(du.len()).min(dy.len()).min(g.len()).min(u.len()) {
         let (x, d) = (g[i], dy[i]);
         let s = sigmoid_f32(x);
-        du[i] = d * x * s;
-        dg[i] = d * u[i] * s * (1.0 + x * (1.0 - s));
+        du[i].write(d * x * s);
+        dg[i].write(d * u[i] * s * (1.0 + x * (1.0 - s)));
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // SAFETY: callers check that the CPU supports AVX-512F first.
-unsafe fn fwd_f32_avx512(y: &mut [f32], g: &[f32], u: &[f32]) {
+unsafe fn fwd_f32_avx512(y: Out<'_, f32>, g: &[f32], u: &[f32]) {
     fwd_body_f32(y, g, u)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: callers check that the CPU supports AVX2 and FMA first.
-unsafe fn fwd_f32_avx2(y: &mut [f32], g: &[f32], u: &[f32]) {
+unsafe fn fwd_f32_avx2(y: Out<'_, f32>, g: &[f32], u: &[f32]) {
     fwd_body_f32(y, g, u)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // SAFETY: callers check that the CPU supports AVX-512F first.
-unsafe fn bwd_f32_avx512(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
+unsafe fn bwd_f32_avx512(dg: Out<'_, f32>, du: Out<'_, f32>, dy: &[f32], g: &[f32], u: &[f32]) {
     bwd_body_f32(dg, du, dy, g, u)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: callers check that the CPU supports AVX2 and FMA first.
-unsafe fn bwd_f32_avx2(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
+unsafe fn bwd_f32_avx2(dg: Out<'_, f32>, du: Out<'_, f32>, dy: &[f32], g: &[f32], u: &[f32]) {
     bwd_body_f32(dg, du, dy, g, u)
 }
 
@@ -82,7 +87,7 @@ fn simd_level() -> u8 {
     0
 }
 
-fn fwd_f32(y: &mut [f32], g: &[f32], u: &[f32]) {
+fn fwd_f32(y: Out<'_, f32>, g: &[f32], u: &[f32]) {
     match simd_level() {
         // SAFETY: the level was detected on this CPU.
         #[cfg(target_arch = "x86_64")]
@@ -94,7 +99,7 @@ fn fwd_f32(y: &mut [f32], g: &[f32], u: &[f32]) {
     }
 }
 
-fn bwd_f32(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
+fn bwd_f32(dg: Out<'_, f32>, du: Out<'_, f32>, dy: &[f32], g: &[f32], u: &[f32]) {
     match simd_level() {
         // SAFETY: the level was detected on this CPU.
         #[cfg(target_arch = "x86_64")]
@@ -112,10 +117,11 @@ fn f32s<T: Real>(s: &[T]) -> Option<&[f32]> {
     (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &*(s as *const [T] as *const [f32]) })
 }
 
-/// Mutable form of [`f32s`].
-fn f32s_mut<T: Real>(s: &mut [T]) -> Option<&mut [f32]> {
+/// Output slots of `T` as f32 slots when `T` is f32.
+fn f32s_mut<T: Real>(s: Out<'_, T>) -> Option<Out<'_, f32>> {
     // SAFETY: as in `f32s`.
-    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &mut *(s as *mut [T] as *mut [f32]) })
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { &mut *(s as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]) })
 }
 
 fn sigmoid<T: Real>(x: T) -> T {
@@ -123,30 +129,26 @@ fn sigmoid<T: Real>(x: T) -> T {
 }
 
 /// `y = silu(g) · u` on one chunk: the SIMD f32 body, or the generic formula.
-fn fwd_chunk<T: Real>(y: &mut [T], g: &[T], u: &[T]) {
-    match (f32s_mut(y), f32s(g), f32s(u)) {
-        (Some(y), Some(g), Some(u)) => fwd_f32(y, g, u),
-        _ => {
-            for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                *y = g * sigmoid(g) * u;
-            }
-        }
+fn fwd_chunk<T: Real>(y: Out<'_, T>, g: &[T], u: &[T]) {
+    if let (Some(g), Some(u)) = (f32s(g), f32s(u)) {
+        return fwd_f32(f32s_mut(y).expect("T is f32"), g, u);
+    }
+    for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+        y.write(g * sigmoid(g) * u);
     }
 }
 
 /// The backward of [`fwd_chunk`] on one chunk.
-fn bwd_chunk<T: Real>(dg: &mut [T], du: &mut [T], dy: &[T], g: &[T], u: &[T]) {
-    match (f32s_mut(dg), f32s_mut(du), f32s(dy), f32s(g), f32s(u)) {
-        (Some(dg), Some(du), Some(dy), Some(g), Some(u)) => bwd_f32(dg, du, dy, g, u),
-        (_, _, _, _, _) => {
-            // Re-borrow as T (the f32 views above were not taken).
-            for i in 0..dg.len() {
-                let (x, d) = (g[i], dy[i]);
-                let s = sigmoid(x);
-                du[i] = d * x * s;
-                dg[i] = d * u[i] * s * (T::one() + x * (T::one() - s));
-            }
-        }
+fn bwd_chunk<T: Real>(dg: Out<'_, T>, du: Out<'_, T>, dy: &[T], g: &[T], u: &[T]) {
+    if let (Some(dy), Some(g), Some(u)) = (f32s(dy), f32s(g), f32s(u)) {
+        let (dg, du) = (f32s_mut(dg).expect("T is f32"), f32s_mut(du).expect("T is f32"));
+        return bwd_f32(dg, du, dy, g, u);
+    }
+    for i in 0..dg.len() {
+        let (x, d) = (g[i], dy[i]);
+        let s = sigmoid(x);
+        du[i].write(d * x * s);
+        dg[i].write(d * u[i] * s * (T::one() + x * (T::one() - s)));
     }
 }
 
@@ -155,10 +157,22 @@ pub fn silu_mul_forward<T: Real>(y: &mut [T], g: &[T], u: &[T]) -> Result<(), Ke
     let n = y.len();
     check_len("silu_mul_forward", "g", n, g.len())?;
     check_len("silu_mul_forward", "u", n, u.len())?;
+    forward_into(as_slots(y), g, u);
+    Ok(())
+}
+
+/// [`silu_mul_forward`] into a new vector, written once (no zeroing
+/// first): `y` has the length of `g`, which `u` must match.
+pub fn silu_mul_forward_new<T: Real>(g: &[T], u: &[T]) -> Result<Vec<T>, KernelError> {
+    check_len("silu_mul_forward", "u", g.len(), u.len())?;
+    Ok(written_once(g.len(), |y| forward_into(y, g, u)))
+}
+
+/// Writes every slot of `y` (as long as `g` and `u`).
+fn forward_into<T: Real>(y: Out<'_, T>, g: &[T], u: &[T]) {
     y.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .for_each(|(y, (g, u))| fwd_chunk(y, g, u));
-    Ok(())
 }
 
 /// The backward of [`silu_mul_forward`]: `dg` and `du` from the output
@@ -168,11 +182,29 @@ pub fn silu_mul_backward<T: Real>(dg: &mut [T], du: &mut [T], dy: &[T], g: &[T],
     for (name, len) in [("du", du.len()), ("dy", dy.len()), ("g", g.len()), ("u", u.len())] {
         check_len("silu_mul_backward", name, n, len)?;
     }
+    backward_into(as_slots(dg), as_slots(du), dy, g, u);
+    Ok(())
+}
+
+/// [`silu_mul_backward`] into new vectors `(dg, du)`, written once.
+pub fn silu_mul_backward_new<T: Real>(dy: &[T], g: &[T], u: &[T]) -> Result<(Vec<T>, Vec<T>), KernelError> {
+    let n = dy.len();
+    for (name, len) in [("g", g.len()), ("u", u.len())] {
+        check_len("silu_mul_backward", name, n, len)?;
+    }
+    let mut du_out = Vec::new();
+    let dg_out = written_once(n, |dg| {
+        du_out = written_once(n, |du| backward_into(dg, du, dy, g, u));
+    });
+    Ok((dg_out, du_out))
+}
+
+/// Writes every slot of `dg` and `du` (as long as `dy`, `g` and `u`).
+fn backward_into<T: Real>(dg: Out<'_, T>, du: Out<'_, T>, dy: &[T], g: &[T], u: &[T]) {
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))
         .zip(dy.par_chunks(CHUNK).zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK))))
         .for_each(|((dg, du), (dy, (g, u)))| bwd_chunk(dg, du, dy, g, u));
-    Ok(())
 }
 
 /// Rows per parallel task for rows of `width` elements.
@@ -196,7 +228,7 @@ pub fn silu_mul_packed_forward<T: Real>(y: &mut [T], h: &[T], f: usize) -> Resul
         .for_each(|(y, h)| {
             for (y, h) in y.chunks_mut(f).zip(h.chunks(2 * f)) {
                 let (g, u) = h.split_at(f);
-                fwd_chunk(y, g, u);
+                fwd_chunk(as_slots(y), g, u);
             }
         });
     Ok(())
@@ -219,7 +251,7 @@ pub fn silu_mul_packed_backward<T: Real>(dh: &mut [T], dy: &[T], h: &[T], f: usi
             for ((dh, dy), h) in dh.chunks_mut(2 * f).zip(dy.chunks(f)).zip(h.chunks(2 * f)) {
                 let (dg, du) = dh.split_at_mut(f);
                 let (g, u) = h.split_at(f);
-                bwd_chunk(dg, du, dy, g, u);
+                bwd_chunk(as_slots(dg), as_slots(du), dy, g, u);
             }
         });
     Ok(())
@@ -228,6 +260,22 @@ pub fn silu_mul_packed_backward<T: Real>(dh: &mut [T], dy: &[T], h: &[T], f: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_vectors_hold_the_bits_of_the_in_place_calls() {
+        let n = 20_003;
+        let g: Vec<f32> = (0..n).map(|i| ((i * 37) % 1001) as f32 / 50.0 - 10.0).collect();
+        let u: Vec<f32> = (0..n).map(|i| ((i * 11) % 97) as f32 / 40.0 - 1.2).collect();
+        let dy: Vec<f32> = (0..n).map(|i| ((i * 7) % 13) as f32 / 6.0 - 1.0).collect();
+        let mut y = vec![f32::NAN; n];
+        silu_mul_forward(&mut y, &g, &u).unwrap();
+        assert_eq!(silu_mul_forward_new(&g, &u).unwrap(), y);
+        let (mut dg, mut du) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        silu_mul_backward(&mut dg, &mut du, &dy, &g, &u).unwrap();
+        assert_eq!(silu_mul_backward_new(&dy, &g, &u).unwrap(), (dg, du));
+        let err = silu_mul_backward_new(&dy, &g[1..], &u).unwrap_err();
+        assert!(matches!(err, KernelError::LengthMismatch { buffer: "g", .. }), "{err}");
+    }
 
     #[test]
     fn f32_and_f64_agree_with_the_formulas() {

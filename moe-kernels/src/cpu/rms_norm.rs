@@ -6,11 +6,14 @@
 //! and the blocks are added in order, so it is bitwise the same for any
 //! number of threads.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::index::check_len;
 use super::softmax::vexp::dot;
 use super::softmax::{check_rows, rows_per_task, PAR_MIN_ELEMS};
+use super::write_once::{as_slots, written_once};
 use crate::{KernelError, Real};
 
 /// Most row blocks the weight gradient is split into (one partial `dw` each).
@@ -38,18 +41,41 @@ pub fn rms_norm_forward<T: Real>(
     check_rows(OP, n, d, &[("y", &*y), ("x", x)])?;
     check_len(OP, "rstd", n, rstd.len())?;
     check_len(OP, "w", d, w.len())?;
+    forward_into(as_slots(y), rstd, x, w, n, d, eps);
+    Ok(())
+}
+
+/// [`rms_norm_forward`] into a new `y` (written once, no zeroing first),
+/// returned with `rstd`.
+pub fn rms_norm_forward_new<T: Real>(
+    x: &[T],
+    w: &[T],
+    n: usize,
+    d: usize,
+    eps: T,
+) -> Result<(Vec<T>, Vec<T>), KernelError> {
+    const OP: &str = "rms_norm";
+    check_rows(OP, n, d, &[("x", x)])?;
+    check_len(OP, "w", d, w.len())?;
+    let mut rstd = vec![T::zero(); n];
+    let y = written_once(x.len(), |y| forward_into(y, &mut rstd, x, w, n, d, eps));
+    Ok((y, rstd))
+}
+
+/// Writes every slot of `y` and every `rstd` (lengths checked).
+fn forward_into<T: Real>(y: &mut [MaybeUninit<T>], rstd: &mut [T], x: &[T], w: &[T], n: usize, d: usize, eps: T) {
     if n == 0 || d == 0 {
         // The mean over an empty row is 0/0 = NaN, as in torch; y is empty anyway.
         rstd.iter_mut().for_each(|r| *r = T::nan());
-        return Ok(());
+        return;
     }
     let inv_d = T::one() / T::from_f64_lossy(d as f64);
-    let row = |(yr, r): (&mut [T], &mut T), xr: &[T]| {
+    let row = |(yr, r): (&mut [MaybeUninit<T>], &mut T), xr: &[T]| {
         let ms = dot(xr, xr) * inv_d;
         let rs = T::one() / (ms + eps).sqrt();
         *r = rs;
         for ((o, &v), &wv) in yr.iter_mut().zip(xr).zip(w) {
-            *o = (v * rs) * wv;
+            o.write((v * rs) * wv);
         }
     };
     if n * d >= PAR_MIN_ELEMS {
@@ -63,7 +89,6 @@ pub fn rms_norm_forward<T: Real>(
             row(a, xr);
         }
     }
-    Ok(())
 }
 
 /// RMSNorm backward.
@@ -133,4 +158,21 @@ pub fn rms_norm_backward<T: Real>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_vectors_hold_the_bits_of_the_in_place_call() {
+        let (n, d) = (300, 96);
+        let x: Vec<f32> = (0..n * d).map(|i| ((i * 37) % 101) as f32 / 25.0 - 2.0).collect();
+        let w: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 / 64.0).collect();
+        let (mut y, mut rstd) = (vec![f32::NAN; n * d], vec![f32::NAN; n]);
+        rms_norm_forward(&mut y, &mut rstd, &x, &w, n, d, 1e-5).unwrap();
+        assert_eq!(rms_norm_forward_new(&x, &w, n, d, 1e-5).unwrap(), (y, rstd));
+        let err = rms_norm_forward_new(&x[1..], &w, n, d, 1e-5).unwrap_err();
+        assert!(matches!(err, KernelError::LengthMismatch { buffer: "x", .. }), "{err}");
+    }
 }

@@ -13,10 +13,13 @@
 //! Tables are computed in f64 and then cast; transformers computes them in
 //! f32, which differs by about `pos · 6e-8` radians.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::index::{check_index, check_len};
 use super::softmax::{numel, rows_per_task, PAR_MIN_ELEMS};
+use super::write_once::{as_slots, try_written_once};
 use crate::{KernelError, Real};
 
 /// Fills the cos/sin tables for positions `0..n_pos`.
@@ -57,7 +60,7 @@ pub fn rope_tables<T: Real>(
 /// Rotates every `Dh` vector by its position's angle; `sign` = +1 forward, −1 inverse.
 #[allow(clippy::too_many_arguments)]
 fn rotate<T: Real>(
-    y: &mut [T],
+    y: &mut [MaybeUninit<T>],
     x: &[T],
     x_rows: Option<&[usize]>,
     cos: &[T],
@@ -111,7 +114,7 @@ fn rotate<T: Real>(
     }
     let per_group = outer / groups;
     // One item is one [Dh] vector; its index gives (o, t).
-    let vec = |idx: usize, yr: &mut [T]| {
+    let vec = |idx: usize, yr: &mut [MaybeUninit<T>]| {
         let start = x_rows.map_or(idx * dh, |r| r[idx]);
         let xr = &x[start..start + dh];
         let o = idx / t;
@@ -122,8 +125,8 @@ fn rotate<T: Real>(
         let (x1, x2) = xr.split_at(half);
         for i in 0..half {
             let sn = if inverse { -s[i] } else { s[i] };
-            y1[i] = x1[i] * c[i] - x2[i] * sn;
-            y2[i] = x2[i] * c[i] + x1[i] * sn;
+            y1[i].write(x1[i] * c[i] - x2[i] * sn);
+            y2[i].write(x2[i] * c[i] + x1[i] * sn);
         }
     };
     if len >= PAR_MIN_ELEMS {
@@ -162,7 +165,23 @@ pub fn rope_forward<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<(), KernelError> {
-    rotate(y, x, None, cos, sin, positions, outer, t, dh, false)
+    rotate(as_slots(y), x, None, cos, sin, positions, outer, t, dh, false)
+}
+
+/// [`rope_forward`] into a new `[O, T, Dh]` vector, written once (no
+/// zeroing first).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_forward_new<T: Real>(
+    x: &[T],
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    outer: usize,
+    t: usize,
+    dh: usize,
+) -> Result<Vec<T>, KernelError> {
+    let len = numel("rope", &[outer, t, dh])?;
+    try_written_once(len, |y| rotate(y, x, None, cos, sin, positions, outer, t, dh, false))
 }
 
 /// [`rope_forward`] on an `x` whose `[O, T]` rows lie anywhere in its
@@ -182,7 +201,25 @@ pub fn rope_forward_rows<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<(), KernelError> {
-    rotate(y, x, Some(x_rows), cos, sin, positions, outer, t, dh, false)
+    rotate(as_slots(y), x, Some(x_rows), cos, sin, positions, outer, t, dh, false)
+}
+
+/// [`rope_forward_rows`] into a new `[O, T, Dh]` vector, written once.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_forward_rows_new<T: Real>(
+    x: &[T],
+    x_rows: &[usize],
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    outer: usize,
+    t: usize,
+    dh: usize,
+) -> Result<Vec<T>, KernelError> {
+    let len = numel("rope", &[outer, t, dh])?;
+    try_written_once(len, |y| {
+        rotate(y, x, Some(x_rows), cos, sin, positions, outer, t, dh, false)
+    })
 }
 
 /// RoPE backward: the inverse rotation of `dy`.
@@ -202,5 +239,20 @@ pub fn rope_backward<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<(), KernelError> {
-    rotate(dx, dy, None, cos, sin, positions, outer, t, dh, true)
+    rotate(as_slots(dx), dy, None, cos, sin, positions, outer, t, dh, true)
+}
+
+/// [`rope_backward`] into a new `[O, T, Dh]` vector, written once.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_backward_new<T: Real>(
+    dy: &[T],
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    outer: usize,
+    t: usize,
+    dh: usize,
+) -> Result<Vec<T>, KernelError> {
+    let len = numel("rope_backward", &[outer, t, dh])?;
+    try_written_once(len, |dx| rotate(dx, dy, None, cos, sin, positions, outer, t, dh, true))
 }

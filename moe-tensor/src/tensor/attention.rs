@@ -55,17 +55,10 @@ fn backward<T: Float>(b: &AttentionBackward, g: &Tensor) -> Result<[Tensor; 3]> 
     let o = elems::<T>(&guards[3], &b.o, OP)?;
     let lse = elems::<T>(&guards[4], &b.lse, OP)?;
     let d_o = elems::<T>(&guards[5], g, OP)?;
-    let (mut dq, mut dk, mut dv) = (
-        vec![T::zero(); q.len()],
-        vec![T::zero(); k.len()],
-        vec![T::zero(); v.len()],
-    );
     let scale = T::from_f64_lossy(b.scale);
     let precision = cpu_product_precision();
-    kernels::attention_backward(
-        &mut dq, &mut dk, &mut dv, d_o, q, k, v, o, lse, b.dims, scale, precision,
-    )
-    .map_err(kernel_err(OP))?;
+    let (dq, dk, dv) =
+        kernels::attention_backward_new(d_o, q, k, v, o, lse, b.dims, scale, precision).map_err(kernel_err(OP))?;
     Ok([plain(dq, b.q.shape()), plain(dk, b.k.shape()), plain(dv, b.v.shape())])
 }
 
@@ -95,12 +88,8 @@ fn forward<T: Float>(q: Tensor, k: Tensor, v: Tensor, dims: AttnDims, scale: f64
         let qv = elems::<T>(&guards[0], &q, OP)?;
         let kv = elems::<T>(&guards[1], &k, OP)?;
         let vv = elems::<T>(&guards[2], &v, OP)?;
-        let mut o = vec![T::zero(); qv.len()];
-        let mut lse = vec![T::zero(); dims.b * dims.hq * dims.tq];
         let precision = cpu_product_precision();
-        kernels::attention_forward(&mut o, &mut lse, qv, kv, vv, dims, T::from_f64_lossy(scale), precision)
-            .map_err(kernel_err(OP))?;
-        (o, lse)
+        kernels::attention_forward_new(qv, kv, vv, dims, T::from_f64_lossy(scale), precision).map_err(kernel_err(OP))?
     };
     let lse = plain(lse, &Shape::from(vec![dims.b, dims.hq, dims.tq]));
     let out = Storage::Cpu(T::into_storage(out));

@@ -71,9 +71,7 @@ impl BackwardOp for GatedBackward {
             let (gv, xv, uv) = (&gv[og..og + n], &xv[ox..ox + n], &uv[ou..ou + n]);
             let (dg, du) = if self.act == UnaryOp::Silu {
                 // SwiGLU: the vectorised kernel, σ computed once per element.
-                let (mut dg, mut du) = (vec![T::default(); n], vec![T::default(); n]);
-                gated_kernels::silu_mul_backward(&mut dg, &mut du, gv, xv, uv).map_err(kernel_err("gated_act"))?;
-                (dg, du)
+                gated_kernels::silu_mul_backward_new(gv, xv, uv).map_err(kernel_err("gated_act"))?
             } else {
                 gated_backward(self.act, gv, xv, uv)
             };
@@ -127,10 +125,7 @@ impl Tensor {
             let (oa, ob) = (gate_c.layout().offset(), up_c.layout().offset());
             crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
                 let y = if fused_silu {
-                    let mut y = vec![T::default(); n];
-                    gated_kernels::silu_mul_forward(&mut y, &va[oa..oa + n], &vb[ob..ob + n])
-                        .map_err(kernel_err(op))?;
-                    y
+                    gated_kernels::silu_mul_forward_new(&va[oa..oa + n], &vb[ob..ob + n]).map_err(kernel_err(op))?
                 } else {
                     elementwise::binary(va, self.strided(), vb, up.strided(), |x: T, u: T| act.f(x) * u)
                 };

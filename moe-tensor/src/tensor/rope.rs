@@ -150,14 +150,12 @@ fn rotate<T: Float>(x: &Tensor, rope: &Rope, p: &Plan, inverse: bool) -> Result<
     let (xs, cs, ss) = (x.read_storage(), rope.cos.read_storage(), rope.sin.read_storage());
     let xv = elems::<T>(&xs, x, OP)?;
     let (cv, sv) = (elems::<T>(&cs, &rope.cos, OP)?, elems::<T>(&ss, &rope.sin, OP)?);
-    let mut y = vec![T::zero(); xv.len()];
     let f = if inverse {
-        kernels::rope_backward::<T>
+        kernels::rope_backward_new::<T>
     } else {
-        kernels::rope_forward::<T>
+        kernels::rope_forward_new::<T>
     };
-    f(&mut y, xv, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))?;
-    Ok(y)
+    f(xv, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))
 }
 
 /// The gradient: `g` rotated back.
@@ -198,9 +196,7 @@ fn rotate_rows<T: Float>(x: &Tensor, rope: &Rope, p: &Plan) -> Result<Vec<T>> {
         rhs: x.dtype(),
     })?;
     let (cv, sv) = (elems::<T>(&cs, &rope.cos, OP)?, elems::<T>(&ss, &rope.sin, OP)?);
-    let mut y = vec![T::zero(); x.elem_count()];
-    kernels::rope_forward_rows(&mut y, all, &rows, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))?;
-    Ok(y)
+    kernels::rope_forward_rows_new(all, &rows, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))
 }
 
 impl Tensor {

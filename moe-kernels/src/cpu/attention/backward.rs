@@ -15,12 +15,15 @@
 //! products that read them. dQ, dK and dV accumulate in buffers padded to
 //! whole micro-kernel tiles and are copied out at the end.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::{with_spare, AttnDims, PAR_MIN_WORK};
 use crate::cpu::gemm::{MatRef, Packed, PanelBuf, PanelKernel, ProductPrecision};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, probs_and_score_grads};
+use crate::cpu::write_once::{as_slots, written_once};
 use crate::{KernelError, Real};
 
 /// Causal attention backward.
@@ -59,19 +62,67 @@ pub fn attention_backward<T: Real>(
         check_len(OP, name, nkv, len)?;
     }
     check_len(OP, "lse", nl, lse.len())?;
+    let grads = [as_slots(dq), as_slots(dk), as_slots(dv)];
+    backward_into(grads, [d_o, q, k, v, o, lse], dims, scale, precision);
+    Ok(())
+}
+
+/// [`attention_backward`] into new vectors `(dq, dk, dv)`, written once
+/// (no zeroing first).
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn attention_backward_new<T: Real>(
+    d_o: &[T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    o: &[T],
+    lse: &[T],
+    dims: AttnDims,
+    scale: T,
+    precision: ProductPrecision,
+) -> Result<(Vec<T>, Vec<T>, Vec<T>), KernelError> {
+    const OP: &str = "attention_backward";
+    let (nq, nkv, nl) = dims.sizes(OP)?;
+    for (name, len) in [("d_o", d_o.len()), ("q", q.len()), ("o", o.len())] {
+        check_len(OP, name, nq, len)?;
+    }
+    for (name, len) in [("k", k.len()), ("v", v.len())] {
+        check_len(OP, name, nkv, len)?;
+    }
+    check_len(OP, "lse", nl, lse.len())?;
+    let (mut dk_out, mut dv_out) = (Vec::new(), Vec::new());
+    let dq_out = written_once(nq, |dq| {
+        dk_out = written_once(nkv, |dk| {
+            dv_out = written_once(nkv, |dv| {
+                backward_into([dq, dk, dv], [d_o, q, k, v, o, lse], dims, scale, precision)
+            });
+        });
+    });
+    Ok((dq_out, dk_out, dv_out))
+}
+
+/// Writes every slot of `[dq, dk, dv]` from `[d_o, q, k, v, o, lse]`
+/// (lengths checked).
+fn backward_into<T: Real>(
+    [dq, dk, dv]: [&mut [MaybeUninit<T>]; 3],
+    [d_o, q, k, v, o, lse]: [&[T]; 6],
+    dims: AttnDims,
+    scale: T,
+    precision: ProductPrecision,
+) {
     let AttnDims { hkv, tq, tk, dh, .. } = dims;
-    if nq == 0 || nkv == 0 {
+    if dq.is_empty() || dk.is_empty() {
         // Nothing to multiply; every gradient is 0 (or empty).
-        dq.fill(T::zero());
-        dk.fill(T::zero());
-        dv.fill(T::zero());
-        return Ok(());
+        for x in dq.iter_mut().chain(dk.iter_mut()).chain(dv.iter_mut()) {
+            x.write(T::zero());
+        }
+        return;
     }
     let g = dims.group();
     let (qg, kvh) = (g * tq * dh, tk * dh); // elements per task of q-like and kv-like buffers
     let kern = PanelKernel::<T>::new(precision);
     #[allow(clippy::type_complexity)]
-    let task = |scratch: &mut Tiles<T>, (bk, (dqg, (dkh, dvh))): (usize, (&mut [T], (&mut [T], &mut [T])))| {
+    let task = |scratch: &mut Tiles<T>, (bk, (dqg, (dkh, dvh))): (usize, (Out<'_, T>, (Out<'_, T>, Out<'_, T>)))| {
         let (qs, ls) = (bk * qg..(bk + 1) * qg, bk * g * tq..(bk + 1) * g * tq);
         let ks = bk * kvh..(bk + 1) * kvh;
         let a = GroupIn {
@@ -103,8 +154,10 @@ pub fn attention_backward<T: Real>(
                 .for_each(|item| task(tiles, item))
         });
     }
-    Ok(())
 }
+
+/// Output slots, each written once.
+type Out<'a, T> = &'a mut [MaybeUninit<T>];
 
 /// Key rows per tile (a multiple of every kernel's NR and of the pair width).
 const KB: usize = 128;
@@ -169,11 +222,11 @@ struct HeadPanels<T> {
     k: Packed<T>,
 }
 
-/// One (b, kv head): `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]`, all written.
+/// One (b, kv head): every slot of `dq: [G, Tq, Dh]`, `dk, dv: [Tk, Dh]` written.
 fn backward_group<T: Real>(
-    dq: &mut [T],
-    dk: &mut [T],
-    dv: &mut [T],
+    dq: Out<'_, T>,
+    dk: Out<'_, T>,
+    dv: Out<'_, T>,
     a: &GroupIn<'_, T>,
     kern: &PanelKernel<T>,
     t: &mut Tiles<T>,
@@ -291,13 +344,18 @@ fn backward_group<T: Real>(
                 backward_tile(&tile, &panels, lh, a.scale, kern, t);
             }
         }
-        for (i, dst) in dq[rows].chunks_exact_mut(dh).enumerate() {
-            dst.copy_from_slice(&t.dq[i * dhp..i * dhp + dh]);
-        }
+        write_rows(&mut dq[rows], &t.dq, dh, dhp);
     }
-    for (out, acc) in [(dk, &t.dk), (dv, &t.dv)] {
-        for (j, dst) in out.chunks_exact_mut(dh).enumerate() {
-            dst.copy_from_slice(&acc[j * dhp..j * dhp + dh]);
+    write_rows(dk, &t.dk, dh, dhp);
+    write_rows(dv, &t.dv, dh, dhp);
+}
+
+/// The first `dh` values of each `dhp`-wide row of `acc` into the rows of
+/// `out` (as many as `out` holds).
+fn write_rows<T: Copy>(out: Out<'_, T>, acc: &[T], dh: usize, dhp: usize) {
+    for (dst, src) in out.chunks_exact_mut(dh).zip(acc.chunks(dhp)) {
+        for (d, &s) in dst.iter_mut().zip(&src[..dh]) {
+            d.write(s);
         }
     }
 }

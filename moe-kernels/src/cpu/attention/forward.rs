@@ -6,6 +6,8 @@
 //! turns them into probabilities, which are packed as A for `P · V`. Key
 //! panels the panel's last query does not see are never multiplied.
 
+use std::mem::MaybeUninit;
+
 use crate::cpu::gemm::{MatRef, PanelBuf, PanelKernel};
 use crate::cpu::softmax::vexp::{exp_sub_sum_inplace, row_max};
 use crate::Real;
@@ -29,9 +31,9 @@ pub(super) struct ForwardTiles<T> {
     l: Vec<T>,
 }
 
-/// One head: `o: [Tq, Dh]` and `lse: [Tq]` written.
+/// One head: every slot of `o: [Tq, Dh]` and every `lse: [Tq]` written.
 pub(super) fn forward_head<T: Real>(
-    o: &mut [T],
+    o: &mut [MaybeUninit<T>],
     lse: &mut [T],
     h: &HeadIn<'_, T>,
     kern: &PanelKernel<T>,
@@ -136,7 +138,7 @@ pub(super) fn forward_head<T: Real>(
             let qi = i0 + r;
             let inv = T::one() / l[r];
             for (ov, &av) in o[qi * dh..(qi + 1) * dh].iter_mut().zip(&acc[r * dhp..r * dhp + dh]) {
-                *ov = av * inv;
+                ov.write(av * inv);
             }
             lse[qi] = m[r] + l[r].ln();
         }
