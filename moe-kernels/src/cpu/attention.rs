@@ -40,7 +40,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::gemm::{PanelKernel, ProductPrecision};
+use super::gemm::{MatRef, PanelKernel, ProductPrecision};
 use super::index::check_len;
 use super::softmax::numel;
 use super::write_once::{as_slots, written_once};
@@ -112,6 +112,16 @@ impl AttnDims {
             .saturating_mul(self.tk)
             .saturating_mul(self.dh.max(1))
     }
+}
+
+/// `data` as a row-major matrix of `cols` columns.
+fn row_major<T>(data: &[T], cols: usize) -> MatRef<'_, T> {
+    MatRef { data, rs: cols, cs: 1 }
+}
+
+/// The transpose of [`row_major`]: one column per row of `data`.
+fn transposed<T>(data: &[T], cols: usize) -> MatRef<'_, T> {
+    MatRef { data, rs: 1, cs: cols }
 }
 
 /// One head's inputs: `q: [Tq, Dh]`, `k, v: [Tk, Dh]`.

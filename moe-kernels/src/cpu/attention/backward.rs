@@ -19,8 +19,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{with_spare, AttnDims, PAR_MIN_WORK};
-use crate::cpu::gemm::{MatRef, Packed, PanelBuf, PanelKernel, ProductPrecision};
+use super::{row_major, transposed, with_spare, AttnDims, PAR_MIN_WORK};
+use crate::cpu::gemm::{Packed, PanelBuf, PanelKernel, ProductPrecision};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, probs_and_score_grads};
 use crate::cpu::write_once::{as_slots, written_once};
@@ -234,36 +234,9 @@ fn backward_group<T: Real>(
     let GroupIn { tq, tk, dh, .. } = *a;
     let (mr, nr) = (kern.mr(), kern.nr());
     let dhp = dh.div_ceil(nr) * nr;
-    let kt = kern.pack_b(
-        MatRef {
-            data: a.k,
-            rs: 1,
-            cs: dh,
-        },
-        dh,
-        tk,
-        &mut t.kt,
-    );
-    let vt = kern.pack_b(
-        MatRef {
-            data: a.v,
-            rs: 1,
-            cs: dh,
-        },
-        dh,
-        tk,
-        &mut t.vt,
-    );
-    let kk = kern.pack_b(
-        MatRef {
-            data: a.k,
-            rs: dh,
-            cs: 1,
-        },
-        tk,
-        dh,
-        &mut t.k,
-    );
+    let kt = kern.pack_b(transposed(a.k, dh), dh, tk, &mut t.kt);
+    let vt = kern.pack_b(transposed(a.v, dh), dh, tk, &mut t.vt);
+    let kk = kern.pack_b(row_major(a.k, dh), tk, dh, &mut t.k);
     let qb_rows = (QB / mr).max(1) * mr;
     t.p.resize(qb_rows * KB, T::zero());
     t.ds.resize(qb_rows * KB, T::zero());
@@ -281,46 +254,10 @@ fn backward_group<T: Real>(
             *dl = dot(&doh[i * dh..(i + 1) * dh], &oh[i * dh..(i + 1) * dh]);
         }
         let panels = HeadPanels {
-            qa: kern.pack_a(
-                MatRef {
-                    data: qh,
-                    rs: dh,
-                    cs: 1,
-                },
-                tq,
-                dh,
-                &mut t.qa,
-            ),
-            doa: kern.pack_a(
-                MatRef {
-                    data: doh,
-                    rs: dh,
-                    cs: 1,
-                },
-                tq,
-                dh,
-                &mut t.doa,
-            ),
-            qb: kern.pack_b(
-                MatRef {
-                    data: qh,
-                    rs: dh,
-                    cs: 1,
-                },
-                tq,
-                dh,
-                &mut t.qb,
-            ),
-            dob: kern.pack_b(
-                MatRef {
-                    data: doh,
-                    rs: dh,
-                    cs: 1,
-                },
-                tq,
-                dh,
-                &mut t.dob,
-            ),
+            qa: kern.pack_a(row_major(qh, dh), tq, dh, &mut t.qa),
+            doa: kern.pack_a(row_major(doh, dh), tq, dh, &mut t.doa),
+            qb: kern.pack_b(row_major(qh, dh), tq, dh, &mut t.qb),
+            dob: kern.pack_b(row_major(doh, dh), tq, dh, &mut t.dob),
             kt,
             vt,
             k: kk,
@@ -445,16 +382,7 @@ fn backward_tile<T: Real>(
     // dV[keys] += Pᵀ dO and dK[keys] += dSᵀ Q: key panels of the tile as
     // rows, from the first query that sees the panel.
     for (tile, b, acc) in [(p, &h.dob, &mut t.dv), (ds, &h.qb, &mut t.dk)] {
-        let pa = kern.pack_a(
-            MatRef {
-                data: tile,
-                rs: 1,
-                cs: KB,
-            },
-            kbw,
-            qbw,
-            &mut t.tile,
-        );
+        let pa = kern.pack_a(transposed(tile, KB), kbw, qbw, &mut t.tile);
         for (kpi, j) in (kb0..kb0 + kbw).step_by(mr).enumerate() {
             let q_lo = at.blind(j, kp);
             for dp in 0..dhp / nr {
@@ -478,16 +406,7 @@ fn backward_tile<T: Real>(
         }
     }
     // dQ[queries] += dS K: up to the last key each row panel sees.
-    let dsa = kern.pack_a(
-        MatRef {
-            data: ds,
-            rs: KB,
-            cs: 1,
-        },
-        qbw,
-        kbw,
-        &mut t.tile,
-    );
+    let dsa = kern.pack_a(row_major(ds, KB), qbw, kbw, &mut t.tile);
     for (rp, i0) in (qb0..qb0 + qbw).step_by(mr).enumerate() {
         let see = at.seen((i0 + mr).min(qb0 + qbw) - 1);
         if see == 0 {

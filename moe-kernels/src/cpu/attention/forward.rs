@@ -8,11 +8,11 @@
 
 use std::mem::MaybeUninit;
 
-use crate::cpu::gemm::{MatRef, PanelBuf, PanelKernel};
+use crate::cpu::gemm::{PanelBuf, PanelKernel};
 use crate::cpu::softmax::vexp::{exp_sub_sum_inplace, row_max};
 use crate::Real;
 
-use super::{HeadIn, KEY_CHUNK};
+use super::{row_major, transposed, HeadIn, KEY_CHUNK};
 
 /// A forward task's buffers, reused from one head to the next (each head
 /// packs every operand again and writes every element it reads).
@@ -53,9 +53,9 @@ pub(super) fn forward_head<T: Real>(
     let chunk = KEY_CHUNK.div_ceil(nr) * nr;
     debug_assert!(chunk.is_multiple_of(kp));
     let off = tk - tq;
-    let qa = kern.pack_a(MatRef { data: q, rs: dh, cs: 1 }, tq, dh, &mut t.q);
-    let kb = kern.pack_b(MatRef { data: k, rs: 1, cs: dh }, dh, tk, &mut t.kt);
-    let vb = kern.pack_b(MatRef { data: v, rs: dh, cs: 1 }, tk, dh, &mut t.v);
+    let qa = kern.pack_a(row_major(q, dh), tq, dh, &mut t.q);
+    let kb = kern.pack_b(transposed(k, dh), dh, tk, &mut t.kt);
+    let vb = kern.pack_b(row_major(v, dh), tk, dh, &mut t.v);
     t.s.resize(mr * chunk, T::zero());
     t.acc.resize(mr * dhp, T::zero());
     t.m.resize(mr, T::zero());
@@ -105,16 +105,7 @@ pub(super) fn forward_head<T: Real>(
                 }
                 m[r] = m_new;
             }
-            let pa = kern.pack_a(
-                MatRef {
-                    data: s,
-                    rs: chunk,
-                    cs: 1,
-                },
-                mr,
-                cw,
-                &mut t.p,
-            );
+            let pa = kern.pack_a(row_major(s, chunk), mr, cw, &mut t.p);
             for dp in 0..dhp / nr {
                 // acc[:, dp·NR..] += P V[j0..j0+cw, dp·NR..].
                 // SAFETY: the one packed P panel holds ceil(cw/kpack) slots;

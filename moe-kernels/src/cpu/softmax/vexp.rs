@@ -3,10 +3,11 @@
 //!
 //! `f32` rows take a branch-free polynomial `exp` that the compiler
 //! vectorises (libm's `expf` is a scalar call and dominated softmax time);
-//! on x86-64 the same body is compiled again for AVX2 and for AVX-512F and
-//! the widest the CPU has is chosen at run time. Every build runs the same
-//! operations in the same order (no FMA contraction), so they give identical
-//! bits. `f64` rows use `f64::exp`:
+//! on x86-64 the same body is compiled again for AVX2 (with FMA) and for
+//! AVX-512F and the widest the CPU has is chosen at run time. Every build
+//! runs the same operations in the same order (the fused multiply-adds are
+//! explicit `mul_add`s, nothing is contracted implicitly), so they give
+//! identical bits. `f64` rows use `f64::exp`:
 //! they exist for gradient checks, where accuracy matters more than speed.
 
 use std::any::TypeId;
