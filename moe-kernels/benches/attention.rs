@@ -30,8 +30,6 @@ fn attention(cr: &mut Criterion) {
     for d in cases {
         let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
         let (q, k, v, d_o) = (filled(nq, 1), filled(nkv, 2), filled(nkv, 3), filled(nq, 4));
-        let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; d.b * d.hq * d.tq]);
-        let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nkv], vec![0.0f32; nkv]);
         let scale = default_scale::<f32>(d.dh);
         let pairs = (d.b * d.hq * d.tq * (d.tq + 1) / 2) as u64; // visible pairs when Tq = Tk
         let id = format!(
@@ -45,27 +43,13 @@ fn attention(cr: &mut Criterion) {
         );
         g.throughput(Throughput::Elements(pairs * 4 * d.dh as u64));
         g.bench_with_input(BenchmarkId::new("forward", &id), &(), |b, _| {
-            b.iter(|| attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale, ProductPrecision::Full).unwrap())
+            b.iter(|| attention_forward(&q, &k, &v, d, scale, ProductPrecision::Full).unwrap())
         });
         g.throughput(Throughput::Elements(pairs * 14 * d.dh as u64));
         g.bench_with_input(BenchmarkId::new("forward_backward", &id), &(), |b, _| {
             b.iter(|| {
-                attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale, ProductPrecision::Full).unwrap();
-                attention_backward(
-                    &mut dq,
-                    &mut dk,
-                    &mut dv,
-                    &d_o,
-                    &q,
-                    &k,
-                    &v,
-                    &o,
-                    &lse,
-                    d,
-                    scale,
-                    ProductPrecision::Full,
-                )
-                .unwrap()
+                let (o, lse) = attention_forward(&q, &k, &v, d, scale, ProductPrecision::Full).unwrap();
+                attention_backward(&d_o, &q, &k, &v, &o, &lse, d, scale, ProductPrecision::Full).unwrap()
             })
         });
     }

@@ -45,8 +45,7 @@ fn main() {
     };
     let (nq, nkv) = (b * hq * tq * dh, b * hkv * t * dh);
     let (q, k, v, d_o) = (fill(nq, 1), fill(nkv, 2), fill(nkv, 3), fill(nq, 4));
-    let (mut o, mut lse) = (vec![0.0f32; nq], vec![0.0f32; b * hq * tq]);
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nkv], vec![0.0f32; nkv]);
+    let mut out = None;
     let scale = default_scale::<f32>(dh);
     // Query i (of the last tq) sees t − tq + i + 1 keys.
     let pairs = (b * hq * (tq * (t - tq) + tq * (tq + 1) / 2)) as f64;
@@ -55,14 +54,12 @@ fn main() {
     let (mut tf, mut tb) = (Vec::new(), Vec::new());
     for _ in 0..iters {
         let s = Instant::now();
-        attention_forward(&mut o, &mut lse, &q, &k, &v, d, scale, precision).expect("forward");
+        let (o, lse) = attention_forward(&q, &k, &v, d, scale, precision).expect("forward");
         tf.push(s.elapsed().as_secs_f64());
         let s = Instant::now();
-        attention_backward(
-            &mut dq, &mut dk, &mut dv, &d_o, &q, &k, &v, &o, &lse, d, scale, precision,
-        )
-        .expect("backward");
+        let grads = attention_backward(&d_o, &q, &k, &v, &o, &lse, d, scale, precision).expect("backward");
         tb.push(s.elapsed().as_secs_f64());
+        out = Some((o, grads));
     }
     let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len() as f64;
     let min = |t: &[f64]| t.iter().copied().fold(f64::INFINITY, f64::min);
@@ -75,10 +72,8 @@ fn main() {
         mb * 1e3,
         pairs * 10.0 * dh as f64 / mb / 1e9,
         min(&tb) * 1e3,
-        o.iter()
-            .chain(&dq)
-            .chain(&dk)
-            .chain(&dv)
+        out.iter()
+            .flat_map(|(o, (dq, dk, dv))| o.iter().chain(dq).chain(dk).chain(dv))
             .map(|&x| x as f64)
             .sum::<f64>()
     );

@@ -95,13 +95,8 @@ fn run<T: moe_kernels::Real>(
     scale: T,
     precision: ProductPrecision,
 ) -> (Vec<T>, Vec<T>, [Vec<T>; 3]) {
-    let mut o = vec![T::zero(); q.len()];
-    let mut lse = vec![T::zero(); d.b * d.hq * d.tq];
-    attention_forward(&mut o, &mut lse, q, k, v, d, scale, precision).unwrap();
-    let mut dq = vec![T::nan(); q.len()]; // NaN: backward must overwrite, not accumulate
-    let mut dk = vec![T::nan(); k.len()];
-    let mut dv = vec![T::nan(); v.len()];
-    attention_backward(&mut dq, &mut dk, &mut dv, dout, q, k, v, &o, &lse, d, scale, precision).unwrap();
+    let (o, lse) = attention_forward(q, k, v, d, scale, precision).unwrap();
+    let (dq, dk, dv) = attention_backward(dout, q, k, v, &o, &lse, d, scale, precision).unwrap();
     (o, lse, [dq, dk, dv])
 }
 
@@ -279,9 +274,7 @@ fn backward_matches_finite_differences() {
     let dout = uniform(&mut g, nq, 1.0);
     let scale = 0.7;
     let loss = |q: &[f64], k: &[f64], v: &[f64]| {
-        let mut o = vec![0.0; nq];
-        let mut lse = vec![0.0; d.b * d.hq * d.tq];
-        attention_forward(&mut o, &mut lse, q, k, v, d, scale, ProductPrecision::Full).unwrap();
+        let (o, _) = attention_forward(q, k, v, d, scale, ProductPrecision::Full).unwrap();
         dot(&o, &dout)
     };
     let (_, _, [dq, dk, dv]) = run(&q, &k, &v, &dout, d, scale, ProductPrecision::Full);
@@ -340,68 +333,25 @@ fn reused_buffers_give_a_fresh_threads_bits() {
     }
 }
 
-/// The new-vector forms write every element with the in-place calls' bits.
-#[test]
-fn new_vectors_hold_the_bits_of_the_in_place_calls() {
-    let mut g = rng(45);
-    for &d in CASES {
-        let (nq, nkv) = (d.b * d.hq * d.tq * d.dh, d.b * d.hkv * d.tk * d.dh);
-        let q = to_f32(&uniform(&mut g, nq, 1.5));
-        let k = to_f32(&uniform(&mut g, nkv, 1.5));
-        let v = to_f32(&uniform(&mut g, nkv, 1.0));
-        let dout = to_f32(&uniform(&mut g, nq, 1.0));
-        for precision in [ProductPrecision::Full, ProductPrecision::Bf16] {
-            let (o, lse, [dq, dk, dv]) = run(&q, &k, &v, &dout, d, 0.3f32, precision);
-            let (o2, lse2) = attention_forward_new(&q, &k, &v, d, 0.3f32, precision).unwrap();
-            assert_eq!((&o2, &lse2), (&o, &lse), "{d:?} forward");
-            let grads = attention_backward_new(&dout, &q, &k, &v, &o, &lse, d, 0.3f32, precision).unwrap();
-            assert_eq!(grads, (dq, dk, dv), "{d:?} backward");
-        }
-    }
-    let d = AttnDims::causal(1, 2, 1, 3, 4);
-    let err = attention_forward_new(&[0.0f32; 24], &[0.0; 11], &[0.0; 12], d, 0.5, ProductPrecision::Full).unwrap_err();
-    assert!(matches!(err, KernelError::LengthMismatch { buffer: "k", .. }), "{err}");
-    let x = [0.0f32; 24];
-    let err =
-        attention_backward_new(&x, &x, &x[..12], &x[..12], &x, &x[..5], d, 0.5, ProductPrecision::Full).unwrap_err();
-    assert!(
-        matches!(err, KernelError::LengthMismatch { buffer: "lse", .. }),
-        "{err}"
-    );
-}
-
 #[test]
 fn wrong_lengths_are_errors() {
     let d = AttnDims::causal(1, 2, 1, 3, 4);
     let q = [0.0f32; 24];
     let kv = [0.0f32; 12];
-    let mut o = [0.0f32; 24];
-    let mut lse = [0.0f32; 6];
-    let err = attention_forward(&mut o, &mut lse, &q, &kv[..11], &kv, d, 0.5, ProductPrecision::Full).unwrap_err();
+    let full = ProductPrecision::Full;
+    let err = attention_forward(&q, &kv[..11], &kv, d, 0.5, full).unwrap_err();
     assert!(matches!(err, KernelError::LengthMismatch { buffer: "k", .. }), "{err}");
-    let err = attention_forward(&mut o, &mut lse[..5], &q, &kv, &kv, d, 0.5, ProductPrecision::Full).unwrap_err();
-    assert!(
-        matches!(err, KernelError::LengthMismatch { buffer: "lse", .. }),
-        "{err}"
-    );
-    let (mut dq, mut dk, mut dv) = ([0.0f32; 24], [0.0f32; 12], [0.0f32; 12]);
-    let err = attention_backward(
-        &mut dq,
-        &mut dk,
-        &mut dv,
-        &q[..20],
-        &q,
-        &kv,
-        &kv,
-        &o,
-        &lse,
-        d,
-        0.5,
-        ProductPrecision::Full,
-    )
-    .unwrap_err();
+    let err = attention_forward(&q[..23], &kv, &kv, d, 0.5, full).unwrap_err();
+    assert!(matches!(err, KernelError::LengthMismatch { buffer: "q", .. }), "{err}");
+    let (o, lse) = attention_forward(&q, &kv, &kv, d, 0.5, full).unwrap();
+    let err = attention_backward(&q[..20], &q, &kv, &kv, &o, &lse, d, 0.5, full).unwrap_err();
     assert!(
         matches!(err, KernelError::LengthMismatch { buffer: "d_o", .. }),
+        "{err}"
+    );
+    let err = attention_backward(&q, &q, &kv, &kv, &o, &lse[..5], d, 0.5, full).unwrap_err();
+    assert!(
+        matches!(err, KernelError::LengthMismatch { buffer: "lse", .. }),
         "{err}"
     );
 }

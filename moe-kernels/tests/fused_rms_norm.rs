@@ -31,9 +31,7 @@ fn forward_and_backward_match_reference() {
         let dy = uniform(&mut g, n * d, 1.0);
         let want_y = ref_forward(&x, &w, n, d, eps);
 
-        let mut y = vec![0.0; n * d];
-        let mut rstd = vec![0.0; n];
-        rms_norm_forward(&mut y, &mut rstd, &x, &w, n, d, eps).unwrap();
+        let (y, rstd) = rms_norm_forward(&x, &w, n, d, eps).unwrap();
         assert_close("rms_norm f64 y", &y, &want_y, 1e-14, 1e-12);
 
         // Backward against finite differences of the reference on small shapes,
@@ -52,9 +50,7 @@ fn forward_and_backward_match_reference() {
         }
 
         let (xf, wf, dyf) = (to_f32(&x), to_f32(&w), to_f32(&dy));
-        let mut yf = vec![0.0f32; n * d];
-        let mut rf = vec![0.0f32; n];
-        rms_norm_forward(&mut yf, &mut rf, &xf, &wf, n, d, eps as f32).unwrap();
+        let (yf, rf) = rms_norm_forward(&xf, &wf, n, d, eps as f32).unwrap();
         assert_close("rms_norm f32 y", &to_f64(&yf), &want_y, 1e-6, 1e-5);
         let mut dxf = vec![0.0f32; n * d];
         let mut dwf = vec![0.5f32; d];
@@ -71,9 +67,7 @@ fn dw_is_bitwise_deterministic() {
     let x = to_f32(&uniform(&mut g, n * d, 2.0));
     let w = to_f32(&uniform(&mut g, d, 1.0));
     let dy = to_f32(&uniform(&mut g, n * d, 1.0));
-    let mut y = vec![0.0f32; n * d];
-    let mut rstd = vec![0.0f32; n];
-    rms_norm_forward(&mut y, &mut rstd, &x, &w, n, d, 1e-6).unwrap();
+    let (_, rstd) = rms_norm_forward(&x, &w, n, d, 1e-6).unwrap();
     let run = || {
         let mut dx = vec![0.0f32; n * d];
         let mut dw = vec![0.0f32; d];
@@ -92,16 +86,11 @@ fn dw_is_bitwise_deterministic() {
 #[test]
 fn wrong_lengths_are_errors() {
     let x = [1.0f32; 6];
-    let mut y = [0.0f32; 6];
-    let mut rstd = [0.0f32; 1];
-    let err = rms_norm_forward(&mut y, &mut rstd, &x, &[1.0; 3], 2, 3, 1e-6).unwrap_err();
-    assert!(
-        matches!(err, KernelError::LengthMismatch { buffer: "rstd", .. }),
-        "{err}"
-    );
-    let mut rstd = [0.0f32; 2];
-    let err = rms_norm_forward(&mut y, &mut rstd, &x, &[1.0; 2], 2, 3, 1e-6).unwrap_err();
+    let err = rms_norm_forward(&x[..5], &[1.0; 3], 2, 3, 1e-6).unwrap_err();
+    assert!(matches!(err, KernelError::LengthMismatch { buffer: "x", .. }), "{err}");
+    let err = rms_norm_forward(&x, &[1.0; 2], 2, 3, 1e-6).unwrap_err();
     assert!(matches!(err, KernelError::LengthMismatch { buffer: "w", .. }), "{err}");
+    let rstd = [0.0f32; 2];
     let mut dw = [0.0f32; 2];
     let mut dx = [0.0f32; 6];
     let err = rms_norm_backward(&mut dx, &mut dw, &x, &x, &[1.0; 3], &rstd, 2, 3).unwrap_err();

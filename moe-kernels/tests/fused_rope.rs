@@ -53,26 +53,22 @@ fn forward_matches_reference_and_backward_inverts() {
         let pos: Vec<i64> = (0..groups * t).map(|i| ((i * 37 + 11) % n_pos) as i64).collect();
         let x = uniform(&mut g, o * t * dh, 1.0);
         let want = ref_rope(&x, &pos, o, t, dh, theta);
-        let mut y = vec![0.0; x.len()];
-        rope_forward(&mut y, &x, &cos, &sin, &pos, o, t, dh).unwrap();
+        let y = rope_forward(&x, &cos, &sin, &pos, o, t, dh).unwrap();
         assert_close("rope f64", &y, &want, 1e-12, 1e-12);
 
         // The rotation is orthogonal, so its backward (transpose) is its inverse:
         // check dx against finite differences of Σ dy·rope(x).
         let dy = uniform(&mut g, x.len(), 1.0);
-        let mut dx = vec![0.0; x.len()];
-        rope_backward(&mut dx, &dy, &cos, &sin, &pos, o, t, dh).unwrap();
+        let dx = rope_backward(&dy, &cos, &sin, &pos, o, t, dh).unwrap();
         if x.len() <= 2000 {
             let fd = fd_grad(|xp| dot(&ref_rope(xp, &pos, o, t, dh, theta), &dy), &x, 1e-6);
             assert_close("rope backward vs fd", &dx, &fd, 1e-8, 1e-7);
         }
-        let mut back = vec![0.0; x.len()];
-        rope_backward(&mut back, &y, &cos, &sin, &pos, o, t, dh).unwrap();
+        let back = rope_backward(&y, &cos, &sin, &pos, o, t, dh).unwrap();
         assert_close("rope inverse", &back, &x, 1e-12, 1e-12);
 
         let (cf, sf) = (to_f32(&cos), to_f32(&sin));
-        let mut yf = vec![0.0f32; x.len()];
-        rope_forward(&mut yf, &to_f32(&x), &cf, &sf, &pos, o, t, dh).unwrap();
+        let yf = rope_forward(&to_f32(&x), &cf, &sf, &pos, o, t, dh).unwrap();
         assert_close("rope f32", &to_f64(&yf), &want, 1e-6, 1e-5);
     }
 }
@@ -91,16 +87,15 @@ fn position_zero_is_identity_and_tables_match_formula() {
 fn bad_positions_and_lengths_are_errors() {
     let (cos, sin) = tables(4, 4, 10_000.0);
     let x = [1.0f64; 2 * 3 * 4];
-    let mut y = [0.0f64; 24];
-    let err = rope_forward(&mut y, &x, &cos, &sin, &[0, 1, 4], 2, 3, 4).unwrap_err();
+    let err = rope_forward(&x, &cos, &sin, &[0, 1, 4], 2, 3, 4).unwrap_err();
     assert!(
         matches!(err, KernelError::IndexOutOfBounds { index: 4, size: 4, .. }),
         "{err}"
     );
-    let err = rope_forward(&mut y, &x, &cos, &sin, &[0, -1, 2], 2, 3, 4).unwrap_err();
+    let err = rope_forward(&x, &cos, &sin, &[0, -1, 2], 2, 3, 4).unwrap_err();
     assert!(matches!(err, KernelError::IndexOutOfBounds { index: -1, .. }), "{err}");
     // 3 groups of positions do not divide O = 2.
-    let err = rope_forward(&mut y, &x, &cos, &sin, &[0; 9], 2, 3, 4).unwrap_err();
+    let err = rope_forward(&x, &cos, &sin, &[0; 9], 2, 3, 4).unwrap_err();
     assert!(
         matches!(
             err,
@@ -111,8 +106,20 @@ fn bad_positions_and_lengths_are_errors() {
         ),
         "{err}"
     );
-    let err = rope_forward(&mut y[..20], &x, &cos, &sin, &[0; 3], 2, 3, 4).unwrap_err();
-    assert!(matches!(err, KernelError::LengthMismatch { buffer: "y", .. }), "{err}");
+    let err = rope_forward(&x[..20], &cos, &sin, &[0; 3], 2, 3, 4).unwrap_err();
+    assert!(matches!(err, KernelError::LengthMismatch { buffer: "x", .. }), "{err}");
+    let err = rope_backward(&x[..20], &cos, &sin, &[0; 3], 2, 3, 4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KernelError::LengthMismatch {
+                op: "rope_backward",
+                buffer: "x",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,28 +143,14 @@ fn rows_read_in_place_give_the_contiguous_bits() {
             }
         }
     }
-    let (mut got, mut want) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-    rope_forward_rows(&mut got, &x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap();
-    rope_forward(&mut want, &copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
+    let got = rope_forward_rows(&x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap();
+    let want = rope_forward(&copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&want));
-    // The new-vector forms write the same bits.
-    let fresh = rope_forward_rows_new(&x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap();
-    assert_eq!(bits(&fresh), bits(&want));
-    assert_eq!(
-        bits(&rope_forward_new(&copy, &cos, &sin, &pos, b * h, t, dh).unwrap()),
-        bits(&want)
-    );
-    let mut back = vec![0.0; x.len()];
-    rope_backward(&mut back, &copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
-    let back_new = rope_backward_new(&copy, &cos, &sin, &pos, b * h, t, dh).unwrap();
-    assert_eq!(bits(&back_new), bits(&back));
     // A row reaching past x, or too few rows, names the buffer.
     rows[5] = x.len() - 1;
-    let e = rope_forward_rows(&mut got, &x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap_err();
+    let e = rope_forward_rows(&x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap_err();
     assert!(matches!(e, KernelError::LengthMismatch { buffer: "x", .. }), "{e}");
-    let e = rope_forward_rows_new(&x, &rows, &cos, &sin, &pos, b * h, t, dh).unwrap_err();
-    assert!(matches!(e, KernelError::LengthMismatch { buffer: "x", .. }), "{e}");
-    let e = rope_forward_rows(&mut got, &x, &rows[1..], &cos, &sin, &pos, b * h, t, dh).unwrap_err();
+    let e = rope_forward_rows(&x, &rows[1..], &cos, &sin, &pos, b * h, t, dh).unwrap_err();
     assert!(matches!(e, KernelError::LengthMismatch { buffer: "x_rows", .. }), "{e}");
 }

@@ -32,7 +32,7 @@
 mod backward;
 mod forward;
 
-pub use backward::{attention_backward, attention_backward_new};
+pub use backward::attention_backward;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -43,7 +43,7 @@ use rayon::prelude::*;
 use super::gemm::{MatRef, PanelKernel, ProductPrecision};
 use super::index::check_len;
 use super::softmax::numel;
-use super::write_once::{as_slots, written_once};
+use super::write_once::written_once;
 use crate::{KernelError, Real};
 use forward::{forward_head, ForwardTiles};
 
@@ -145,39 +145,16 @@ pub fn default_scale<T: Real>(dh: usize) -> T {
 ///
 /// ```text
 /// q: [B, Hq, Tq, Dh]   k, v: [B, Hkv, Tk, Dh]
-/// o: [B, Hq, Tq, Dh]   written: softmax(scale · q kᵀ + causal mask) v
-/// lse: [B, Hq, Tq]     written: logsumexp of each masked score row, for backward
+/// o: [B, Hq, Tq, Dh]   returned: softmax(scale · q kᵀ + causal mask) v
+/// lse: [B, Hq, Tq]     returned: logsumexp of each masked score row, for backward
 /// ```
 /// The tile products (`q kᵀ` and `p v`) read their operands at `precision`
 /// (bf16: as the GPU's tensor-core attention rounds them, with f32 softmax
-/// statistics and probabilities). Errors if a buffer length does not match
+/// statistics and probabilities). `o` is a new vector written once (no
+/// zeroing pass). Errors if an input's length does not match
 /// `dims`; panics if `Hq % Hkv != 0` or `Tq > Tk` (callers validate the
 /// configuration).
-#[allow(clippy::too_many_arguments)]
 pub fn attention_forward<T: Real>(
-    o: &mut [T],
-    lse: &mut [T],
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    dims: AttnDims,
-    scale: T,
-    precision: ProductPrecision,
-) -> Result<(), KernelError> {
-    const OP: &str = "attention";
-    let (nq, nkv, nl) = dims.sizes(OP)?;
-    check_len(OP, "q", nq, q.len())?;
-    check_len(OP, "k", nkv, k.len())?;
-    check_len(OP, "v", nkv, v.len())?;
-    check_len(OP, "o", nq, o.len())?;
-    check_len(OP, "lse", nl, lse.len())?;
-    forward_into(as_slots(o), lse, q, k, v, dims, scale, precision);
-    Ok(())
-}
-
-/// [`attention_forward`] into new vectors `(o, lse)`, `o` written once (no
-/// zeroing first).
-pub fn attention_forward_new<T: Real>(
     q: &[T],
     k: &[T],
     v: &[T],
@@ -185,24 +162,23 @@ pub fn attention_forward_new<T: Real>(
     scale: T,
     precision: ProductPrecision,
 ) -> Result<(Vec<T>, Vec<T>), KernelError> {
-    const OP: &str = "attention";
-    let (nq, nkv, nl) = dims.sizes(OP)?;
-    check_len(OP, "q", nq, q.len())?;
-    check_len(OP, "k", nkv, k.len())?;
-    check_len(OP, "v", nkv, v.len())?;
+    let (nq, nkv, nl) = dims.sizes(FORWARD)?;
+    check_len(FORWARD, "q", nq, q.len())?;
+    check_len(FORWARD, "k", nkv, k.len())?;
+    check_len(FORWARD, "v", nkv, v.len())?;
     let mut lse = vec![T::zero(); nl];
-    let o = written_once(nq, |o| forward_into(o, &mut lse, q, k, v, dims, scale, precision));
+    let o = written_once(nq, |o| forward_into(o, &mut lse, [q, k, v], dims, scale, precision));
     Ok((o, lse))
 }
 
-/// Writes every slot of `o` and every `lse` (lengths checked).
-#[allow(clippy::too_many_arguments)]
+/// The op name forward's errors carry.
+const FORWARD: &str = "attention";
+
+/// Writes every slot of `o` and every `lse` from `[q, k, v]` (lengths checked).
 fn forward_into<T: Real>(
     o: &mut [MaybeUninit<T>],
     lse: &mut [T],
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    [q, k, v]: [&[T]; 3],
     dims: AttnDims,
     scale: T,
     precision: ProductPrecision,

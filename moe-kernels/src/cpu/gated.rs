@@ -152,18 +152,9 @@ fn bwd_chunk<T: Real>(dg: Out<'_, T>, du: Out<'_, T>, dy: &[T], g: &[T], u: &[T]
     }
 }
 
-/// `y = silu(g) · u` elementwise over equally long slices.
-pub fn silu_mul_forward<T: Real>(y: &mut [T], g: &[T], u: &[T]) -> Result<(), KernelError> {
-    let n = y.len();
-    check_len("silu_mul_forward", "g", n, g.len())?;
-    check_len("silu_mul_forward", "u", n, u.len())?;
-    forward_into(as_slots(y), g, u);
-    Ok(())
-}
-
-/// [`silu_mul_forward`] into a new vector, written once (no zeroing
-/// first): `y` has the length of `g`, which `u` must match.
-pub fn silu_mul_forward_new<T: Real>(g: &[T], u: &[T]) -> Result<Vec<T>, KernelError> {
+/// `y = silu(g) · u` elementwise over equally long slices, as a new vector
+/// written once (no zeroing pass).
+pub fn silu_mul_forward<T: Real>(g: &[T], u: &[T]) -> Result<Vec<T>, KernelError> {
     check_len("silu_mul_forward", "u", g.len(), u.len())?;
     Ok(written_once(g.len(), |y| forward_into(y, g, u)))
 }
@@ -175,19 +166,10 @@ fn forward_into<T: Real>(y: Out<'_, T>, g: &[T], u: &[T]) {
         .for_each(|(y, (g, u))| fwd_chunk(y, g, u));
 }
 
-/// The backward of [`silu_mul_forward`]: `dg` and `du` from the output
-/// gradient `dy` and the inputs `g`, `u` (all equally long).
-pub fn silu_mul_backward<T: Real>(dg: &mut [T], du: &mut [T], dy: &[T], g: &[T], u: &[T]) -> Result<(), KernelError> {
-    let n = dg.len();
-    for (name, len) in [("du", du.len()), ("dy", dy.len()), ("g", g.len()), ("u", u.len())] {
-        check_len("silu_mul_backward", name, n, len)?;
-    }
-    backward_into(as_slots(dg), as_slots(du), dy, g, u);
-    Ok(())
-}
-
-/// [`silu_mul_backward`] into new vectors `(dg, du)`, written once.
-pub fn silu_mul_backward_new<T: Real>(dy: &[T], g: &[T], u: &[T]) -> Result<(Vec<T>, Vec<T>), KernelError> {
+/// The backward of [`silu_mul_forward`]: new vectors `(dg, du)`, written
+/// once, from the output gradient `dy` and the inputs `g`, `u` (all equally
+/// long).
+pub fn silu_mul_backward<T: Real>(dy: &[T], g: &[T], u: &[T]) -> Result<(Vec<T>, Vec<T>), KernelError> {
     let n = dy.len();
     for (name, len) in [("g", g.len()), ("u", u.len())] {
         check_len("silu_mul_backward", name, n, len)?;
@@ -262,22 +244,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn new_vectors_hold_the_bits_of_the_in_place_calls() {
-        let n = 20_003;
-        let g: Vec<f32> = (0..n).map(|i| ((i * 37) % 1001) as f32 / 50.0 - 10.0).collect();
-        let u: Vec<f32> = (0..n).map(|i| ((i * 11) % 97) as f32 / 40.0 - 1.2).collect();
-        let dy: Vec<f32> = (0..n).map(|i| ((i * 7) % 13) as f32 / 6.0 - 1.0).collect();
-        let mut y = vec![f32::NAN; n];
-        silu_mul_forward(&mut y, &g, &u).unwrap();
-        assert_eq!(silu_mul_forward_new(&g, &u).unwrap(), y);
-        let (mut dg, mut du) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-        silu_mul_backward(&mut dg, &mut du, &dy, &g, &u).unwrap();
-        assert_eq!(silu_mul_backward_new(&dy, &g, &u).unwrap(), (dg, du));
-        let err = silu_mul_backward_new(&dy, &g[1..], &u).unwrap_err();
-        assert!(matches!(err, KernelError::LengthMismatch { buffer: "g", .. }), "{err}");
-    }
-
-    #[test]
     fn f32_and_f64_agree_with_the_formulas() {
         let n = 20_000;
         let g: Vec<f64> = (0..n).map(|i| ((i * 37) % 1001) as f64 / 50.0 - 10.0).collect();
@@ -286,12 +252,9 @@ mod tests {
         let s = |x: f64| 1.0 / (1.0 + (-x).exp());
         let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let (g32, u32_, dy32) = (to32(&g), to32(&u), to32(&dy));
-        let mut y32 = vec![0f32; n];
-        silu_mul_forward(&mut y32, &g32, &u32_).unwrap();
-        let (mut dg32, mut du32) = (vec![0f32; n], vec![0f32; n]);
-        silu_mul_backward(&mut dg32, &mut du32, &dy32, &g32, &u32_).unwrap();
-        let mut y64 = vec![0f64; n];
-        silu_mul_forward(&mut y64, &g, &u).unwrap();
+        let y32 = silu_mul_forward(&g32, &u32_).unwrap();
+        let (dg32, du32) = silu_mul_backward(&dy32, &g32, &u32_).unwrap();
+        let y64 = silu_mul_forward(&g, &u).unwrap();
         for i in 0..n {
             // The reference in f64 from the f32-rounded inputs.
             let (x, uu, d) = (g32[i] as f64, u32_[i] as f64, dy32[i] as f64);
@@ -310,12 +273,13 @@ mod tests {
     fn extremes_and_bad_lengths() {
         let g = [-200.0f32, -90.0, 0.0, 90.0, 200.0];
         let u = [1.0f32; 5];
-        let mut y = [9.0f32; 5];
-        silu_mul_forward(&mut y, &g, &u).unwrap();
+        let y = silu_mul_forward(&g, &u).unwrap();
         assert_eq!(y[..3], [0.0, 0.0, 0.0]);
         assert_eq!(y[3..], [90.0, 200.0]);
-        let mut short = [0.0f32; 4];
-        assert!(silu_mul_forward(&mut short, &g, &u).is_err());
+        let err = silu_mul_forward(&g, &u[..4]).unwrap_err();
+        assert!(matches!(err, KernelError::LengthMismatch { buffer: "u", .. }), "{err}");
+        let err = silu_mul_backward(&u, &g[1..], &u).unwrap_err();
+        assert!(matches!(err, KernelError::LengthMismatch { buffer: "g", .. }), "{err}");
     }
 
     #[test]
@@ -327,14 +291,12 @@ mod tests {
         let dy: Vec<f32> = (0..rows * f).map(|i| ((i * 7) % 13) as f32 / 6.0 - 1.0).collect();
         let half = |k: usize| -> Vec<f32> { h.chunks(2 * f).flat_map(|r| r[k * f..(k + 1) * f].to_vec()).collect() };
         let (g, u) = (half(0), half(1));
-        let (mut y, mut y_flat) = (vec![0f32; rows * f], vec![0f32; rows * f]);
+        let mut y = vec![0f32; rows * f];
         silu_mul_packed_forward(&mut y, &h, f).unwrap();
-        silu_mul_forward(&mut y_flat, &g, &u).unwrap();
-        assert_eq!(y, y_flat);
+        assert_eq!(y, silu_mul_forward(&g, &u).unwrap());
         let mut dh = vec![0f32; rows * 2 * f];
         silu_mul_packed_backward(&mut dh, &dy, &h, f).unwrap();
-        let (mut dg, mut du) = (vec![0f32; rows * f], vec![0f32; rows * f]);
-        silu_mul_backward(&mut dg, &mut du, &dy, &g, &u).unwrap();
+        let (dg, du) = silu_mul_backward(&dy, &g, &u).unwrap();
         let packed: Vec<f32> = dg
             .chunks(f)
             .zip(du.chunks(f))

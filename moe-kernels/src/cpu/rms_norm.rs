@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::index::check_len;
 use super::softmax::vexp::dot;
 use super::softmax::{check_rows, rows_per_task, PAR_MIN_ELEMS};
-use super::write_once::{as_slots, written_once};
+use super::write_once::written_once;
 use crate::{KernelError, Real};
 
 /// Most row blocks the weight gradient is split into (one partial `dw` each).
@@ -24,30 +24,12 @@ const MAX_DW_BLOCKS: usize = 64;
 /// ```text
 /// x:    [N, D]  input
 /// w:    [D]     weight
-/// y:    [N, D]  written: x[n] · rstd[n] · w
-/// rstd: [N]     written: 1 / sqrt(mean_d x[n, d]² + eps), saved for backward
+/// returns (y, rstd):
+/// y:    [N, D]  x[n] · rstd[n] · w, a new vector written once (no zeroing pass)
+/// rstd: [N]     1 / sqrt(mean_d x[n, d]² + eps), saved for backward
 /// ```
 /// Errors if a buffer length does not match the dims.
 pub fn rms_norm_forward<T: Real>(
-    y: &mut [T],
-    rstd: &mut [T],
-    x: &[T],
-    w: &[T],
-    n: usize,
-    d: usize,
-    eps: T,
-) -> Result<(), KernelError> {
-    const OP: &str = "rms_norm";
-    check_rows(OP, n, d, &[("y", &*y), ("x", x)])?;
-    check_len(OP, "rstd", n, rstd.len())?;
-    check_len(OP, "w", d, w.len())?;
-    forward_into(as_slots(y), rstd, x, w, n, d, eps);
-    Ok(())
-}
-
-/// [`rms_norm_forward`] into a new `y` (written once, no zeroing first),
-/// returned with `rstd`.
-pub fn rms_norm_forward_new<T: Real>(
     x: &[T],
     w: &[T],
     n: usize,
@@ -158,21 +140,4 @@ pub fn rms_norm_backward<T: Real>(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn new_vectors_hold_the_bits_of_the_in_place_call() {
-        let (n, d) = (300, 96);
-        let x: Vec<f32> = (0..n * d).map(|i| ((i * 37) % 101) as f32 / 25.0 - 2.0).collect();
-        let w: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 / 64.0).collect();
-        let (mut y, mut rstd) = (vec![f32::NAN; n * d], vec![f32::NAN; n]);
-        rms_norm_forward(&mut y, &mut rstd, &x, &w, n, d, 1e-5).unwrap();
-        assert_eq!(rms_norm_forward_new(&x, &w, n, d, 1e-5).unwrap(), (y, rstd));
-        let err = rms_norm_forward_new(&x[1..], &w, n, d, 1e-5).unwrap_err();
-        assert!(matches!(err, KernelError::LengthMismatch { buffer: "x", .. }), "{err}");
-    }
 }

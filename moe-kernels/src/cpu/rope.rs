@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::index::{check_index, check_len};
 use super::softmax::{numel, rows_per_task, PAR_MIN_ELEMS};
-use super::write_once::{as_slots, try_written_once};
+use super::write_once::try_written_once;
 use crate::{KernelError, Real};
 
 /// Fills the cos/sin tables for positions `0..n_pos`.
@@ -142,7 +142,7 @@ fn rotate<T: Real>(
     Ok(())
 }
 
-/// RoPE forward.
+/// RoPE forward, into a new vector written once (no zeroing first).
 ///
 /// ```text
 /// x:         [O, T, Dh]  input, e.g. O = B·H for [B, H, T, Dh]
@@ -150,28 +150,12 @@ fn rotate<T: Real>(
 /// positions: [G, T]      position of each token; G divides O and row-group
 ///                        o uses positions[o / (O/G)] (G = 1: shared; G = B
 ///                        with O = B·H: one row per sequence)
-/// y:         [O, T, Dh]  written
+/// returns:   [O, T, Dh]
 /// ```
 /// Errors on mismatched lengths or a position outside `[0, P)`; panics on an
 /// odd `Dh` (callers validate the configuration).
 #[allow(clippy::too_many_arguments)]
 pub fn rope_forward<T: Real>(
-    y: &mut [T],
-    x: &[T],
-    cos: &[T],
-    sin: &[T],
-    positions: &[i64],
-    outer: usize,
-    t: usize,
-    dh: usize,
-) -> Result<(), KernelError> {
-    rotate(as_slots(y), x, None, cos, sin, positions, outer, t, dh, false)
-}
-
-/// [`rope_forward`] into a new `[O, T, Dh]` vector, written once (no
-/// zeroing first).
-#[allow(clippy::too_many_arguments)]
-pub fn rope_forward_new<T: Real>(
     x: &[T],
     cos: &[T],
     sin: &[T],
@@ -180,33 +164,16 @@ pub fn rope_forward_new<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<Vec<T>, KernelError> {
-    let len = numel("rope", &[outer, t, dh])?;
-    try_written_once(len, |y| rotate(y, x, None, cos, sin, positions, outer, t, dh, false))
+    rotated(x, None, cos, sin, positions, [outer, t, dh], false)
 }
 
 /// [`rope_forward`] on an `x` whose `[O, T]` rows lie anywhere in its
 /// buffer: row `i` (of `O·T`, row-major) is `x[x_rows[i]..x_rows[i] + Dh]`
 /// (a strided view such as the projections' `[B, T, H, Dh]` read as
-/// `[B, H, T, Dh]`, without copying it first). `y` is written contiguous.
+/// `[B, H, T, Dh]`, without copying it first). The result is contiguous.
 /// Errors as [`rope_forward`], and on a row that reaches past `x`.
 #[allow(clippy::too_many_arguments)]
 pub fn rope_forward_rows<T: Real>(
-    y: &mut [T],
-    x: &[T],
-    x_rows: &[usize],
-    cos: &[T],
-    sin: &[T],
-    positions: &[i64],
-    outer: usize,
-    t: usize,
-    dh: usize,
-) -> Result<(), KernelError> {
-    rotate(as_slots(y), x, Some(x_rows), cos, sin, positions, outer, t, dh, false)
-}
-
-/// [`rope_forward_rows`] into a new `[O, T, Dh]` vector, written once.
-#[allow(clippy::too_many_arguments)]
-pub fn rope_forward_rows_new<T: Real>(
     x: &[T],
     x_rows: &[usize],
     cos: &[T],
@@ -216,35 +183,14 @@ pub fn rope_forward_rows_new<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<Vec<T>, KernelError> {
-    let len = numel("rope", &[outer, t, dh])?;
-    try_written_once(len, |y| {
-        rotate(y, x, Some(x_rows), cos, sin, positions, outer, t, dh, false)
-    })
+    rotated(x, Some(x_rows), cos, sin, positions, [outer, t, dh], false)
 }
 
-/// RoPE backward: the inverse rotation of `dy`.
-///
-/// ```text
-/// dy: [O, T, Dh]  gradient of y;  dx: [O, T, Dh] written
-/// ```
-/// Other arguments as in [`rope_forward`].
+/// RoPE backward: the inverse rotation of `dy: [O, T, Dh]` (the gradient
+/// of y), as a new `[O, T, Dh]` vector. Other arguments as in
+/// [`rope_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn rope_backward<T: Real>(
-    dx: &mut [T],
-    dy: &[T],
-    cos: &[T],
-    sin: &[T],
-    positions: &[i64],
-    outer: usize,
-    t: usize,
-    dh: usize,
-) -> Result<(), KernelError> {
-    rotate(as_slots(dx), dy, None, cos, sin, positions, outer, t, dh, true)
-}
-
-/// [`rope_backward`] into a new `[O, T, Dh]` vector, written once.
-#[allow(clippy::too_many_arguments)]
-pub fn rope_backward_new<T: Real>(
     dy: &[T],
     cos: &[T],
     sin: &[T],
@@ -253,6 +199,22 @@ pub fn rope_backward_new<T: Real>(
     t: usize,
     dh: usize,
 ) -> Result<Vec<T>, KernelError> {
-    let len = numel("rope_backward", &[outer, t, dh])?;
-    try_written_once(len, |dx| rotate(dx, dy, None, cos, sin, positions, outer, t, dh, true))
+    rotated(dy, None, cos, sin, positions, [outer, t, dh], true)
+}
+
+/// [`rotate`] into a new vector of `O·T·Dh` elements.
+fn rotated<T: Real>(
+    x: &[T],
+    x_rows: Option<&[usize]>,
+    cos: &[T],
+    sin: &[T],
+    positions: &[i64],
+    [outer, t, dh]: [usize; 3],
+    inverse: bool,
+) -> Result<Vec<T>, KernelError> {
+    let op = if inverse { "rope_backward" } else { "rope" };
+    let len = numel(op, &[outer, t, dh])?;
+    try_written_once(len, |y| {
+        rotate(y, x, x_rows, cos, sin, positions, outer, t, dh, inverse)
+    })
 }

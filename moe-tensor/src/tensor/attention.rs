@@ -58,7 +58,7 @@ fn backward<T: Float>(b: &AttentionBackward, g: &Tensor) -> Result<[Tensor; 3]> 
     let scale = T::from_f64_lossy(b.scale);
     let precision = cpu_product_precision();
     let (dq, dk, dv) =
-        kernels::attention_backward_new(d_o, q, k, v, o, lse, b.dims, scale, precision).map_err(kernel_err(OP))?;
+        kernels::attention_backward(d_o, q, k, v, o, lse, b.dims, scale, precision).map_err(kernel_err(OP))?;
     Ok([plain(dq, b.q.shape()), plain(dk, b.k.shape()), plain(dv, b.v.shape())])
 }
 
@@ -89,7 +89,7 @@ fn forward<T: Float>(q: Tensor, k: Tensor, v: Tensor, dims: AttnDims, scale: f64
         let kv = elems::<T>(&guards[1], &k, OP)?;
         let vv = elems::<T>(&guards[2], &v, OP)?;
         let precision = cpu_product_precision();
-        kernels::attention_forward_new(qv, kv, vv, dims, T::from_f64_lossy(scale), precision).map_err(kernel_err(OP))?
+        kernels::attention_forward(qv, kv, vv, dims, T::from_f64_lossy(scale), precision).map_err(kernel_err(OP))?
     };
     let lse = plain(lse, &Shape::from(vec![dims.b, dims.hq, dims.tq]));
     let out = Storage::Cpu(T::into_storage(out));

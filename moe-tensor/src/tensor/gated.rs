@@ -71,7 +71,7 @@ impl BackwardOp for GatedBackward {
             let (gv, xv, uv) = (&gv[og..og + n], &xv[ox..ox + n], &uv[ou..ou + n]);
             let (dg, du) = if self.act == UnaryOp::Silu {
                 // SwiGLU: the vectorised kernel, σ computed once per element.
-                gated_kernels::silu_mul_backward_new(gv, xv, uv).map_err(kernel_err("gated_act"))?
+                gated_kernels::silu_mul_backward(gv, xv, uv).map_err(kernel_err("gated_act"))?
             } else {
                 gated_backward(self.act, gv, xv, uv)
             };
@@ -125,7 +125,7 @@ impl Tensor {
             let (oa, ob) = (gate_c.layout().offset(), up_c.layout().offset());
             crate::map_float2!(ga.cpu(op)?, gb.cpu(op)?, op, |va, vb: T| {
                 let y = if fused_silu {
-                    gated_kernels::silu_mul_forward_new(&va[oa..oa + n], &vb[ob..ob + n]).map_err(kernel_err(op))?
+                    gated_kernels::silu_mul_forward(&va[oa..oa + n], &vb[ob..ob + n]).map_err(kernel_err(op))?
                 } else {
                     elementwise::binary(va, self.strided(), vb, up.strided(), |x: T, u: T| act.f(x) * u)
                 };

@@ -63,7 +63,7 @@ fn forward<T: Float>(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let (y, rstd) = {
         let (xs, ws) = (x.read_storage(), w.read_storage());
         let (xv, wv) = (elems::<T>(&xs, x, OP)?, elems::<T>(&ws, w, OP)?);
-        kernels::rms_norm_forward_new(xv, wv, n, d, T::from_f64_lossy(eps)).map_err(kernel_err(OP))?
+        kernels::rms_norm_forward(xv, wv, n, d, T::from_f64_lossy(eps)).map_err(kernel_err(OP))?
     };
     let back = RmsNormBackward {
         x: x.clone(),

@@ -151,9 +151,9 @@ fn rotate<T: Float>(x: &Tensor, rope: &Rope, p: &Plan, inverse: bool) -> Result<
     let xv = elems::<T>(&xs, x, OP)?;
     let (cv, sv) = (elems::<T>(&cs, &rope.cos, OP)?, elems::<T>(&ss, &rope.sin, OP)?);
     let f = if inverse {
-        kernels::rope_backward_new::<T>
+        kernels::rope_backward::<T>
     } else {
-        kernels::rope_forward_new::<T>
+        kernels::rope_forward::<T>
     };
     f(xv, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))
 }
@@ -196,7 +196,7 @@ fn rotate_rows<T: Float>(x: &Tensor, rope: &Rope, p: &Plan) -> Result<Vec<T>> {
         rhs: x.dtype(),
     })?;
     let (cv, sv) = (elems::<T>(&cs, &rope.cos, OP)?, elems::<T>(&ss, &rope.sin, OP)?);
-    kernels::rope_forward_rows_new(all, &rows, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))
+    kernels::rope_forward_rows(all, &rows, cv, sv, &p.positions, p.outer, p.t, p.dh).map_err(kernel_err(OP))
 }
 
 impl Tensor {

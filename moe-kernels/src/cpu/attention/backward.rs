@@ -23,7 +23,7 @@ use super::{row_major, transposed, with_spare, AttnDims, PAR_MIN_WORK};
 use crate::cpu::gemm::{Packed, PanelBuf, PanelKernel, ProductPrecision};
 use crate::cpu::index::check_len;
 use crate::cpu::softmax::vexp::{dot, probs_and_score_grads};
-use crate::cpu::write_once::{as_slots, written_once};
+use crate::cpu::write_once::written_once;
 use crate::{KernelError, Real};
 
 /// Causal attention backward.
@@ -32,45 +32,15 @@ use crate::{KernelError, Real};
 /// d_o:  [B, Hq, Tq, Dh]   gradient of o
 /// q:    [B, Hq, Tq, Dh]   k, v: [B, Hkv, Tk, Dh]   inputs of forward
 /// o:    [B, Hq, Tq, Dh]   lse: [B, Hq, Tq]         saved by forward
-/// dq:   [B, Hq, Tq, Dh]   written
-/// dk, dv: [B, Hkv, Tk, Dh] written, summed over the G query heads of each kv head
+/// dq:   [B, Hq, Tq, Dh]   returned
+/// dk, dv: [B, Hkv, Tk, Dh] returned, summed over the G query heads of each kv head
 /// ```
 /// `scale` must be the one forward used; the five tile products read their
-/// operands at `precision`, like forward's. Errors if a buffer length does not
+/// operands at `precision`, like forward's. The gradients are new vectors
+/// written once (no zeroing pass). Errors if an input's length does not
 /// match `dims`; panics on an invalid head or length relation (see forward).
-#[allow(clippy::too_many_arguments)]
-pub fn attention_backward<T: Real>(
-    dq: &mut [T],
-    dk: &mut [T],
-    dv: &mut [T],
-    d_o: &[T],
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    o: &[T],
-    lse: &[T],
-    dims: AttnDims,
-    scale: T,
-    precision: ProductPrecision,
-) -> Result<(), KernelError> {
-    const OP: &str = "attention_backward";
-    let (nq, nkv, nl) = dims.sizes(OP)?;
-    for (name, len) in [("dq", dq.len()), ("d_o", d_o.len()), ("q", q.len()), ("o", o.len())] {
-        check_len(OP, name, nq, len)?;
-    }
-    for (name, len) in [("dk", dk.len()), ("dv", dv.len()), ("k", k.len()), ("v", v.len())] {
-        check_len(OP, name, nkv, len)?;
-    }
-    check_len(OP, "lse", nl, lse.len())?;
-    let grads = [as_slots(dq), as_slots(dk), as_slots(dv)];
-    backward_into(grads, [d_o, q, k, v, o, lse], dims, scale, precision);
-    Ok(())
-}
-
-/// [`attention_backward`] into new vectors `(dq, dk, dv)`, written once
-/// (no zeroing first).
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-pub fn attention_backward_new<T: Real>(
+pub fn attention_backward<T: Real>(
     d_o: &[T],
     q: &[T],
     k: &[T],
@@ -81,7 +51,6 @@ pub fn attention_backward_new<T: Real>(
     scale: T,
     precision: ProductPrecision,
 ) -> Result<(Vec<T>, Vec<T>, Vec<T>), KernelError> {
-    const OP: &str = "attention_backward";
     let (nq, nkv, nl) = dims.sizes(OP)?;
     for (name, len) in [("d_o", d_o.len()), ("q", q.len()), ("o", o.len())] {
         check_len(OP, name, nq, len)?;
@@ -100,6 +69,9 @@ pub fn attention_backward_new<T: Real>(
     });
     Ok((dq_out, dk_out, dv_out))
 }
+
+/// The op name backward's errors carry.
+const OP: &str = "attention_backward";
 
 /// Writes every slot of `[dq, dk, dv]` from `[d_o, q, k, v, o, lse]`
 /// (lengths checked).

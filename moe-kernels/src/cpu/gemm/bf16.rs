@@ -117,29 +117,32 @@ unsafe fn interleave_runs(lo: *const f32, hi: Option<*const f32>, stride: usize,
     }
 }
 
-/// The pair matrix of a `rows × kc` block whose element (r, p) is at
-/// `at(r) + p·k_stride` (k along `k_stride`) and `other(p) + r·r_stride`,
-/// written into `pairs`, and the view of it as an f32 `rows × ceil(kc/2)`
-/// matrix. Contiguous k (`k_stride == 1`) converts each row's run in place
-/// (`[r][q]`); contiguous rows interleave two k columns per slot (`[q][r]`).
-///
-/// # Safety
-/// The block lies inside its matrix; `pairs` holds `rows·ceil(kc/2)` words.
-unsafe fn pair_matrix(
+/// A `rows × kc` block of an f32 matrix: element (r, p) at
+/// `base + r·r_stride + p·k_stride` (k along `k_stride`).
+#[derive(Clone, Copy)]
+struct Block {
     base: *const f32,
     r_stride: usize,
     k_stride: usize,
     rows: usize,
     kc: usize,
-    pairs: *mut u32,
-) -> RawRef<f32> {
+}
+
+/// The pair matrix of `block` written into `pairs`, and the view of it as
+/// an f32 `rows × ceil(kc/2)` matrix. Contiguous k (`k_stride == 1`)
+/// converts each row's run in place (`[r][q]`); contiguous rows interleave
+/// two k columns per slot (`[q][r]`).
+///
+/// # Safety
+/// The block lies inside its matrix; `pairs` holds `rows·ceil(kc/2)` words.
+unsafe fn pair_matrix(block: Block, pairs: *mut u32) -> RawRef<f32> {
     #[cfg(target_arch = "x86_64")]
     if super::avx512_bf16::supported() {
         // SAFETY: the caller's contract; the CPU has the instructions.
-        return unsafe { pair_matrix_avx512(base, r_stride, k_stride, rows, kc, pairs) };
+        return unsafe { pair_matrix_avx512(block, pairs) };
     }
     // SAFETY: the caller's contract.
-    unsafe { pair_matrix_body(base, r_stride, k_stride, rows, kc, pairs) }
+    unsafe { pair_matrix_body(block, pairs) }
 }
 
 /// [`pair_matrix`] compiled with AVX512-BF16, so that the conversion of
@@ -150,16 +153,9 @@ unsafe fn pair_matrix(
 /// As [`pair_matrix`], and the CPU has AVX-512F/BW/VL and AVX512-BF16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-unsafe fn pair_matrix_avx512(
-    base: *const f32,
-    r_stride: usize,
-    k_stride: usize,
-    rows: usize,
-    kc: usize,
-    pairs: *mut u32,
-) -> RawRef<f32> {
+unsafe fn pair_matrix_avx512(block: Block, pairs: *mut u32) -> RawRef<f32> {
     // SAFETY: the caller's contract.
-    unsafe { pair_matrix_body(base, r_stride, k_stride, rows, kc, pairs) }
+    unsafe { pair_matrix_body(block, pairs) }
 }
 
 /// The body of [`pair_matrix`].
@@ -167,14 +163,14 @@ unsafe fn pair_matrix_avx512(
 /// # Safety
 /// As [`pair_matrix`].
 #[inline(always)]
-unsafe fn pair_matrix_body(
-    base: *const f32,
-    r_stride: usize,
-    k_stride: usize,
-    rows: usize,
-    kc: usize,
-    pairs: *mut u32,
-) -> RawRef<f32> {
+unsafe fn pair_matrix_body(block: Block, pairs: *mut u32) -> RawRef<f32> {
+    let Block {
+        base,
+        r_stride,
+        k_stride,
+        rows,
+        kc,
+    } = block;
     let kq = kc.div_ceil(2);
     if k_stride == 1 || r_stride != 1 {
         for r in 0..rows {
@@ -268,7 +264,14 @@ pub(crate) unsafe fn pack_a_pairs<T: Real>(
     with_scratch(&PAIRS, mc * kq * 4, |buf| {
         // SAFETY: the block lies inside `a` (caller); `buf` holds mc·kq words.
         unsafe {
-            let view = pair_matrix(a.at(i0, p0), a.rs, a.cs, mc, kc, buf.cast());
+            let block = Block {
+                base: a.at(i0, p0),
+                r_stride: a.rs,
+                k_stride: a.cs,
+                rows: mc,
+                kc,
+            };
+            let view = pair_matrix(block, buf.cast());
             pack_a::<f32>(view, 0, 0, mc, kq, mr, dst.cast());
         }
     });
@@ -304,7 +307,14 @@ pub(crate) unsafe fn pack_b_pairs<T: Real>(
         // cols·kq words; the panels start at panels.start·kq·nr in `dst`.
         unsafe {
             // Bᵀ's rows are B's columns: the pair matrix is cols × kq.
-            let t = pair_matrix(b.at(p0, j0 + first), b.cs, b.rs, cols, kc, buf.cast());
+            let block = Block {
+                base: b.at(p0, j0 + first),
+                r_stride: b.cs,
+                k_stride: b.rs,
+                rows: cols,
+                kc,
+            };
+            let t = pair_matrix(block, buf.cast());
             let view = RawRef {
                 ptr: t.ptr,
                 rs: t.cs,
