@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::index::{check_index, check_len};
 use super::softmax::{numel, rows_per_task, PAR_MIN_ELEMS};
-use super::write_once::try_written_once;
+use super::write_once::written_once;
 use crate::{KernelError, Real};
 
 /// Fills the cos/sin tables for positions `0..n_pos`.
@@ -57,20 +57,18 @@ pub fn rope_tables<T: Real>(
     Ok(())
 }
 
-/// Rotates every `Dh` vector by its position's angle; `sign` = +1 forward, −1 inverse.
-#[allow(clippy::too_many_arguments)]
-fn rotate<T: Real>(
-    y: &mut [MaybeUninit<T>],
+/// Every `Dh` vector of `x` (at `x_rows[i]`, or contiguous) rotated by its
+/// position's angle (the inverse rotation when `inverse`), into a new
+/// `[O, T, Dh]` vector written once; the inputs are checked first.
+fn rotated<T: Real>(
     x: &[T],
     x_rows: Option<&[usize]>,
     cos: &[T],
     sin: &[T],
     positions: &[i64],
-    outer: usize,
-    t: usize,
-    dh: usize,
+    [outer, t, dh]: [usize; 3],
     inverse: bool,
-) -> Result<(), KernelError> {
+) -> Result<Vec<T>, KernelError> {
     assert!(dh.is_multiple_of(2), "rope: head_dim {dh} must be even");
     let op = if inverse { "rope_backward" } else { "rope" };
     let len = numel(op, &[outer, t, dh])?;
@@ -91,13 +89,12 @@ fn rotate<T: Real>(
             }
         }
     }
-    check_len(op, "y", len, y.len())?;
     let half = dh / 2;
     check_len(op, "sin", cos.len(), sin.len())?;
     let n_pos = cos.len().checked_div(half).unwrap_or(0);
     check_len(op, "cos", n_pos * half, cos.len())?;
     if len == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // positions must be [G, T] with G dividing O.
     let groups = positions.len() / t;
@@ -129,17 +126,18 @@ fn rotate<T: Real>(
             y2[i].write(x2[i] * c[i] + x1[i] * sn);
         }
     };
-    if len >= PAR_MIN_ELEMS {
-        y.par_chunks_mut(dh)
-            .enumerate()
-            .with_min_len(rows_per_task(dh))
-            .for_each(|(i, yr)| vec(i, yr));
-    } else {
-        for (i, yr) in y.chunks_mut(dh).enumerate() {
-            vec(i, yr);
+    Ok(written_once(len, |y| {
+        if len >= PAR_MIN_ELEMS {
+            y.par_chunks_mut(dh)
+                .enumerate()
+                .with_min_len(rows_per_task(dh))
+                .for_each(|(i, yr)| vec(i, yr));
+        } else {
+            for (i, yr) in y.chunks_mut(dh).enumerate() {
+                vec(i, yr);
+            }
         }
-    }
-    Ok(())
+    }))
 }
 
 /// RoPE forward, into a new vector written once (no zeroing first).
@@ -200,21 +198,4 @@ pub fn rope_backward<T: Real>(
     dh: usize,
 ) -> Result<Vec<T>, KernelError> {
     rotated(dy, None, cos, sin, positions, [outer, t, dh], true)
-}
-
-/// [`rotate`] into a new vector of `O·T·Dh` elements.
-fn rotated<T: Real>(
-    x: &[T],
-    x_rows: Option<&[usize]>,
-    cos: &[T],
-    sin: &[T],
-    positions: &[i64],
-    [outer, t, dh]: [usize; 3],
-    inverse: bool,
-) -> Result<Vec<T>, KernelError> {
-    let op = if inverse { "rope_backward" } else { "rope" };
-    let len = numel(op, &[outer, t, dh])?;
-    try_written_once(len, |y| {
-        rotate(y, x, x_rows, cos, sin, positions, outer, t, dh, inverse)
-    })
 }

@@ -13,19 +13,6 @@ pub(crate) fn written_once<U>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<U>])
     out
 }
 
-/// [`written_once`] for a `fill` that may fail before writing: on `Ok`
-/// it must have written every slot; on `Err` the vector is dropped unread.
-pub(crate) fn try_written_once<U, E>(
-    n: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<U>]) -> Result<(), E>,
-) -> Result<Vec<U>, E> {
-    let mut out = Vec::with_capacity(n);
-    fill(&mut out.spare_capacity_mut()[..n])?;
-    // SAFETY: `fill` returned Ok, so it initialised the first `n` slots.
-    unsafe { out.set_len(n) };
-    Ok(out)
-}
-
 /// `x` seen as slots to write into, so that one kernel body serves both a
 /// caller's buffer and a [`written_once`] vector. The kernels write only
 /// initialised values through it (never `MaybeUninit::uninit()`), so `x`
